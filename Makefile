@@ -1,0 +1,45 @@
+# Every target installs what it needs: a fresh machine runs `make demo` or `make test` as is.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint typecheck unit bench package clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy --strict services cards
+
+unit: $(VENV)/.installed node_modules/.installed .chromium
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit
+
+demo: $(VENV)/.installed node_modules/.installed
+	$(PY) -m bot.demo
+
+bench: $(VENV)/.installed
+	$(PY) -m tests.bench
+
+package: $(VENV)/.installed node_modules/.installed
+	$(PY) -m manifest.build
+
+clean:
+	rm -rf $(VENV) node_modules var appPackage.zip test-artifacts
