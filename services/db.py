@@ -1,0 +1,128 @@
+"""Database engines, schema migrations and the unit of work that owns each transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
+    """WAL, foreign keys, a busy timeout; writers take the lock at BEGIN, so they never deadlock."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the "begin" hook below issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """The engines of one database: writers and readers (separate only on SQLite)."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.is_sqlite:
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = create_async_engine(url, echo=echo, poolclass=NullPool)
+            self.read_engine = create_async_engine(url, echo=echo, poolclass=NullPool)
+            _prepare_sqlite(self.write_engine, immediate=True)
+            _prepare_sqlite(self.read_engine, immediate=False)
+        else:
+            self.write_engine = create_async_engine(
+                url, echo=echo, pool_size=20, max_overflow=20, pool_pre_ping=True
+            )
+            self.read_engine = self.write_engine
+        self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is the single-file SQLite database."""
+        return self.dialect == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether this is PostgreSQL, where row locks spread work across processes."""
+        return self.dialect == "postgresql"
+
+    def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
+        """A new transaction; read-only ones do not take SQLite's write lock."""
+        return UnitOfWork(self._reader() if readonly else self._writer())
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration."""
+        async with self.write_engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, pointed at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+class UnitOfWork:
+    """One transaction: commit explicitly; anything not committed is rolled back on exit."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.session.rollback()  # a no-op after commit
+        finally:
+            # A cancelled task must still hand its connection back.
+            await asyncio.shield(self.session.close())
+
+    async def commit(self) -> None:
+        """Make the work of this transaction durable."""
+        await self.session.commit()

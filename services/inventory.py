@@ -1,0 +1,470 @@
+"""The number inventory (DDIs) and extension ranges of each enterprise.
+
+Allocation never checks first and writes after: a free row is claimed with a
+conditional UPDATE (or locked with FOR UPDATE SKIP LOCKED on PostgreSQL), and
+unique constraints on `user_id` are the last line of defence.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import journal
+from services.db import Database
+from services.errors import NoFreeNumberError, NotFoundError, ValidationError
+from services.models import Enterprise, Extension, NumberStatus, PhoneNumber, User, utcnow
+from services.phone import digits_only, expand_range, reversed_digits, to_e164
+from services.views import Actor, ImportReport, NumberView, Page
+
+MAX_PAGE_SIZE = 100
+MAX_EXTENSION_RANGE = 100_000
+_INSERT_CHUNK = 5_000
+
+
+class NumberSort(StrEnum):
+    """Orders of the free-number list."""
+
+    NUMBER = "number"
+    NUMBER_DESC = "-number"
+
+
+class DigitMatch(StrEnum):
+    """How typed digits match a number."""
+
+    ENDS_WITH = "ends"
+    CONTAINS = "contains"
+
+
+@dataclass(frozen=True)
+class Auto:
+    """Marker: let Switchboard pick the next free number or extension."""
+
+
+AUTO = Auto()
+
+
+async def load_enterprise(session: AsyncSession, enterprise_id: int) -> Enterprise:
+    """The enterprise, or a NotFoundError an admin can read."""
+    enterprise = await session.get(Enterprise, enterprise_id)
+    if enterprise is None:
+        raise NotFoundError("That enterprise does not exist (any more).")
+    return enterprise
+
+
+def _lock_skip_locked(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def sweep_quarantine(session: AsyncSession, enterprise_id: int) -> int:
+    """Free every number whose quarantine has ended; returns how many."""
+    result = await session.execute(
+        update(PhoneNumber)
+        .where(
+            PhoneNumber.enterprise_id == enterprise_id,
+            PhoneNumber.status == NumberStatus.QUARANTINED,
+            PhoneNumber.quarantined_until <= utcnow(),
+        )
+        .values(status=NumberStatus.FREE, quarantined_until=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def claim_next_number(session: AsyncSession, enterprise_id: int, user_id: int) -> str:
+    """Give the user the lowest free number; race-free across transactions and processes."""
+    await sweep_quarantine(session, enterprise_id)
+    query = (
+        select(PhoneNumber.id, PhoneNumber.e164)
+        .where(PhoneNumber.enterprise_id == enterprise_id, PhoneNumber.status == NumberStatus.FREE)
+        .order_by(PhoneNumber.e164)
+        .limit(1)
+    )
+    if _lock_skip_locked(session):
+        query = query.with_for_update(skip_locked=True)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise NoFreeNumberError(
+            "No free number is left in this enterprise's inventory. "
+            "Ask your service provider to add numbers, or release one.",
+            field="number",
+        )
+    await session.execute(
+        update(PhoneNumber)
+        .where(PhoneNumber.id == row.id)
+        .values(status=NumberStatus.ASSIGNED, user_id=user_id)
+    )
+    return str(row.e164)
+
+
+async def claim_number(
+    session: AsyncSession, enterprise: Enterprise, user_id: int, raw_number: str
+) -> str:
+    """Give the user one chosen number, if it is this enterprise's and still free."""
+    e164 = to_e164(raw_number, enterprise.region, field="number")
+    claimed = await session.execute(
+        update(PhoneNumber)
+        .where(
+            PhoneNumber.e164 == e164,
+            PhoneNumber.enterprise_id == enterprise.id,
+            PhoneNumber.status == NumberStatus.FREE,
+        )
+        .values(status=NumberStatus.ASSIGNED, user_id=user_id)
+    )
+    if getattr(claimed, "rowcount", 0) == 1:
+        return e164
+    row = (
+        await session.execute(
+            select(PhoneNumber.status, PhoneNumber.enterprise_id).where(PhoneNumber.e164 == e164)
+        )
+    ).first()
+    if row is None or row.enterprise_id != enterprise.id:
+        raise ValidationError(f"{e164} is not in this enterprise's inventory.", field="number")
+    if row.status == NumberStatus.ASSIGNED:
+        raise ValidationError(f"{e164} is already assigned; pick a free number.", field="number")
+    raise ValidationError(
+        f"{e164} is {row.status.value} and cannot be assigned now; pick a free number.",
+        field="number",
+    )
+
+
+async def release_user_number(
+    session: AsyncSession, user_id: int, quarantine_days: int
+) -> str | None:
+    """Take the user's number back into quarantine; returns it, or None if they had none."""
+    number = (
+        await session.execute(select(PhoneNumber).where(PhoneNumber.user_id == user_id))
+    ).scalar_one_or_none()
+    if number is None:
+        return None
+    number.user_id = None
+    if quarantine_days > 0:
+        number.status = NumberStatus.QUARANTINED
+        number.quarantined_until = utcnow() + timedelta(days=quarantine_days)
+    else:
+        number.status = NumberStatus.FREE
+    return number.e164
+
+
+async def user_number(session: AsyncSession, user_id: int) -> str | None:
+    """The user's direct number, if any."""
+    return (
+        await session.execute(select(PhoneNumber.e164).where(PhoneNumber.user_id == user_id))
+    ).scalar_one_or_none()
+
+
+async def ensure_extension_range(session: AsyncSession, enterprise: Enterprise) -> None:
+    """Materialise every extension of the enterprise's range, so allocation can lock rows."""
+    size = enterprise.extension_end - enterprise.extension_start + 1
+    if size > MAX_EXTENSION_RANGE:
+        raise ValidationError(
+            f"An extension range holds at most {MAX_EXTENSION_RANGE:,} extensions.",
+            field="extensions",
+        )
+    existing = set(
+        (
+            await session.execute(
+                select(Extension.number).where(Extension.enterprise_id == enterprise.id)
+            )
+        ).scalars()
+    )
+    missing = [
+        {"enterprise_id": enterprise.id, "number": n}
+        for n in range(enterprise.extension_start, enterprise.extension_end + 1)
+        if n not in existing
+    ]
+    for start in range(0, len(missing), _INSERT_CHUNK):
+        await session.execute(insert(Extension), missing[start : start + _INSERT_CHUNK])
+
+
+async def claim_next_extension(session: AsyncSession, enterprise: Enterprise, user_id: int) -> int:
+    """Give the user the lowest free extension of the enterprise's range."""
+    query = (
+        select(Extension.id, Extension.number)
+        .where(
+            Extension.enterprise_id == enterprise.id,
+            Extension.user_id.is_(None),
+            Extension.number.between(enterprise.extension_start, enterprise.extension_end),
+        )
+        .order_by(Extension.number)
+        .limit(1)
+    )
+    if _lock_skip_locked(session):
+        query = query.with_for_update(skip_locked=True)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise NoFreeNumberError(
+            f"Every extension from {enterprise.extension_start} to {enterprise.extension_end} "
+            "is taken. Ask your service provider to widen the range.",
+            field="extension",
+        )
+    await session.execute(update(Extension).where(Extension.id == row.id).values(user_id=user_id))
+    return int(row.number)
+
+
+async def claim_extension(
+    session: AsyncSession, enterprise: Enterprise, user_id: int, extension: int
+) -> int:
+    """Give the user one chosen extension, if it is in range and free."""
+    if not enterprise.extension_start <= extension <= enterprise.extension_end:
+        raise ValidationError(
+            f"Extension {extension} is outside this enterprise's range "
+            f"{enterprise.extension_start}–{enterprise.extension_end}.",
+            field="extension",
+        )
+    claimed = await session.execute(
+        update(Extension)
+        .where(
+            Extension.enterprise_id == enterprise.id,
+            Extension.number == extension,
+            Extension.user_id.is_(None),
+        )
+        .values(user_id=user_id)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise ValidationError(
+            f"Extension {extension} is already taken; pick another or let Switchboard choose.",
+            field="extension",
+        )
+    return extension
+
+
+async def release_user_extension(session: AsyncSession, user_id: int) -> int | None:
+    """Free the user's extension; returns it, or None if they had none."""
+    row = (
+        await session.execute(select(Extension).where(Extension.user_id == user_id))
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    row.user_id = None
+    return row.number
+
+
+async def user_extension(session: AsyncSession, user_id: int) -> int | None:
+    """The user's extension, if any."""
+    return (
+        await session.execute(select(Extension.number).where(Extension.user_id == user_id))
+    ).scalar_one_or_none()
+
+
+def parse_extension(raw: str | int, *, field: str = "extension") -> int:
+    """An extension as typed: digits only, up to 8 of them."""
+    text = str(raw).strip()
+    if not text.isdigit() or len(text) > 8:
+        raise ValidationError(f"“{text[:20]}” is not an extension; use digits only.", field=field)
+    return int(text)
+
+
+def _free_filter(enterprise_id: int, digits: str, match: DigitMatch) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [
+        PhoneNumber.enterprise_id == enterprise_id,
+        PhoneNumber.status == NumberStatus.FREE,
+    ]
+    if digits and match is DigitMatch.ENDS_WITH:
+        prefix = digits[::-1]
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        conditions += [PhoneNumber.reversed_digits >= prefix, PhoneNumber.reversed_digits < upper]
+    elif digits:
+        conditions.append(PhoneNumber.e164.contains(digits, autoescape=True))
+    return conditions
+
+
+class Inventory:
+    """Numbers and extensions of the enterprises: import, search, release."""
+
+    def __init__(self, db: Database, quarantine_days: int) -> None:
+        self.db = db
+        self.quarantine_days = quarantine_days
+
+    async def import_range(
+        self, actor: Actor, enterprise_id: int, first: str, last: str
+    ) -> ImportReport:
+        """Add every number from `first` to `last` to the enterprise's inventory."""
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            numbers = expand_range(first, last, enterprise.region)
+            report = await self._add(uow.session, enterprise, numbers)
+            journal.audit(
+                uow.session,
+                actor,
+                enterprise.id,
+                "numbers.import",
+                f"{numbers[0]}..{numbers[-1]}",
+                after={"added": report.added, "already_present": report.already_present},
+            )
+            await uow.commit()
+        return report
+
+    async def import_csv(self, actor: Actor, enterprise_id: int, text: str) -> ImportReport:
+        """Add the numbers of a CSV (first column; a header line is allowed). All or nothing."""
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            numbers, problems = [], []
+            for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+                cell = row[0].strip() if row else ""
+                if not cell or (line_no == 1 and not any(ch.isdigit() for ch in cell)):
+                    continue
+                try:
+                    numbers.append(to_e164(cell, enterprise.region))
+                except ValidationError as error:
+                    problems.append(f"line {line_no}: {error.message}")
+            if problems:
+                shown = "; ".join(problems[:5])
+                more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+                raise ValidationError(f"Nothing was imported. Fix {shown}{more}.", field="csv")
+            if not numbers:
+                raise ValidationError("The file holds no phone numbers.", field="csv")
+            report = await self._add(uow.session, enterprise, sorted(set(numbers)))
+            journal.audit(
+                uow.session,
+                actor,
+                enterprise.id,
+                "numbers.import_csv",
+                f"{len(numbers)} numbers",
+                after={"added": report.added, "already_present": report.already_present},
+            )
+            await uow.commit()
+        return report
+
+    async def _add(
+        self, session: AsyncSession, enterprise: Enterprise, numbers: list[str]
+    ) -> ImportReport:
+        owners: dict[str, int] = {}
+        for start in range(0, len(numbers), _INSERT_CHUNK):
+            chunk = numbers[start : start + _INSERT_CHUNK]
+            rows = await session.execute(
+                select(PhoneNumber.e164, PhoneNumber.enterprise_id).where(
+                    PhoneNumber.e164.in_(chunk)
+                )
+            )
+            owners.update({row.e164: row.enterprise_id for row in rows})
+        refused = sorted(n for n, owner in owners.items() if owner != enterprise.id)
+        if refused:
+            raise ValidationError(
+                f"{len(refused)} of these numbers belong to another enterprise "
+                f"(first: {refused[0]}). Nothing was imported.",
+                field="numbers",
+            )
+        new = [n for n in numbers if n not in owners]
+        for start in range(0, len(new), _INSERT_CHUNK):
+            await session.execute(
+                insert(PhoneNumber),
+                [
+                    {
+                        "enterprise_id": enterprise.id,
+                        "e164": n,
+                        "reversed_digits": reversed_digits(n),
+                        "status": NumberStatus.FREE,
+                        "updated_at": utcnow(),
+                    }
+                    for n in new[start : start + _INSERT_CHUNK]
+                ],
+            )
+        return ImportReport(added=len(new), already_present=len(numbers) - len(new))
+
+    async def search_free(
+        self,
+        enterprise_id: int,
+        digits: str = "",
+        *,
+        match: DigitMatch = DigitMatch.ENDS_WITH,
+        page: int = 1,
+        page_size: int = 15,
+        sort: NumberSort = NumberSort.NUMBER,
+        with_total: bool = True,
+    ) -> Page[str]:
+        """Free numbers whose digits end with (or contain) `digits`, a page at a time."""
+        wanted = digits_only(digits) if digits.strip() else ""
+        page = max(1, page)
+        page_size = max(1, min(MAX_PAGE_SIZE, page_size))
+        conditions = _free_filter(enterprise_id, wanted, match)
+        order = PhoneNumber.e164 if sort is NumberSort.NUMBER else PhoneNumber.e164.desc()
+        async with self.db.unit_of_work(readonly=True) as uow:
+            query = (
+                select(PhoneNumber.e164)
+                .where(*conditions)
+                .order_by(order)
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            )
+            items = list((await uow.session.execute(query)).scalars())
+            total = len(items)
+            if with_total:
+                count_query = select(func.count()).select_from(PhoneNumber).where(*conditions)
+                total = int((await uow.session.execute(count_query)).scalar_one())
+        return Page(items=items, total=total, page=page, page_size=page_size)
+
+    async def list_numbers(
+        self,
+        enterprise_id: int,
+        *,
+        status: NumberStatus | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page[NumberView]:
+        """The inventory with each number's status and holder."""
+        page = max(1, page)
+        page_size = max(1, min(MAX_PAGE_SIZE, page_size))
+        conditions = [PhoneNumber.enterprise_id == enterprise_id]
+        if status is not None:
+            conditions.append(PhoneNumber.status == status)
+        async with self.db.unit_of_work(readonly=True) as uow:
+            rows = await uow.session.execute(
+                select(PhoneNumber, User.display_name)
+                .outerjoin(User, User.id == PhoneNumber.user_id)
+                .where(*conditions)
+                .order_by(PhoneNumber.e164)
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            )
+            items = [
+                NumberView(n.e164, n.status, n.user_id, name, n.quarantined_until)
+                for n, name in rows
+            ]
+            total = int(
+                (
+                    await uow.session.execute(
+                        select(func.count()).select_from(PhoneNumber).where(*conditions)
+                    )
+                ).scalar_one()
+            )
+        return Page(items=items, total=total, page=page, page_size=page_size)
+
+    async def set_reserved(
+        self, actor: Actor, enterprise_id: int, raw_number: str, reserved: bool
+    ) -> str:
+        """Hold a free number back from auto-assignment, or hand a reserved one back."""
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            e164 = to_e164(raw_number, enterprise.region)
+            source, target = (
+                (NumberStatus.FREE, NumberStatus.RESERVED)
+                if reserved
+                else (NumberStatus.RESERVED, NumberStatus.FREE)
+            )
+            result = await uow.session.execute(
+                update(PhoneNumber)
+                .where(
+                    PhoneNumber.e164 == e164,
+                    PhoneNumber.enterprise_id == enterprise.id,
+                    PhoneNumber.status == source,
+                )
+                .values(status=target)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                raise ValidationError(f"{e164} is not a {source.value} number of this enterprise.")
+            journal.audit(uow.session, actor, enterprise.id, f"numbers.{target.value}", e164)
+            await uow.commit()
+        return e164
+
+    async def sweep(self, enterprise_id: int) -> int:
+        """Return numbers whose quarantine has ended to the free pool."""
+        async with self.db.unit_of_work() as uow:
+            freed = await sweep_quarantine(uow.session, enterprise_id)
+            await uow.commit()
+        return freed

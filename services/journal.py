@@ -1,0 +1,67 @@
+"""What every change writes beside itself: an audit entry and, when Microsoft must learn it,
+an outbox row, both in the change's own transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.models import AuditEntry, Enterprise, OutboxItem, ProvisioningStatus, User, utcnow
+from services.views import Actor
+
+MICROSOFT = "microsoft"
+_SECRET_MARKERS = ("password", "secret", "token", "ciphertext", "credential")
+
+
+def redact(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of `values` with every secret-looking key masked."""
+    if values is None:
+        return None
+    return {
+        key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
+        for key, value in values.items()
+    }
+
+
+def audit(
+    session: AsyncSession,
+    actor: Actor,
+    enterprise_id: int | None,
+    action: str,
+    target: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Record who did what to which record, with secrets redacted."""
+    session.add(
+        AuditEntry(
+            enterprise_id=enterprise_id,
+            actor=actor.label,
+            action=action,
+            target=target,
+            before=redact(before),
+            after=redact(after),
+            at=utcnow(),
+        )
+    )
+
+
+def enqueue_for_microsoft(
+    session: AsyncSession, enterprise: Enterprise, user: User, kind: str, **payload: Any
+) -> None:
+    """Queue a change for the sync to Microsoft and show the user as waiting for it."""
+    session.add(
+        OutboxItem(
+            enterprise_id=enterprise.id,
+            user_id=user.id,
+            channel=MICROSOFT,
+            kind=kind,
+            payload=payload,
+        )
+    )
+    automatic = enterprise.sp_management_consent and enterprise.first_sync_completed_at is not None
+    user.provisioning_status = (
+        ProvisioningStatus.PENDING if automatic else ProvisioningStatus.NOT_SYNCED
+    )
+    user.provisioning_error = None

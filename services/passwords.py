@@ -1,0 +1,58 @@
+"""Generated passwords, and the vault that keeps one encrypted until the sync has used it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+_SYMBOLS = "!@#$%^&*-_=+?"
+_ALPHABET = string.ascii_letters + string.digits + _SYMBOLS
+
+
+def generate_password(length: int = 20) -> str:
+    """A strong password that meets Entra's complexity rules (all four character classes)."""
+    while True:
+        candidate = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+        if (
+            any(c.islower() for c in candidate)
+            and any(c.isupper() for c in candidate)
+            and any(c.isdigit() for c in candidate)
+            and any(c in _SYMBOLS for c in candidate)
+        ):
+            return candidate
+
+
+class PasswordVault:
+    """Symmetric encryption for secrets that must be stored for a while, never in plaintext."""
+
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_settings(cls, secret_key: str, key_file: Path) -> PasswordVault:
+        """Use the configured key, or a key file (created with owner-only access if missing)."""
+        if secret_key:
+            return cls(secret_key.encode())
+        if key_file.exists():
+            return cls(key_file.read_bytes().strip())
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key = Fernet.generate_key()
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key)
+        return cls(key)
+
+    def seal(self, plaintext: str) -> str:
+        """Encrypt a secret for storage."""
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def open(self, ciphertext: str) -> str | None:
+        """Decrypt a stored secret; None when it was sealed with another key."""
+        try:
+            return self._fernet.decrypt(ciphertext.encode()).decode()
+        except InvalidToken:
+            return None

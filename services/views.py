@@ -1,0 +1,193 @@
+"""Plain values the services hand out: no ORM objects leave a unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from services.models import (
+    AdminRole,
+    CallerIdMode,
+    LicenceProduct,
+    NumberStatus,
+    ProvisioningStatus,
+    SyncStatus,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The admin on whose behalf a service acts (for permissions and the audit log)."""
+
+    aad_object_id: str
+    display_name: str
+    role: AdminRole
+    enterprise_id: int | None
+
+    @property
+    def label(self) -> str:
+        """How the audit log names this admin."""
+        return (
+            f"{self.display_name} ({self.aad_object_id})"
+            if self.display_name
+            else self.aad_object_id
+        )
+
+
+SYSTEM = Actor("system", "Switchboard", AdminRole.SERVICE_PROVIDER, None)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a longer list."""
+
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the whole list takes (at least one)."""
+        return max(1, -(-self.total // self.page_size))
+
+
+@dataclass(frozen=True)
+class EnterpriseView:
+    """An enterprise as admins see it."""
+
+    id: int
+    name: str
+    tenant_id: str
+    main_number: str
+    region: str
+    extension_start: int
+    extension_end: int
+    sp_management_consent: bool
+    first_sync_completed_at: datetime | None
+
+    @property
+    def syncs_automatically(self) -> bool:
+        """Changes reach Microsoft without a manual sync (consent given, first sync done)."""
+        return self.sp_management_consent and self.first_sync_completed_at is not None
+
+
+@dataclass(frozen=True)
+class NumberView:
+    """A number of the inventory."""
+
+    e164: str
+    status: NumberStatus
+    user_id: int | None = None
+    user_name: str | None = None
+    quarantined_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CallerIdView:
+    """What a user presents on outgoing calls, resolved to actual numbers."""
+
+    mode: CallerIdMode
+    presented_number: str | None
+    chosen_number: str | None
+    caller_name: str | None
+    send_pai: bool
+    pai_number: str | None
+    presents_company_main: bool
+
+
+@dataclass(frozen=True)
+class UserView:
+    """A user with everything the directory knows about them."""
+
+    id: int
+    enterprise_id: int
+    display_name: str
+    email: str
+    licence: LicenceProduct | None
+    number: str | None
+    extension: int | None
+    caller_id: CallerIdView
+    status: ProvisioningStatus
+    status_error: str | None
+    send_password_email: bool
+    notify_user: bool
+    version: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """One licence pool's counts."""
+
+    product: LicenceProduct
+    total: int
+    used: int
+
+    @property
+    def free(self) -> int:
+        """Licences left to hand out."""
+        return self.total - self.used
+
+
+@dataclass(frozen=True)
+class AdminView:
+    """Who an admin is, as the directory knows them."""
+
+    aad_object_id: str
+    display_name: str
+    role: AdminRole
+    enterprise_id: int | None
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """The result of importing numbers into an inventory."""
+
+    added: int
+    already_present: int
+    refused: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SyncRunView:
+    """A "Sync Teams Users" run."""
+
+    id: int
+    status: SyncStatus
+    is_first: bool
+    is_automatic: bool
+    requested_by: str | None
+    requested_at: datetime
+    expected_by: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UserSyncState:
+    """One user's line on the sync status card."""
+
+    user_id: int
+    display_name: str
+    status: ProvisioningStatus
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SyncOverview:
+    """Everything the sync card shows: whether a sync is needed, the runs, per-user states."""
+
+    enterprise: EnterpriseView
+    open_run: SyncRunView | None
+    last_run: SyncRunView | None
+    counts: dict[ProvisioningStatus, int]
+    users: list[UserSyncState]
+    waiting_changes: int
+
+    @property
+    def manual_sync_needed(self) -> bool:
+        """Whether changes wait for a Global Admin to press "Sync Teams Users"."""
+        return not self.enterprise.syncs_automatically and self.waiting_changes > 0
