@@ -15,11 +15,14 @@ _SECRET_MARKERS = ("password", "secret", "token", "ciphertext", "credential")
 
 
 def redact(values: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A copy of `values` with every secret-looking key masked."""
+    """A copy of `values` with the value of every secret-looking key masked (flags stay)."""
     if values is None:
         return None
     return {
-        key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
+        key: "***"
+        if any(marker in key.lower() for marker in _SECRET_MARKERS)
+        and not isinstance(value, bool | None)
+        else value
         for key, value in values.items()
     }
 

@@ -1,0 +1,46 @@
+"""The directory: every service of the domain, built over one database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.config import Settings
+from services.db import Database
+from services.enterprises import Enterprises
+from services.inventory import Inventory
+from services.licences import Licences
+from services.passwords import PasswordVault
+from services.sync import Syncs
+from services.users import Users
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Enterprises, numbers, licences, users and syncs: what the bot and the CLI act on."""
+
+    db: Database
+    enterprises: Enterprises
+    inventory: Inventory
+    licences: Licences
+    users: Users
+    syncs: Syncs
+
+    @classmethod
+    def build(cls, db: Database, settings: Settings, vault: PasswordVault) -> Directory:
+        """Wire the services over one database."""
+        return cls(
+            db=db,
+            enterprises=Enterprises(db),
+            inventory=Inventory(db, settings.quarantine_days),
+            licences=Licences(db),
+            users=Users(db, vault, settings.quarantine_days),
+            syncs=Syncs(db, settings.first_sync_hours, settings.later_sync_hours),
+        )
+
+
+async def open_directory(settings: Settings) -> Directory:
+    """Connect to the configured database, migrate it, and build the directory."""
+    db = Database(settings.database_url)
+    await db.migrate()
+    vault = PasswordVault.from_settings(settings.secret_key, settings.secret_key_file)
+    return Directory.build(db, settings, vault)

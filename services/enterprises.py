@@ -1,0 +1,237 @@
+"""Enterprises and the admins who may act for them."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services import journal
+from services.db import Database
+from services.errors import ConflictError, ValidationError
+from services.inventory import ensure_extension_range, load_enterprise
+from services.models import Admin, AdminRole, Enterprise
+from services.phone import to_e164
+from services.views import Actor, AdminView, EnterpriseView
+
+
+def enterprise_view(enterprise: Enterprise) -> EnterpriseView:
+    """The enterprise as a plain value."""
+    return EnterpriseView(
+        id=enterprise.id,
+        name=enterprise.name,
+        tenant_id=enterprise.tenant_id,
+        main_number=enterprise.main_number,
+        region=enterprise.region,
+        extension_start=enterprise.extension_start,
+        extension_end=enterprise.extension_end,
+        sp_management_consent=enterprise.sp_management_consent,
+        first_sync_completed_at=enterprise.first_sync_completed_at,
+    )
+
+
+def parse_extension_range(text: str) -> tuple[int, int]:
+    """ "1000-1999" as a pair of integers, or a ValidationError."""
+    parts = [part.strip() for part in (text or "").replace("–", "-").split("-")]
+    if len(parts) != 2 or not all(part.isdigit() and len(part) <= 8 for part in parts):
+        raise ValidationError(
+            f"“{text}” is not an extension range; write it as FIRST-LAST, e.g. 1000-1999.",
+            field="extensions",
+        )
+    first, last = int(parts[0]), int(parts[1])
+    if first > last:
+        raise ValidationError(f"The range {text} ends before it starts.", field="extensions")
+    return first, last
+
+
+def _clean_tenant_id(raw: str) -> str:
+    tenant = (raw or "").strip().lower()
+    if not tenant or len(tenant) > 64 or not all(ch.isalnum() or ch in "-." for ch in tenant):
+        raise ValidationError(
+            "Give the enterprise's Entra tenant id (a GUID such as "
+            "72f988bf-86f1-41af-91ab-2d7cd011db47).",
+            field="tenant_id",
+        )
+    return tenant
+
+
+class Enterprises:
+    """Create and configure enterprises; grant admin roles."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        actor: Actor,
+        *,
+        name: str,
+        tenant_id: str,
+        main_number: str,
+        extensions: tuple[int, int],
+        region: str = "GB",
+        consent: bool = False,
+    ) -> EnterpriseView:
+        """Register an enterprise (its Entra tenant), its main number and extension range."""
+        clean_name = " ".join((name or "").split())
+        if not clean_name:
+            raise ValidationError("Give the enterprise a name.", field="name")
+        tenant = _clean_tenant_id(tenant_id)
+        region = (region or "GB").upper()
+        main = to_e164(main_number, region, field="main_number")
+        async with self.db.unit_of_work() as uow:
+            enterprise = Enterprise(
+                name=clean_name,
+                tenant_id=tenant,
+                main_number=main,
+                region=region,
+                extension_start=extensions[0],
+                extension_end=extensions[1],
+                sp_management_consent=consent,
+            )
+            uow.session.add(enterprise)
+            try:
+                await uow.session.flush()
+            except IntegrityError:
+                raise ConflictError(
+                    f"An enterprise with tenant id {tenant} already exists.", field="tenant_id"
+                ) from None
+            await ensure_extension_range(uow.session, enterprise)
+            journal.audit(
+                uow.session,
+                actor,
+                enterprise.id,
+                "enterprise.create",
+                tenant,
+                after={"name": clean_name, "main_number": main},
+            )
+            await uow.commit()
+            return enterprise_view(enterprise)
+
+    async def set_consent(self, actor: Actor, enterprise_id: int, consent: bool) -> EnterpriseView:
+        """Record whether the enterprise allows management by the service provider."""
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            before = {"sp_management_consent": enterprise.sp_management_consent}
+            enterprise.sp_management_consent = consent
+            journal.audit(
+                uow.session,
+                actor,
+                enterprise.id,
+                "enterprise.consent",
+                enterprise.tenant_id,
+                before=before,
+                after={"sp_management_consent": consent},
+            )
+            await uow.commit()
+            return enterprise_view(enterprise)
+
+    async def set_extension_range(
+        self, actor: Actor, enterprise_id: int, first: int, last: int
+    ) -> EnterpriseView:
+        """Widen or move the extension range (extensions in use stay with their users)."""
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            before = {"extensions": f"{enterprise.extension_start}-{enterprise.extension_end}"}
+            enterprise.extension_start, enterprise.extension_end = first, last
+            await ensure_extension_range(uow.session, enterprise)
+            journal.audit(
+                uow.session,
+                actor,
+                enterprise.id,
+                "enterprise.extensions",
+                enterprise.tenant_id,
+                before=before,
+                after={"extensions": f"{first}-{last}"},
+            )
+            await uow.commit()
+            return enterprise_view(enterprise)
+
+    async def get(self, enterprise_id: int) -> EnterpriseView:
+        """One enterprise."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            return enterprise_view(await load_enterprise(uow.session, enterprise_id))
+
+    async def by_tenant(self, tenant_id: str) -> EnterpriseView | None:
+        """The enterprise of an Entra tenant, if it is one of ours."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            enterprise = (
+                await uow.session.execute(
+                    select(Enterprise).where(Enterprise.tenant_id == (tenant_id or "").lower())
+                )
+            ).scalar_one_or_none()
+            return enterprise_view(enterprise) if enterprise else None
+
+    async def all(self) -> list[EnterpriseView]:
+        """Every enterprise, by name."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            rows = await uow.session.execute(select(Enterprise).order_by(Enterprise.name))
+            return [enterprise_view(e) for e in rows.scalars()]
+
+    async def grant(
+        self,
+        actor: Actor,
+        *,
+        aad_object_id: str,
+        role: AdminRole,
+        enterprise_id: int | None,
+        display_name: str = "",
+    ) -> AdminView:
+        """Let a Teams user (by Entra object id) use the bot in a role."""
+        object_id = (aad_object_id or "").strip().lower()
+        if not object_id:
+            raise ValidationError("Give the admin's Entra object id.", field="aad_object_id")
+        if role is AdminRole.SERVICE_PROVIDER:
+            enterprise_id = None
+        elif enterprise_id is None:
+            raise ValidationError(
+                "Enterprise admins and Global Admins belong to an enterprise; name it.",
+                field="enterprise",
+            )
+        async with self.db.unit_of_work() as uow:
+            if enterprise_id is not None:
+                await load_enterprise(uow.session, enterprise_id)
+            admin = (
+                await uow.session.execute(
+                    select(Admin).where(
+                        Admin.aad_object_id == object_id,
+                        Admin.enterprise_id.is_(None)
+                        if enterprise_id is None
+                        else Admin.enterprise_id == enterprise_id,
+                    )
+                )
+            ).scalar_one_or_none()
+            if admin is None:
+                admin = Admin(aad_object_id=object_id, enterprise_id=enterprise_id, role=role)
+                uow.session.add(admin)
+            admin.role = role
+            admin.display_name = display_name or admin.display_name or ""
+            journal.audit(
+                uow.session,
+                actor,
+                enterprise_id,
+                "admin.grant",
+                object_id,
+                after={"role": role.value},
+            )
+            await uow.commit()
+            return AdminView(object_id, admin.display_name, role, enterprise_id)
+
+    async def identify(self, tenant_id: str, aad_object_id: str) -> AdminView | None:
+        """Who this Teams user is for the bot: a role in their tenant's enterprise, or provider."""
+        object_id = (aad_object_id or "").strip().lower()
+        if not object_id:
+            return None
+        async with self.db.unit_of_work(readonly=True) as uow:
+            rows = await uow.session.execute(
+                select(Admin, Enterprise.tenant_id)
+                .outerjoin(Enterprise, Enterprise.id == Admin.enterprise_id)
+                .where(Admin.aad_object_id == object_id)
+            )
+            provider: AdminView | None = None
+            for admin, admin_tenant in rows:
+                view = AdminView(object_id, admin.display_name, admin.role, admin.enterprise_id)
+                if admin.enterprise_id is None:
+                    provider = view
+                elif admin_tenant == (tenant_id or "").lower():
+                    return view
+            return provider

@@ -1,0 +1,208 @@
+"""Sync requests and status: whether a manual "Sync Teams Users" is needed, who may start one,
+and what the changes waiting for Microsoft look like."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import journal
+from services.db import Database
+from services.enterprises import enterprise_view
+from services.errors import PermissionDeniedError
+from services.inventory import load_enterprise
+from services.models import (
+    AdminRole,
+    OutboxItem,
+    OutboxStatus,
+    ProvisioningStatus,
+    SyncRun,
+    SyncStatus,
+    User,
+    utcnow,
+)
+from services.views import Actor, SyncOverview, SyncRunView, UserSyncState
+
+MAX_LISTED_USERS = 200
+
+
+def run_view(run: SyncRun) -> SyncRunView:
+    """A sync run as a plain value."""
+    return SyncRunView(
+        id=run.id,
+        status=run.status,
+        is_first=run.is_first,
+        is_automatic=run.is_automatic,
+        requested_by=run.requested_by,
+        requested_at=run.requested_at,
+        expected_by=run.expected_by,
+        finished_at=run.finished_at,
+    )
+
+
+async def open_run(session: AsyncSession, enterprise_id: int) -> SyncRun | None:
+    """The enterprise's sync that is requested or running, if any."""
+    return (
+        await session.execute(
+            select(SyncRun).where(
+                SyncRun.enterprise_id == enterprise_id,
+                SyncRun.status.in_([SyncStatus.REQUESTED, SyncStatus.RUNNING]),
+            )
+        )
+    ).scalar_one_or_none()
+
+
+class Syncs:
+    """Starting a sync and reading its state."""
+
+    def __init__(self, db: Database, first_sync_hours: int, later_sync_hours: int) -> None:
+        self.db = db
+        self.first_sync_hours = first_sync_hours
+        self.later_sync_hours = later_sync_hours
+
+    async def request(self, actor: Actor, enterprise_id: int) -> tuple[SyncRunView, bool]:
+        """Start a manual sync (Global Admin only); a second request returns the running one.
+
+        Returns the run and whether this call started it.
+        """
+        if actor.role is not AdminRole.GLOBAL_ADMIN or actor.enterprise_id != enterprise_id:
+            raise PermissionDeniedError(
+                "Only the enterprise's Global Admin can start “Sync Teams Users”. "
+                "You can check the sync status instead."
+            )
+        for _ in range(3):
+            async with self.db.unit_of_work() as uow:
+                session = uow.session
+                enterprise = await load_enterprise(session, enterprise_id)
+                running = await open_run(session, enterprise.id)
+                if running is not None:
+                    return run_view(running), False
+                is_first = enterprise.first_sync_completed_at is None
+                hours = self.first_sync_hours if is_first else self.later_sync_hours
+                now = utcnow()
+                run = SyncRun(
+                    enterprise_id=enterprise.id,
+                    status=SyncStatus.REQUESTED,
+                    is_first=is_first,
+                    is_automatic=False,
+                    requested_by=actor.aad_object_id,
+                    requested_at=now,
+                    expected_by=now + timedelta(hours=hours),
+                )
+                session.add(run)
+                try:
+                    await session.flush()
+                except IntegrityError:
+                    continue  # another admin started one at the same moment: show theirs
+                await self._attach_waiting_changes(session, enterprise.id, run.id)
+                journal.audit(
+                    session,
+                    actor,
+                    enterprise.id,
+                    "sync.request",
+                    f"sync {run.id}",
+                    after={"first": is_first},
+                )
+                view = run_view(run)
+                await uow.commit()
+                return view, True
+        async with self.db.unit_of_work(readonly=True) as uow:
+            running = await open_run(uow.session, enterprise_id)
+            if running is None:
+                raise PermissionDeniedError("The sync could not be started; try again.")
+            return run_view(running), False
+
+    @staticmethod
+    async def _attach_waiting_changes(
+        session: AsyncSession, enterprise_id: int, run_id: int
+    ) -> None:
+        waiting = (
+            select(OutboxItem.user_id)
+            .where(
+                OutboxItem.enterprise_id == enterprise_id,
+                OutboxItem.channel == journal.MICROSOFT,
+                OutboxItem.status == OutboxStatus.PENDING,
+                OutboxItem.sync_id.is_(None),
+            )
+            .scalar_subquery()
+        )
+        await session.execute(
+            update(User)
+            .where(User.enterprise_id == enterprise_id, User.id.in_(waiting))
+            .values(provisioning_status=ProvisioningStatus.PENDING, provisioning_error=None)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.enterprise_id == enterprise_id,
+                OutboxItem.channel == journal.MICROSOFT,
+                OutboxItem.status == OutboxStatus.PENDING,
+                OutboxItem.sync_id.is_(None),
+            )
+            .values(sync_id=run_id)
+        )
+
+    async def overview(self, enterprise_id: int) -> SyncOverview:
+        """What the sync card shows for the enterprise."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            session = uow.session
+            enterprise = await load_enterprise(session, enterprise_id)
+            running = await open_run(session, enterprise.id)
+            last = (
+                await session.execute(
+                    select(SyncRun)
+                    .where(SyncRun.enterprise_id == enterprise.id)
+                    .order_by(SyncRun.requested_at.desc(), SyncRun.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            counts = {status: 0 for status in ProvisioningStatus}
+            for status, count in await session.execute(
+                select(User.provisioning_status, func.count())
+                .where(User.enterprise_id == enterprise.id)
+                .group_by(User.provisioning_status)
+            ):
+                counts[status] = int(count)
+            listed = await session.execute(
+                select(
+                    User.id, User.display_name, User.provisioning_status, User.provisioning_error
+                )
+                .where(
+                    User.enterprise_id == enterprise.id,
+                    User.provisioning_status != ProvisioningStatus.PROVISIONED,
+                )
+                .order_by(User.provisioning_status, User.display_name)
+                .limit(MAX_LISTED_USERS)
+            )
+            users = [
+                UserSyncState(
+                    row.id, row.display_name, row.provisioning_status, row.provisioning_error
+                )
+                for row in listed
+            ]
+            waiting = int(
+                (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(OutboxItem)
+                        .where(
+                            OutboxItem.enterprise_id == enterprise.id,
+                            OutboxItem.channel == journal.MICROSOFT,
+                            OutboxItem.status == OutboxStatus.PENDING,
+                            OutboxItem.sync_id.is_(None),
+                        )
+                    )
+                ).scalar_one()
+            )
+            return SyncOverview(
+                enterprise=enterprise_view(enterprise),
+                open_run=run_view(running) if running else None,
+                last_run=run_view(last) if last else None,
+                counts=counts,
+                users=users,
+                waiting_changes=waiting,
+            )

@@ -1,0 +1,650 @@
+"""Users of an enterprise: create, edit, enable with a licence, list, remove.
+
+Every change runs in one transaction with its licence, number and extension
+claims, its audit entry and the outbox row the sync to Microsoft consumes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, SQLColumnExpression, String, cast, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from services import callerid, journal
+from services.callerid import CallerIdChange
+from services.db import Database
+from services.errors import (
+    BulkRefusedError,
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    ValidationError,
+)
+from services.inventory import (
+    Auto,
+    claim_extension,
+    claim_next_extension,
+    claim_next_number,
+    claim_number,
+    load_enterprise,
+    release_user_extension,
+    release_user_number,
+    user_extension,
+    user_number,
+)
+from services.licences import return_licence, take_licences
+from services.models import (
+    CallerIdMode,
+    Enterprise,
+    Extension,
+    LicenceProduct,
+    PhoneNumber,
+    User,
+)
+from services.passwords import PasswordVault, generate_password
+from services.phone import to_e164
+from services.views import Actor, Page, UserView
+
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}$")
+MAX_NAME = 256
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Release:
+    """Marker: take the user's number, extension or licence away."""
+
+
+RELEASE = Release()
+
+
+class DirectorySort(StrEnum):
+    """Columns the directory can be sorted by."""
+
+    NAME = "name"
+    EMAIL = "email"
+    NUMBER = "number"
+    EXTENSION = "extension"
+    STATUS = "status"
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """What the create-user form carries."""
+
+    display_name: str
+    email: str
+    licence: LicenceProduct | None = None
+    number: Auto | str | None = None
+    extension: Auto | int | None = None
+    send_password_email: bool = False
+    notify_user: bool = False
+
+
+@dataclass(frozen=True)
+class UserChanges:
+    """An edit: None leaves a field as it is."""
+
+    display_name: str | None = None
+    email: str | None = None
+    licence: LicenceProduct | Release | None = None
+    number: Auto | Release | str | None = None
+    extension: Auto | Release | int | None = None
+    send_password_email: bool | None = None
+    notify_user: bool | None = None
+
+
+def clean_display_name(raw: str) -> str:
+    """A display name with its white space tidied, or a ValidationError."""
+    name = " ".join((raw or "").split())
+    if not name:
+        raise ValidationError("Enter the user's display name.", field="display_name")
+    if len(name) > MAX_NAME:
+        raise ValidationError(
+            f"The display name has {len(name)} characters; use at most {MAX_NAME}.",
+            field="display_name",
+        )
+    return name
+
+
+def clean_email(raw: str) -> str:
+    """The primary e-mail address in lower case, or a ValidationError saying what is wrong."""
+    email = (raw or "").strip().lower()
+    if not email:
+        raise ValidationError("Enter the user's primary e-mail address.", field="email")
+    if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
+        raise ValidationError(
+            f"“{email[:60]}” is not an e-mail address; use the form name@company.com.",
+            field="email",
+        )
+    return email
+
+
+async def _load_user(session: AsyncSession, enterprise_id: int, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None or user.enterprise_id != enterprise_id:
+        raise NotFoundError("That user does not exist in this enterprise.", field="user")
+    return user
+
+
+async def _email_taken(
+    session: AsyncSession, enterprise_id: int, email: str, except_id: int | None = None
+) -> bool:
+    query = select(User.id).where(User.enterprise_id == enterprise_id, User.email == email)
+    if except_id is not None:
+        query = query.where(User.id != except_id)
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+def _duplicate_email(email: str) -> ConflictError:
+    return ConflictError(f"A user with the e-mail {email} already exists.", field="email")
+
+
+def _snapshot(user: User, number: str | None, extension: int | None) -> dict[str, Any]:
+    return {
+        "display_name": user.display_name,
+        "email": user.email,
+        "licence": user.licence.value if user.licence else None,
+        "number": number,
+        "extension": extension,
+        "callerid_mode": user.callerid_mode.value,
+        "callerid_number": user.callerid_number,
+        "caller_name": user.caller_name,
+        "send_pai": user.send_pai,
+        "pai_number": user.pai_number,
+    }
+
+
+def _view(
+    user: User, enterprise: Enterprise, number: str | None, extension: int | None
+) -> UserView:
+    return UserView(
+        id=user.id,
+        enterprise_id=user.enterprise_id,
+        display_name=user.display_name,
+        email=user.email,
+        licence=user.licence,
+        number=number,
+        extension=extension,
+        caller_id=callerid.describe(user, number, enterprise),
+        status=user.provisioning_status,
+        status_error=user.provisioning_error,
+        send_password_email=user.send_password_email,
+        notify_user=user.notify_user,
+        version=user.version,
+        created_at=user.created_at,
+    )
+
+
+async def view_of(session: AsyncSession, enterprise: Enterprise, user: User) -> UserView:
+    """The user as a plain value, with their number and extension."""
+    number = await user_number(session, user.id)
+    extension = await user_extension(session, user.id)
+    return _view(user, enterprise, number, extension)
+
+
+async def _give_number(
+    session: AsyncSession, enterprise: Enterprise, user: User, choice: Auto | str
+) -> str:
+    if user.licence is LicenceProduct.BASIC:
+        raise ValidationError(
+            "Basic licences have no direct number; choose Essentials to give this user a number.",
+            field="number",
+        )
+    if isinstance(choice, Auto):
+        return await claim_next_number(session, enterprise.id, user.id)
+    return await claim_number(session, enterprise, user.id, choice)
+
+
+async def _give_extension(
+    session: AsyncSession, enterprise: Enterprise, user: User, choice: Auto | int
+) -> int:
+    if isinstance(choice, Auto):
+        return await claim_next_extension(session, enterprise, user.id)
+    return await claim_extension(session, enterprise, user.id, choice)
+
+
+async def _fill_licence_needs(
+    session: AsyncSession,
+    enterprise: Enterprise,
+    user: User,
+    number: str | None,
+    extension: int | None,
+) -> tuple[str | None, int | None]:
+    """Give a licensed user what their product includes and they do not have yet."""
+    if user.licence is LicenceProduct.ESSENTIALS and number is None:
+        number = await claim_next_number(session, enterprise.id, user.id)
+    if user.licence is not None and extension is None:
+        extension = await claim_next_extension(session, enterprise, user.id)
+    return number, extension
+
+
+class Users:
+    """The users of the enterprises."""
+
+    def __init__(self, db: Database, vault: PasswordVault, quarantine_days: int) -> None:
+        self.db = db
+        self.vault = vault
+        self.quarantine_days = quarantine_days
+
+    async def create(self, actor: Actor, enterprise_id: int, new: NewUser) -> UserView:
+        """Create a user with a generated password, and give them what the form asked for."""
+        display_name = clean_display_name(new.display_name)
+        email = clean_email(new.email)
+        if new.licence is LicenceProduct.BASIC and new.number is not None:
+            raise ValidationError(
+                "Basic licences have no direct number; "
+                "leave the number empty or choose Essentials.",
+                field="number",
+            )
+        async with self.db.unit_of_work() as uow:
+            session = uow.session
+            enterprise = await load_enterprise(session, enterprise_id)
+            if await _email_taken(session, enterprise.id, email):
+                raise _duplicate_email(email)
+            user = User(
+                enterprise_id=enterprise.id,
+                display_name=display_name,
+                email=email,
+                licence=new.licence,
+                password_ciphertext=self.vault.seal(generate_password()),
+                send_password_email=new.send_password_email,
+                notify_user=new.notify_user,
+                callerid_mode=CallerIdMode.COMPANY_MAIN,
+            )
+            session.add(user)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise _duplicate_email(email) from None
+            if new.licence is not None:
+                await take_licences(session, enterprise.id, new.licence)
+            number = (
+                await _give_number(session, enterprise, user, new.number)
+                if new.number is not None
+                else None
+            )
+            extension = (
+                await _give_extension(session, enterprise, user, new.extension)
+                if new.extension is not None
+                else None
+            )
+            number, extension = await _fill_licence_needs(
+                session, enterprise, user, number, extension
+            )
+            if number is not None:
+                user.callerid_mode = CallerIdMode.OWN_DDI
+            journal.enqueue_for_microsoft(session, enterprise, user, "user.create")
+            journal.audit(
+                session,
+                actor,
+                enterprise.id,
+                "user.create",
+                user.email,
+                after=_snapshot(user, number, extension)
+                | {"send_password_email": new.send_password_email},
+            )
+            await session.flush()
+            view = _view(user, enterprise, number, extension)
+            await uow.commit()
+        return view
+
+    async def get(self, enterprise_id: int, user_id: int) -> UserView:
+        """One user of the enterprise."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            user = await _load_user(uow.session, enterprise_id, user_id)
+            return await view_of(uow.session, enterprise, user)
+
+    async def update(
+        self,
+        actor: Actor,
+        enterprise_id: int,
+        user_id: int,
+        expected_version: int,
+        changes: UserChanges,
+    ) -> UserView:
+        """Apply an edit made on the version the admin saw; a stale edit is refused."""
+        display_name = (
+            clean_display_name(changes.display_name) if changes.display_name is not None else None
+        )
+        email = clean_email(changes.email) if changes.email is not None else None
+        try:
+            async with self.db.unit_of_work() as uow:
+                session = uow.session
+                enterprise = await load_enterprise(session, enterprise_id)
+                user = await _load_user(session, enterprise_id, user_id)
+                _check_version(user, expected_version)
+                number = await user_number(session, user.id)
+                extension = await user_extension(session, user.id)
+                before = _snapshot(user, number, extension)
+                if display_name is not None:
+                    user.display_name = display_name
+                if email is not None and email != user.email:
+                    if await _email_taken(session, enterprise.id, email, except_id=user.id):
+                        raise _duplicate_email(email)
+                    user.email = email
+                if changes.send_password_email is not None:
+                    user.send_password_email = changes.send_password_email
+                if changes.notify_user is not None:
+                    user.notify_user = changes.notify_user
+                number, extension = await self._apply_allocations(
+                    session, enterprise, user, changes, number, extension
+                )
+                after = _snapshot(user, number, extension)
+                if after != before:
+                    journal.enqueue_for_microsoft(
+                        session,
+                        enterprise,
+                        user,
+                        "user.update",
+                        fields=sorted(k for k in after if after[k] != before[k]),
+                    )
+                    journal.audit(
+                        session, actor, enterprise.id, "user.update", user.email, before, after
+                    )
+                await session.flush()
+                view = _view(user, enterprise, number, extension)
+                await uow.commit()
+        except StaleDataError:
+            raise _stale() from None
+        except IntegrityError:
+            raise ConflictError(
+                "Someone else changed this user or took that number at the same moment. "
+                "Reload the user and try again."
+            ) from None
+        return view
+
+    async def _apply_allocations(
+        self,
+        session: AsyncSession,
+        enterprise: Enterprise,
+        user: User,
+        changes: UserChanges,
+        number: str | None,
+        extension: int | None,
+    ) -> tuple[str | None, int | None]:
+        old_licence = user.licence
+        if changes.licence is not None:
+            new_licence = None if isinstance(changes.licence, Release) else changes.licence
+            if new_licence != old_licence:
+                if old_licence is not None:
+                    await return_licence(session, enterprise.id, old_licence)
+                if new_licence is not None:
+                    await take_licences(session, enterprise.id, new_licence)
+                user.licence = new_licence
+                if new_licence is LicenceProduct.BASIC and number is not None:
+                    await release_user_number(session, user.id, self.quarantine_days)
+                    number = None
+        if changes.number is not None:
+            wanted = changes.number
+            if isinstance(wanted, str):
+                wanted = to_e164(wanted, enterprise.region, field="number")
+            if not (isinstance(wanted, str) and number is not None and wanted == number):
+                if number is not None:
+                    await release_user_number(session, user.id, self.quarantine_days)
+                    number = None
+                if not isinstance(wanted, Release):
+                    number = await _give_number(session, enterprise, user, wanted)
+        if changes.extension is not None and changes.extension != extension:
+            if extension is not None:
+                await release_user_extension(session, user.id)
+                extension = None
+            if not isinstance(changes.extension, Release):
+                extension = await _give_extension(session, enterprise, user, changes.extension)
+        if (
+            user.licence is LicenceProduct.ESSENTIALS
+            and number is None
+            and isinstance(changes.number, Release)
+        ):
+            raise ValidationError(
+                "An Essentials user needs a direct number; choose another number instead "
+                "of none, or switch the licence to Basic.",
+                field="number",
+            )
+        if (
+            user.licence is not None
+            and extension is None
+            and isinstance(changes.extension, Release)
+        ):
+            raise ValidationError(
+                "A licensed user needs an extension; choose one or let Switchboard pick.",
+                field="extension",
+            )
+        number, extension = await _fill_licence_needs(session, enterprise, user, number, extension)
+        if number is None and user.callerid_mode is CallerIdMode.OWN_DDI:
+            user.callerid_mode = CallerIdMode.COMPANY_MAIN
+        return number, extension
+
+    async def set_caller_id(
+        self,
+        actor: Actor,
+        enterprise_id: int,
+        user_id: int,
+        expected_version: int,
+        change: CallerIdChange,
+    ) -> UserView:
+        """Change what the user presents on outgoing calls."""
+        try:
+            async with self.db.unit_of_work() as uow:
+                session = uow.session
+                enterprise = await load_enterprise(session, enterprise_id)
+                user = await _load_user(session, enterprise_id, user_id)
+                _check_version(user, expected_version)
+                number = await user_number(session, user.id)
+                extension = await user_extension(session, user.id)
+                before = _snapshot(user, number, extension)
+                await callerid.apply(session, enterprise, user, number, change)
+                after = _snapshot(user, number, extension)
+                if after != before:
+                    journal.audit(
+                        session, actor, enterprise.id, "user.caller_id", user.email, before, after
+                    )
+                await session.flush()
+                view = _view(user, enterprise, number, extension)
+                await uow.commit()
+        except StaleDataError:
+            raise _stale() from None
+        return view
+
+    async def remove(
+        self, actor: Actor, enterprise_id: int, user_id: int, expected_version: int
+    ) -> None:
+        """Remove a user: their number goes to quarantine, extension and licence back to pools."""
+        try:
+            async with self.db.unit_of_work() as uow:
+                session = uow.session
+                enterprise = await load_enterprise(session, enterprise_id)
+                user = await _load_user(session, enterprise_id, user_id)
+                _check_version(user, expected_version)
+                number = await release_user_number(session, user.id, self.quarantine_days)
+                extension = await release_user_extension(session, user.id)
+                if user.licence is not None:
+                    await return_licence(session, enterprise.id, user.licence)
+                journal.enqueue_for_microsoft(
+                    session,
+                    enterprise,
+                    user,
+                    "user.remove",
+                    email=user.email,
+                    entra_object_id=user.entra_object_id,
+                    number=number,
+                )
+                journal.audit(
+                    session,
+                    actor,
+                    enterprise.id,
+                    "user.remove",
+                    user.email,
+                    before=_snapshot(user, number, extension),
+                )
+                await session.flush()
+                await session.delete(user)
+                await uow.commit()
+        except StaleDataError:
+            raise _stale() from None
+
+    async def enable(
+        self, actor: Actor, enterprise_id: int, user_ids: list[int], product: LicenceProduct
+    ) -> list[UserView]:
+        """Give many users a calling licence at once: all of them, or none with the reasons."""
+        wanted = list(dict.fromkeys(user_ids))
+        if not wanted:
+            raise ValidationError("Select at least one user to enable.", field="users")
+        async with self.db.unit_of_work() as uow:
+            session = uow.session
+            enterprise = await load_enterprise(session, enterprise_id)
+            found = {
+                user.id: user
+                for user in (
+                    await session.execute(
+                        select(User).where(User.enterprise_id == enterprise.id, User.id.in_(wanted))
+                    )
+                ).scalars()
+            }
+            reasons: dict[int, str] = {}
+            for user_id in wanted:
+                user = found.get(user_id)
+                if user is None:
+                    reasons[user_id] = "not a user of this enterprise"
+                elif user.licence is not None:
+                    reasons[user_id] = f"already has a {user.licence.label} licence"
+            if reasons:
+                raise BulkRefusedError(
+                    f"No user was enabled: {len(reasons)} of {len(wanted)} cannot be.", reasons
+                )
+            try:
+                await take_licences(session, enterprise.id, product, len(wanted))
+            except DomainError as error:
+                raise BulkRefusedError(
+                    error.message, dict.fromkeys(wanted, error.message)
+                ) from None
+            granted: list[tuple[User, str | None, int | None]] = []
+            for user_id in wanted:
+                user = found[user_id]
+                user.licence = product
+                number = await user_number(session, user.id)
+                extension = await user_extension(session, user.id)
+                try:
+                    number, extension = await _fill_licence_needs(
+                        session, enterprise, user, number, extension
+                    )
+                except DomainError as error:
+                    raise BulkRefusedError(
+                        f"No user was enabled: {error.message}", {user_id: error.message}
+                    ) from None
+                if number is not None and user.callerid_mode is CallerIdMode.COMPANY_MAIN:
+                    user.callerid_mode = CallerIdMode.OWN_DDI
+                journal.enqueue_for_microsoft(session, enterprise, user, "user.licence")
+                journal.audit(
+                    session,
+                    actor,
+                    enterprise.id,
+                    "user.enable",
+                    user.email,
+                    after={"licence": product.value, "number": number, "extension": extension},
+                )
+                granted.append((user, number, extension))
+            await session.flush()
+            views = [_view(user, enterprise, number, ext) for user, number, ext in granted]
+            await uow.commit()
+        return views
+
+    async def directory(
+        self,
+        enterprise_id: int,
+        *,
+        search: str = "",
+        sort: DirectorySort = DirectorySort.NAME,
+        descending: bool = False,
+        page: int = 1,
+        page_size: int = 20,
+        unlicensed_only: bool = False,
+    ) -> Page[UserView]:
+        """All users with name, number and extension: searchable, sortable, paged."""
+        page = max(1, page)
+        page_size = max(1, min(MAX_PAGE_SIZE, page_size))
+        async with self.db.unit_of_work(readonly=True) as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            base = (
+                select(User, PhoneNumber.e164, Extension.number)
+                .outerjoin(PhoneNumber, PhoneNumber.user_id == User.id)
+                .outerjoin(Extension, Extension.user_id == User.id)
+                .where(User.enterprise_id == enterprise.id)
+            )
+            conditions = _search_conditions(search)
+            if unlicensed_only:
+                conditions.append(User.licence.is_(None))
+            base = base.where(*conditions)
+            key = _SORT_KEYS[sort]
+            ordered = base.order_by(
+                (key.desc() if descending else key.asc()).nulls_last(), User.display_name, User.id
+            )
+            rows = await uow.session.execute(
+                ordered.offset((page - 1) * page_size).limit(page_size)
+            )
+            items = [_view(user, enterprise, number, ext) for user, number, ext in rows]
+            total = int(
+                (
+                    await uow.session.execute(
+                        select(func.count())
+                        .select_from(User)
+                        .outerjoin(PhoneNumber, PhoneNumber.user_id == User.id)
+                        .outerjoin(Extension, Extension.user_id == User.id)
+                        .where(User.enterprise_id == enterprise.id, *conditions)
+                    )
+                ).scalar_one()
+            )
+        return Page(items=items, total=total, page=page, page_size=page_size)
+
+    async def unlicensed(self, enterprise_id: int, *, page_size: int = 100) -> list[UserView]:
+        """Users without a calling licence, by name."""
+        result = await self.directory(enterprise_id, unlicensed_only=True, page_size=page_size)
+        return result.items
+
+    async def search(self, enterprise_id: int, text: str, limit: int = 15) -> list[UserView]:
+        """Users whose name, e-mail, number or extension contains the text (type-ahead)."""
+        return (await self.directory(enterprise_id, search=text, page_size=limit)).items
+
+
+_SORT_KEYS: dict[DirectorySort, SQLColumnExpression[Any]] = {
+    DirectorySort.NAME: func.lower(User.display_name),
+    DirectorySort.EMAIL: User.email,
+    DirectorySort.NUMBER: PhoneNumber.e164,
+    DirectorySort.EXTENSION: Extension.number,
+    DirectorySort.STATUS: User.provisioning_status,
+}
+
+
+def _search_conditions(search: str) -> list[ColumnElement[bool]]:
+    text = " ".join((search or "").split()).lower()[:100]
+    if not text:
+        return []
+    digits = "".join(ch for ch in text if ch.isdigit())
+    options: list[ColumnElement[bool]] = [
+        func.lower(User.display_name).contains(text, autoescape=True),
+        User.email.contains(text, autoescape=True),
+    ]
+    if digits and len(digits) == len(text.replace("+", "").replace(" ", "")):
+        options.append(PhoneNumber.e164.contains(digits, autoescape=True))
+        options.append(cast(Extension.number, String).contains(digits, autoescape=True))
+    return [or_(*options)]
+
+
+def _check_version(user: User, expected_version: int) -> None:
+    if user.version != expected_version:
+        raise _stale()
+
+
+def _stale() -> ConflictError:
+    return ConflictError(
+        "Someone else saved changes to this user after you opened it. "
+        "Your changes were not saved: reload the user to see theirs, then edit again.",
+        field="version",
+    )

@@ -1,0 +1,118 @@
+"""Shared fixtures: a migrated directory on SQLite and, when configured, on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from services.config import Settings
+from services.db import Database
+from services.directory import Directory
+from services.models import AdminRole, Base, LicenceProduct
+from services.passwords import PasswordVault
+from services.views import Actor
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+_pg_ready = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without TEST_DATABASE_URL (a laptop), skip PostgreSQL tests; CI always sets it."""
+    if PG_URL:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError("CI must set TEST_DATABASE_URL: the PostgreSQL tests must run")
+    skip = pytest.mark.skip(reason="TEST_DATABASE_URL is not set")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+async def _fresh_postgres() -> Database:
+    """The test database, migrated once per run and emptied before each test."""
+    global _pg_ready
+    db = Database(PG_URL)
+    if not _pg_ready:
+        async with db.write_engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+        await db.migrate()
+        _pg_ready = True
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    async with db.write_engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return db
+
+
+def settings_for(url: str, tmp_path: Path) -> Settings:
+    """Settings for a test: the given database, a throwaway key."""
+    return Settings(
+        database_url=url,
+        secret_key_file=tmp_path / "secret.key",
+        quarantine_days=30,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database of each kind."""
+    if request.param == "postgres":
+        db = await _fresh_postgres()
+    else:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}")
+        await db.migrate()
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> PasswordVault:
+    """A vault with a key of its own."""
+    return PasswordVault.from_settings("", tmp_path / "secret.key")
+
+
+@pytest.fixture
+def directory(database: Database, vault: PasswordVault, tmp_path: Path) -> Directory:
+    """The directory services over the test database."""
+    return Directory.build(database, settings_for(database.url, tmp_path), vault)
+
+
+PROVIDER = Actor("sp-admin", "Provider Admin", AdminRole.SERVICE_PROVIDER, None)
+
+
+async def seed_enterprise(
+    directory: Directory,
+    *,
+    tenant_id: str = "tenant-contoso",
+    numbers: tuple[str, str] = ("+442079460000", "+442079460099"),
+    extensions: tuple[int, int] = (1000, 1099),
+    essentials: int = 50,
+    basic: int = 50,
+    consent: bool = False,
+) -> int:
+    """An enterprise with a number range, an extension range and licence pools; returns its id."""
+    enterprise = await directory.enterprises.create(
+        PROVIDER,
+        name=f"Enterprise {tenant_id}",
+        tenant_id=tenant_id,
+        main_number="+442079461000",
+        extensions=extensions,
+        region="GB",
+        consent=consent,
+    )
+    await directory.inventory.import_range(PROVIDER, enterprise.id, *numbers)
+    await directory.licences.set_pool(
+        PROVIDER, enterprise.id, LicenceProduct.ESSENTIALS, essentials
+    )
+    await directory.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.BASIC, basic)
+    return enterprise.id
+
+
+def admin_of(enterprise_id: int, role: AdminRole = AdminRole.ENTERPRISE_ADMIN) -> Actor:
+    """An admin acting for one enterprise."""
+    return Actor(f"admin-{enterprise_id}-{role.value}", "Ada Admin", role, enterprise_id)
