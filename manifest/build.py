@@ -269,8 +269,6 @@ def _scalar(name: str, values: Mapping[str, str | list[str]]) -> str:
 
 def find_schema(manifest_version: str, explicit: Path | None = None) -> Path:
     """Locate ``MicrosoftTeams.schema.json`` for ``manifest_version`` on disk."""
-    if explicit is None and os.environ.get("TEAMS_MANIFEST_SCHEMA"):
-        explicit = Path(os.environ["TEAMS_MANIFEST_SCHEMA"])
     if explicit is not None:
         if explicit.is_file():
             return explicit
@@ -333,6 +331,18 @@ def _json_path(parts: Iterator[str | int] | Sequence[str | int]) -> str:
     return path.lstrip(".") or "(manifest)"
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one; the schema reports the difference."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    """The JSON objects in ``value``, with their indexes, if it is an array."""
+    if not isinstance(value, list):
+        return []
+    return [(index, item) for index, item in enumerate(value) if isinstance(item, dict)]
+
+
 def _teams_rules(manifest: Mapping[str, Any], version: str) -> Iterator[str]:
     """Rules Teams applies that the JSON schema cannot express."""
     expected_url = SCHEMA_URL.format(version=version)
@@ -340,18 +350,19 @@ def _teams_rules(manifest: Mapping[str, Any], version: str) -> Iterator[str]:
         yield f"$schema: expected {expected_url!r} for manifestVersion {version}"
     if isinstance(manifest.get("version"), str) and not _SEMVER.match(manifest["version"]):
         yield f"version: {manifest['version']!r} is not x.y.z"
-    for index, bot in enumerate(manifest.get("bots") or []):
-        scopes = set(bot.get("scopes") or [])
-        for list_index, command_list in enumerate(bot.get("commandLists") or []):
+    for index, bot in _objects(manifest.get("bots")):
+        scopes: list[Any] = bot["scopes"] if isinstance(bot.get("scopes"), list) else []
+        for list_index, command_list in _objects(bot.get("commandLists")):
             where = f"bots[{index}].commandLists[{list_index}]"
             for scope in command_list.get("scopes") or []:
                 if scope not in scopes:
                     yield f"{where}.scopes: {scope!r} is not one of the bot's scopes"
-            titles = [command.get("title") for command in command_list.get("commands") or []]
+            titles = [command.get("title") for _, command in _objects(command_list.get("commands"))]
             for title in sorted({t for t in titles if titles.count(t) > 1}, key=str):
                 yield f"{where}.commands: title {title!r} appears more than once"
+    icons = _object(manifest.get("icons"))
     for name in ("color", "outline"):
-        icon = (manifest.get("icons") or {}).get(name)
+        icon = icons.get(name)
         if isinstance(icon, str) and (Path(icon).name != icon or not icon.endswith(".png")):
             yield f"icons.{name}: {icon!r} must be a PNG file at the package root"
 
@@ -401,6 +412,10 @@ def build_package(
     """
     manifest = render_manifest(settings, template)
     problems = validate_manifest(manifest, schema_path) + check_icons(icon_dir)
+    icons = _object(manifest.get("icons"))
+    for name in ("color", "outline"):
+        if icons.get(name) != f"{name}.png":
+            problems.append(f"icons.{name}: must be {name}.png, the file the package carries")
     if problems:
         raise InvalidPackageError(problems)
 
@@ -424,6 +439,7 @@ def build_package(
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, data)
+        tmp_path.chmod(0o644)  # NamedTemporaryFile creates 0600; a package is not a secret
         tmp_path.replace(out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -440,12 +456,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=DEFAULT_PACKAGE_PATH, help="zip to write (default: %(default)s)"
     )
     parser.add_argument(
-        "--schema", type=Path, default=None, help="MicrosoftTeams.schema.json to validate with"
+        "--schema",
+        type=Path,
+        default=None,
+        help="MicrosoftTeams.schema.json to validate with (default: $TEAMS_MANIFEST_SCHEMA, "
+        "else the one in node_modules)",
     )
     args = parser.parse_args(argv)
+    schema_path = args.schema
+    if schema_path is None and os.environ.get("TEAMS_MANIFEST_SCHEMA"):
+        schema_path = Path(os.environ["TEAMS_MANIFEST_SCHEMA"])
     try:
         settings = ManifestSettings.from_env()
-        path = build_package(settings, args.out, schema_path=args.schema)
+        path = build_package(settings, args.out, schema_path=schema_path)
     except InvalidPackageError as error:
         print(f"{parser.prog}: error: the app package is invalid:", file=sys.stderr)
         for problem in error.problems:

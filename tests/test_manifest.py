@@ -237,6 +237,16 @@ def test_a_manifest_on_the_wrong_version_is_reported() -> None:
     assert any(problem.startswith("$schema:") for problem in problems), problems
 
 
+def test_rules_the_schema_cannot_express_are_reported() -> None:
+    manifest = render_manifest(settings())
+    bot = manifest["bots"][0]
+    bot["scopes"] = ["personal"]  # the team command list is now orphaned
+    bot["commandLists"][0]["commands"].append({"title": "help", "description": "again"})
+    problems = validate_manifest(manifest)
+    assert "bots[0].commandLists[1].scopes: 'team' is not one of the bot's scopes" in problems
+    assert "bots[0].commandLists[0].commands: title 'help' appears more than once" in problems
+
+
 def test_an_invalid_package_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     out = tmp_path / "appPackage.zip"
     with pytest.raises(InvalidPackageError) as refused:
