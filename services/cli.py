@@ -1,0 +1,292 @@
+"""`switchboard`: the service provider's console command for enterprises, numbers, licences
+and admins. Bad input gets one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from services.config import Settings
+from services.directory import Directory, open_directory
+from services.enterprises import parse_extension_range
+from services.errors import DomainError, NotFoundError
+from services.inventory import DigitMatch
+from services.models import AdminRole, LicenceProduct
+from services.phone import pretty
+from services.users import DirectorySort
+from services.views import Actor
+
+OPERATOR = Actor("cli", "Operator (switchboard CLI)", AdminRole.SERVICE_PROVIDER, None)
+ROLES = {
+    "global-admin": AdminRole.GLOBAL_ADMIN,
+    "enterprise-admin": AdminRole.ENTERPRISE_ADMIN,
+    "service-provider": AdminRole.SERVICE_PROVIDER,
+}
+
+Command = Callable[[Directory, argparse.Namespace], Awaitable[None]]
+
+
+class UsageError(Exception):
+    """Input the command line itself refuses."""
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"“{text}” is not a whole number of 0 or more")
+    return int(text)
+
+
+async def _enterprise_id(directory: Directory, tenant_id: str) -> int:
+    enterprise = await directory.enterprises.by_tenant(tenant_id)
+    if enterprise is None:
+        raise NotFoundError(
+            f"No enterprise has tenant id {tenant_id}; `switchboard enterprise list` shows them."
+        )
+    return enterprise.id
+
+
+async def enterprise_create(directory: Directory, args: argparse.Namespace) -> None:
+    """Register an enterprise."""
+    view = await directory.enterprises.create(
+        OPERATOR,
+        name=args.name,
+        tenant_id=args.tenant_id,
+        main_number=args.main_number,
+        extensions=parse_extension_range(args.extensions),
+        region=args.region,
+        consent=args.consent,
+    )
+    print(
+        f"Created {view.name} (tenant {view.tenant_id}), main number {pretty(view.main_number)}, "
+        f"extensions {view.extension_start}-{view.extension_end}."
+    )
+
+
+async def enterprise_list(directory: Directory, args: argparse.Namespace) -> None:
+    """List every enterprise."""
+    for view in await directory.enterprises.all():
+        automatic = "automatic sync" if view.syncs_automatically else "manual sync"
+        print(
+            f"{view.tenant_id}\t{view.name}\t{view.main_number}\t"
+            f"{view.extension_start}-{view.extension_end}\t{automatic}"
+        )
+
+
+async def enterprise_consent(directory: Directory, args: argparse.Namespace) -> None:
+    """Record the enterprise's "Allow Management by Service Provider" consent."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    view = await directory.enterprises.set_consent(OPERATOR, enterprise_id, args.state == "on")
+    state = "allowed" if view.sp_management_consent else "not allowed"
+    print(f"{view.name}: management by service provider {state}.")
+
+
+async def numbers_import(directory: Directory, args: argparse.Namespace) -> None:
+    """Add numbers to an enterprise's inventory from a range or a CSV file."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    if args.csv:
+        try:
+            text = await asyncio.to_thread(Path(args.csv).read_text, encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read {args.csv}: {error.__class__.__name__}") from None
+        report = await directory.inventory.import_csv(OPERATOR, enterprise_id, text)
+    else:
+        first, last = args.range
+        report = await directory.inventory.import_range(OPERATOR, enterprise_id, first, last)
+    print(f"Added {report.added} numbers; {report.already_present} were already in the inventory.")
+
+
+async def numbers_free(directory: Directory, args: argparse.Namespace) -> None:
+    """Search the free numbers by digits."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    match = DigitMatch.CONTAINS if args.contains else DigitMatch.ENDS_WITH
+    page = await directory.inventory.search_free(
+        enterprise_id, args.digits, match=match, page=args.page, page_size=args.page_size
+    )
+    for number in page.items:
+        print(number)
+    print(f"page {page.page} of {page.pages}, {page.total} free numbers match", file=sys.stderr)
+
+
+async def licences_set(directory: Directory, args: argparse.Namespace) -> None:
+    """Set the size of an enterprise's licence pools."""
+    if args.essentials is None and args.basic is None:
+        raise UsageError("give --essentials N, --basic N, or both")
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    for product, total in (
+        (LicenceProduct.ESSENTIALS, args.essentials),
+        (LicenceProduct.BASIC, args.basic),
+    ):
+        if total is not None:
+            await directory.licences.set_pool(OPERATOR, enterprise_id, product, total)
+    for pool in await directory.licences.pools(enterprise_id):
+        print(f"{pool.product.label}: {pool.used} of {pool.total} in use, {pool.free} free")
+
+
+async def admin_grant(directory: Directory, args: argparse.Namespace) -> None:
+    """Give a Teams user (by Entra object id) a role in the bot."""
+    role = ROLES[args.role]
+    enterprise_id = None
+    if role is not AdminRole.SERVICE_PROVIDER:
+        if not args.tenant_id:
+            raise UsageError(f"--tenant-id is required for the role {args.role}")
+        enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    view = await directory.enterprises.grant(
+        OPERATOR,
+        aad_object_id=args.aad_object_id,
+        role=role,
+        enterprise_id=enterprise_id,
+        display_name=args.name,
+    )
+    print(
+        f"{view.display_name or view.aad_object_id} is now {args.role}"
+        + (f" of {args.tenant_id}." if enterprise_id else " for every enterprise.")
+    )
+
+
+async def directory_list(directory: Directory, args: argparse.Namespace) -> None:
+    """Print the directory of users."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    page = await directory.users.directory(
+        enterprise_id,
+        search=args.search,
+        sort=DirectorySort(args.sort),
+        descending=args.desc,
+        page=args.page,
+        page_size=args.page_size,
+    )
+    print("name\temail\tnumber\textension\tlicence\tstatus")
+    for user in page.items:
+        print(
+            "\t".join(
+                [
+                    user.display_name,
+                    user.email,
+                    user.number or "-",
+                    str(user.extension) if user.extension is not None else "-",
+                    user.licence.label if user.licence else "-",
+                    user.status.value,
+                ]
+            )
+        )
+    print(f"page {page.page} of {page.pages}, {page.total} users", file=sys.stderr)
+
+
+async def db_upgrade(directory: Directory, args: argparse.Namespace) -> None:
+    """The schema is migrated on opening; say so."""
+    print("The database schema is up to date.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, with --help on every level."""
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description="Switchboard operator commands. The database comes from DATABASE_URL.",
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    db = groups.add_parser("db", help="database schema").add_subparsers(
+        dest="action", required=True
+    )
+    db.add_parser("upgrade", help="migrate the schema to the newest version").set_defaults(
+        run=db_upgrade
+    )
+
+    ent = groups.add_parser("enterprise", help="create and list enterprises")
+    ent_actions = ent.add_subparsers(dest="action", required=True)
+    create = ent_actions.add_parser("create", help="register an enterprise (an Entra tenant)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--tenant-id", required=True, help="the enterprise's Entra tenant id")
+    create.add_argument("--main-number", required=True, help="the company's main number")
+    create.add_argument("--extensions", required=True, help="extension range, e.g. 1000-1999")
+    create.add_argument("--region", default="GB", help="country for numbers typed without +")
+    create.add_argument(
+        "--consent",
+        action="store_true",
+        help="the enterprise allows management by the service provider",
+    )
+    create.set_defaults(run=enterprise_create)
+    ent_actions.add_parser("list", help="list enterprises").set_defaults(run=enterprise_list)
+    consent = ent_actions.add_parser("consent", help="set 'Allow Management by Service Provider'")
+    consent.add_argument("--tenant-id", required=True)
+    consent.add_argument("state", choices=["on", "off"])
+    consent.set_defaults(run=enterprise_consent)
+
+    numbers = groups.add_parser("numbers", help="the number inventory")
+    num_actions = numbers.add_subparsers(dest="action", required=True)
+    imp = num_actions.add_parser("import", help="add numbers from a range or a CSV file")
+    imp.add_argument("--tenant-id", required=True)
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--range", nargs=2, metavar=("FIRST", "LAST"))
+    source.add_argument("--csv", metavar="FILE", help="one number per line (first column)")
+    imp.set_defaults(run=numbers_import)
+    free = num_actions.add_parser("free", help="search free numbers by their last digits")
+    free.add_argument("--tenant-id", required=True)
+    free.add_argument("--digits", default="")
+    free.add_argument("--contains", action="store_true", help="match digits anywhere")
+    free.add_argument("--page", type=_non_negative, default=1)
+    free.add_argument("--page-size", type=_non_negative, default=20)
+    free.set_defaults(run=numbers_free)
+
+    lic = groups.add_parser("licences", help="licence pools")
+    lic_set = lic.add_subparsers(dest="action", required=True).add_parser(
+        "set", help="set how many Essentials and Basic licences the enterprise holds"
+    )
+    lic_set.add_argument("--tenant-id", required=True)
+    lic_set.add_argument("--essentials", type=_non_negative)
+    lic_set.add_argument("--basic", type=_non_negative)
+    lic_set.set_defaults(run=licences_set)
+
+    adm = groups.add_parser("admin", help="who may use the bot")
+    grant = adm.add_subparsers(dest="action", required=True).add_parser(
+        "grant", help="give a Teams user a role"
+    )
+    grant.add_argument("--aad-object-id", required=True, help="the person's Entra object id")
+    grant.add_argument("--role", required=True, choices=sorted(ROLES))
+    grant.add_argument("--tenant-id", help="the enterprise (not for service-provider)")
+    grant.add_argument("--name", default="", help="display name, for the audit log")
+    grant.set_defaults(run=admin_grant)
+
+    lst = groups.add_parser("directory", help="list an enterprise's users")
+    lst.add_argument("--tenant-id", required=True)
+    lst.add_argument("--search", default="")
+    lst.add_argument("--sort", choices=[s.value for s in DirectorySort], default="name")
+    lst.add_argument("--desc", action="store_true")
+    lst.add_argument("--page", type=_non_negative, default=1)
+    lst.add_argument("--page-size", type=_non_negative, default=50)
+    lst.set_defaults(run=directory_list)
+    return parser
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> None:
+    directory = await open_directory(settings)
+    try:
+        command: Command = args.run
+        await command(directory, args)
+    finally:
+        await directory.db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `switchboard` console command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_run(args, Settings.from_env()))
+    except (DomainError, UsageError) as error:
+        message = error.message if isinstance(error, DomainError) else str(error)
+        print(f"switchboard: error: {message}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as error:
+        print(
+            f"switchboard: error: cannot reach the database ({error.__class__.__name__})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
