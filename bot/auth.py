@@ -1,0 +1,336 @@
+"""Bot Framework authentication: settings, inbound token checks, outbound credentials.
+
+Inbound, botbuilder validates the channel's JWT against the keys published at an
+OpenID metadata document (configurable, so tests and sovereign clouds can use another
+one). Outbound, the bot gets its own client-credentials token from Entra through msal;
+the authority is configurable too, so tests can run a local https authority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import SimpleNamespace
+from typing import Any
+
+import msal
+import requests
+from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import Activity, CallerIdConstants
+from botframework.connector.auth import (
+    AuthenticateRequestResult,
+    AuthenticationConstants,
+    BotFrameworkAuthentication,
+    JwtTokenExtractor,
+    ManagedIdentityServiceClientCredentialsFactory,
+    MicrosoftAppCredentials,
+    ServiceClientCredentialsFactory,
+)
+from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
+from msrest.authentication import Authentication
+
+logger = logging.getLogger(__name__)
+
+PUBLIC_OPENID_METADATA_URL = AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
+EMULATOR_OPENID_METADATA_URL = AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
+CHANNEL_TOKEN_ISSUER = AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER
+BOT_CONNECTOR_SCOPE = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
+PUBLIC_LOGIN_URL_PREFIX = AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL_PREFIX
+DEFAULT_CHANNEL_AUTH_TENANT = AuthenticationConstants.DEFAULT_CHANNEL_AUTH_TENANT
+
+# Renew the outbound token this long before it expires.
+_TOKEN_RENEWAL_MARGIN_SECONDS = 300.0
+_HTTP_TIMEOUT_SECONDS = 10.0
+
+
+class AppType(StrEnum):
+    """How the bot's Entra app registration authenticates (``MicrosoftAppType``)."""
+
+    MULTI_TENANT = "MultiTenant"
+    SINGLE_TENANT = "SingleTenant"
+    USER_ASSIGNED_MSI = "UserAssignedMSI"
+
+    @classmethod
+    def parse(cls, value: str) -> AppType:
+        """Parse a ``MicrosoftAppType`` value, ignoring case; empty means MultiTenant."""
+        if not value.strip():
+            return cls.MULTI_TENANT
+        for member in cls:
+            if member.value.lower() == value.strip().lower():
+                return member
+        choices = ", ".join(member.value for member in cls)
+        raise ValueError(f"MicrosoftAppType must be one of {choices}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """The bot's identity and the Bot Framework endpoints it trusts and uses.
+
+    An empty ``app_id`` turns authentication off (local demo with the Agents
+    Playground only). ``token_authority`` is the full msal authority URL, tenant
+    included (for example ``https://127.0.0.1:8443/botframework.com``); by default
+    the public Entra authority for ``app_tenant_id`` (or ``botframework.com``).
+    ``token_authority_ca_bundle`` is a CA file trusted for that authority only.
+    """
+
+    app_id: str = ""
+    app_password: str = field(default="", repr=False)
+    app_type: AppType = AppType.MULTI_TENANT
+    app_tenant_id: str = ""
+    openid_metadata_url: str = PUBLIC_OPENID_METADATA_URL
+    token_authority: str | None = None
+    token_authority_ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.app_id:
+            return
+        needs_tenant = self.app_type in (AppType.SINGLE_TENANT, AppType.USER_ASSIGNED_MSI)
+        if needs_tenant and not self.app_tenant_id:
+            raise ValueError(
+                f"MicrosoftAppTenantId is required when MicrosoftAppType is {self.app_type.value}"
+            )
+        if self.app_type is not AppType.USER_ASSIGNED_MSI and not self.app_password:
+            raise ValueError("MicrosoftAppPassword is required when MicrosoftAppId is set")
+        if self.token_authority and not self.token_authority.startswith("https://"):
+            raise ValueError("The token authority must be an https URL (msal requires it)")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when inbound requests must carry a valid Bot Framework token."""
+        return bool(self.app_id)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BotSettings:
+        """Read the settings from the environment (Bot Framework's usual names)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            app_id=env.get("MicrosoftAppId", "").strip(),
+            app_password=env.get("MicrosoftAppPassword", ""),
+            app_type=AppType.parse(env.get("MicrosoftAppType", "")),
+            app_tenant_id=env.get("MicrosoftAppTenantId", "").strip(),
+            openid_metadata_url=env.get("BOT_OPENID_METADATA_URL") or PUBLIC_OPENID_METADATA_URL,
+            token_authority=env.get("BOT_TOKEN_AUTHORITY") or None,
+            token_authority_ca_bundle=env.get("BOT_TOKEN_AUTHORITY_CA_BUNDLE") or None,
+        )
+
+    def outbound_authority(self) -> str:
+        """Return the msal authority the bot gets its own tokens from."""
+        if self.token_authority:
+            return self.token_authority.rstrip("/")
+        tenant = (
+            self.app_tenant_id
+            if self.app_type is AppType.SINGLE_TENANT
+            else DEFAULT_CHANNEL_AUTH_TENANT
+        )
+        return f"{PUBLIC_LOGIN_URL_PREFIX}{tenant}"
+
+
+class AuthenticationFailed(Exception):
+    """The request's token is missing or invalid; answer 401."""
+
+
+class AuthenticationUnavailable(Exception):
+    """The signing keys could not be fetched, so no token can be checked; answer 503."""
+
+
+async def authenticate_activity(
+    authentication: BotFrameworkAuthentication, activity: Activity, auth_header: str | None
+) -> AuthenticateRequestResult:
+    """Check the request's token for ``activity``; raise AuthenticationFailed if it is bad.
+
+    botbuilder signals bad tokens with many exception types (PermissionError, PyJWT
+    errors, IndexError for an unknown key id, bare Exception for a disallowed
+    algorithm...), so every one of them counts as a failed authentication.
+    """
+    try:
+        return await authentication.authenticate_request(activity, auth_header or None)
+    except requests.RequestException as error:
+        raise AuthenticationUnavailable(f"cannot fetch signing keys: {error}") from error
+    except IndexError as error:
+        # botbuilder's key lookup indexes an empty list when the key id is unknown.
+        raise AuthenticationFailed("token signed with an unknown key id") from error
+    except Exception as error:
+        reason = str(error) or type(error).__name__
+        raise AuthenticationFailed(reason) from error
+
+
+class _BearerTokenCredentials(MicrosoftAppCredentials):  # type: ignore[misc]
+    """Credentials carrying a token fetched beforehand, so signing a request never blocks."""
+
+    def __init__(self, app_id: str, access_token: str, oauth_scope: str) -> None:
+        super().__init__(app_id, "", None, oauth_scope)
+        self._access_token = access_token
+
+    def get_access_token(self, force_refresh: bool = False) -> str:
+        """Return the token fetched when these credentials were made."""
+        return self._access_token
+
+
+class _PinnedCaSession(requests.Session):
+    """A requests session that trusts one CA file, whatever REQUESTS_CA_BUNDLE says."""
+
+    def __init__(self, ca_bundle: str) -> None:
+        super().__init__()
+        self._ca_bundle = ca_bundle
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        # A per-request verify wins over the environment; a session-level one does not.
+        kwargs.setdefault("verify", self._ca_bundle)
+        kwargs.setdefault("timeout", _HTTP_TIMEOUT_SECONDS)
+        return super().request(method, url, *args, **kwargs)
+
+
+class MsalCredentialsFactory(ServiceClientCredentialsFactory):  # type: ignore[misc]
+    """Outbound credentials from one shared msal app, with tokens cached until near expiry.
+
+    botbuilder's own factory builds a new msal app (and so fetches a new token, with a
+    blocking HTTP call on the event loop) for every turn. Here the token is fetched in a
+    worker thread only when the cached one is about to expire.
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        app_password: str,
+        authority: str,
+        *,
+        ca_bundle: str | None = None,
+        instance_discovery: bool = True,
+    ) -> None:
+        self._app_id = app_id
+        self._app_password = app_password
+        self._authority = authority
+        self._ca_bundle = ca_bundle
+        self._instance_discovery = instance_discovery
+        self._msal_app: msal.ConfidentialClientApplication | None = None
+        self._msal_lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        """Return True if ``app_id`` is this bot's app id."""
+        return app_id == self._app_id
+
+    async def is_authentication_disabled(self) -> bool:
+        """Return True when no app id is configured (unauthenticated demo mode)."""
+        return not self._app_id
+
+    async def create_credentials(
+        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
+    ) -> Authentication:
+        """Return credentials with a valid token for ``oauth_scope``."""
+        if not self._app_id:
+            empty: Authentication = MicrosoftAppCredentials.empty()
+            return empty
+        if app_id != self._app_id:
+            raise PermissionError(f"No credentials for app id {app_id!r}")
+        scope = oauth_scope or BOT_CONNECTOR_SCOPE
+        return _BearerTokenCredentials(app_id, await self.access_token(scope), scope)
+
+    async def access_token(self, oauth_scope: str) -> str:
+        """Return a token for ``oauth_scope``, fetching one in a thread if needed."""
+        cached = self._tokens.get(oauth_scope)
+        if cached and cached[1] - _TOKEN_RENEWAL_MARGIN_SECONDS > time.monotonic():
+            return cached[0]
+        token, expires_at = await asyncio.to_thread(self._acquire_token, oauth_scope)
+        self._tokens[oauth_scope] = (token, expires_at)
+        return token
+
+    def _acquire_token(self, oauth_scope: str) -> tuple[str, float]:
+        scope = oauth_scope if oauth_scope.endswith("/.default") else f"{oauth_scope}/.default"
+        result = self._app().acquire_token_for_client(scopes=[scope])
+        if "access_token" not in result:
+            error = result.get("error", "unknown_error")
+            description = result.get("error_description", "")
+            raise PermissionError(f"Could not get a Bot Framework token: {error} {description}")
+        expires_in = float(result.get("expires_in", 3600))
+        return str(result["access_token"]), time.monotonic() + expires_in
+
+    def _app(self) -> msal.ConfidentialClientApplication:
+        # Built lazily, in a worker thread: the constructor fetches the authority's metadata.
+        with self._msal_lock:
+            if self._msal_app is None:
+                self._msal_app = msal.ConfidentialClientApplication(
+                    client_id=self._app_id,
+                    client_credential=self._app_password,
+                    authority=self._authority,
+                    instance_discovery=self._instance_discovery,
+                    http_client=_PinnedCaSession(self._ca_bundle) if self._ca_bundle else None,
+                    timeout=_HTTP_TIMEOUT_SECONDS,
+                )
+            return self._msal_app
+
+
+def create_credentials_factory(settings: BotSettings) -> ServiceClientCredentialsFactory:
+    """Return the outbound credentials factory for ``settings``."""
+    if settings.app_type is AppType.USER_ASSIGNED_MSI:
+        return ManagedIdentityServiceClientCredentialsFactory(settings.app_id)
+    return MsalCredentialsFactory(
+        settings.app_id,
+        settings.app_password,
+        settings.outbound_authority(),
+        ca_bundle=settings.token_authority_ca_bundle,
+        # Instance discovery asks login.microsoftonline.com about the host: only for Entra.
+        instance_discovery=settings.token_authority is None,
+    )
+
+
+def create_bot_framework_authentication(settings: BotSettings) -> BotFrameworkAuthentication:
+    """Return botbuilder's authentication for ``settings`` (public cloud, overridable keys).
+
+    Every public-cloud value is spelled out, which puts botbuilder on its
+    "parameterized" path: the only way to choose the OpenID metadata document per
+    adapter instead of through a process-wide class attribute.
+    """
+    configuration = SimpleNamespace(
+        APP_ID=settings.app_id,
+        APP_PASSWORD=settings.app_password,
+        APP_TYPE=settings.app_type.value,
+        APP_TENANTID=settings.app_tenant_id,
+        VALIDATE_AUTHORITY=True,
+        TO_CHANNEL_FROM_BOT_LOGIN_URL=settings.outbound_authority(),
+        TO_CHANNEL_FROM_BOT_OAUTH_SCOPE=BOT_CONNECTOR_SCOPE,
+        TO_BOT_FROM_CHANNEL_TOKEN_ISSUER=CHANNEL_TOKEN_ISSUER,
+        OAUTH_URL=AuthenticationConstants.OAUTH_URL,
+        TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=settings.openid_metadata_url,
+        TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=EMULATOR_OPENID_METADATA_URL,
+        CALLER_ID=CallerIdConstants.public_azure_channel,
+    )
+    return ConfigurationBotFrameworkAuthentication(
+        configuration, credentials_factory=create_credentials_factory(settings)
+    )
+
+
+class _ThreadedOpenIdMetadata(_OpenIdMetadata):  # type: ignore[misc]
+    """botbuilder's signing-key cache, with the fetch moved off the event loop."""
+
+    async def _refresh(self) -> None:
+        self.keys = await asyncio.to_thread(_fetch_signing_keys, self.url)
+        self.last_updated = datetime.now()
+
+
+def _fetch_signing_keys(metadata_url: str) -> list[dict[str, Any]]:
+    metadata = requests.get(metadata_url, timeout=_HTTP_TIMEOUT_SECONDS)
+    metadata.raise_for_status()
+    keys = requests.get(metadata.json()["jwks_uri"], timeout=_HTTP_TIMEOUT_SECONDS)
+    keys.raise_for_status()
+    return list(keys.json()["keys"])
+
+
+def use_nonblocking_signing_keys(settings: BotSettings) -> None:
+    """Make botbuilder fetch the signing keys for ``settings`` in a worker thread.
+
+    botbuilder fetches them with blocking ``requests`` calls inside the event loop,
+    once a day and whenever an unknown key id shows up (at most hourly). Its cache
+    is a class attribute keyed by URL; this puts a non-blocking entry there.
+    """
+    cache: dict[str, Any] = JwtTokenExtractor.metadataCache
+    for url in (settings.openid_metadata_url, EMULATOR_OPENID_METADATA_URL):
+        if not isinstance(cache.get(url), _ThreadedOpenIdMetadata):
+            cache[url] = _ThreadedOpenIdMetadata(url)

@@ -1,0 +1,197 @@
+"""The bot's HTTP surface: ``POST /api/messages`` and ``GET /healthz``.
+
+The messages handler is written here rather than using ``CloudAdapter.process``,
+which answers forged or expired tokens with 500 instead of 401 and serializes
+invoke bodies twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from botbuilder.core import Bot, InvokeResponse
+from botbuilder.core import serializer_helper as to_json_dict
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity
+from msrest.serialization import Model
+
+from bot.adapter import create_adapter
+from bot.auth import (
+    AuthenticationFailed,
+    AuthenticationUnavailable,
+    BotSettings,
+    authenticate_activity,
+    use_nonblocking_signing_keys,
+)
+from bot.request_context import (
+    REQUEST_ID_HEADER,
+    current_request_id,
+    install_request_id_log_records,
+    request_id_from_header,
+    request_id_scope,
+)
+
+logger = logging.getLogger(__name__)
+
+MESSAGES_PATH = "/api/messages"
+HEALTH_PATH = "/healthz"
+
+BOT_SETTINGS_KEY = web.AppKey("switchboard.bot_settings", BotSettings)
+BOT_ADAPTER_KEY = web.AppKey("switchboard.bot_adapter", CloudAdapter)
+BOT_KEY = web.AppKey("switchboard.bot", Bot)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_bot_app(
+    settings: BotSettings, bot: Bot, *, adapter: CloudAdapter | None = None
+) -> web.Application:
+    """Return an aiohttp app serving ``bot`` at /api/messages, plus /healthz.
+
+    The adapter (for proactive messages) is at ``app[BOT_ADAPTER_KEY]``. Add routes,
+    startup hooks or cleanup contexts to the returned app as needed.
+    """
+    install_request_id_log_records()
+    adapter = adapter or create_adapter(settings)
+    app = web.Application(middlewares=[request_id_middleware])
+    app[BOT_SETTINGS_KEY] = settings
+    app[BOT_ADAPTER_KEY] = adapter
+    app[BOT_KEY] = bot
+    app.router.add_post(MESSAGES_PATH, MessagesEndpoint(settings, adapter, bot).handle)
+    app.router.add_get(HEALTH_PATH, health)
+    app.on_startup.append(_announce_security_mode)
+    return app
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run the request under its request id and return that id as a response header."""
+    with request_id_scope(request_id_from_header(request.headers.get(REQUEST_ID_HEADER))) as rid:
+        try:
+            response = await handler(request)
+        except web.HTTPException as http_error:
+            http_error.headers[REQUEST_ID_HEADER] = rid
+            raise
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+
+async def health(request: web.Request) -> web.Response:
+    """Answer 200 while the process can serve requests."""
+    return web.json_response({"status": "ok"})
+
+
+class MessagesEndpoint:
+    """``POST /api/messages``: parse, authenticate (401 on any failure), run the turn."""
+
+    def __init__(self, settings: BotSettings, adapter: CloudAdapter, bot: Bot) -> None:
+        self._settings = settings
+        self._adapter = adapter
+        self._bot = bot
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Handle one inbound activity."""
+        activity = _parse_activity(await request.read())
+        if isinstance(activity, web.Response):
+            return activity
+
+        auth_header = request.headers.get("Authorization")
+        if self._settings.auth_enabled:
+            if not auth_header:
+                logger.warning("Rejected an activity without an Authorization header")
+                return _unauthorized()
+            # Cheap when already in place; survives tests clearing botbuilder's key cache.
+            use_nonblocking_signing_keys(self._settings)
+        try:
+            auth_result = await authenticate_activity(
+                self._adapter.bot_framework_authentication, activity, auth_header
+            )
+        except AuthenticationFailed as failure:
+            logger.warning("Rejected an activity with an invalid token: %s", failure)
+            return _unauthorized()
+        except AuthenticationUnavailable as failure:
+            logger.error("Cannot authenticate activities: %s", failure)
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, "authentication unavailable")
+
+        try:
+            invoke_response = await self._adapter.process_activity(
+                auth_result, activity, self._bot.on_turn
+            )
+            return _http_response(invoke_response)
+        except Exception:
+            logger.exception(
+                "Failed to process a %s activity (reference %s)",
+                activity.type,
+                current_request_id(),
+            )
+            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+
+def _parse_activity(body: bytes) -> Activity | web.Response:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(HTTPStatus.BAD_REQUEST, "body is not JSON")
+    if not isinstance(payload, dict):
+        return _error(HTTPStatus.BAD_REQUEST, "body is not an activity")
+    try:
+        activity = Activity().deserialize(payload)
+    except Exception:
+        return _error(HTTPStatus.BAD_REQUEST, "body is not an activity")
+    if not activity.type:
+        return _error(HTTPStatus.BAD_REQUEST, "activity has no type")
+    if not activity.service_url:
+        return _error(HTTPStatus.BAD_REQUEST, "activity has no serviceUrl")
+    return activity
+
+
+def _http_response(invoke_response: InvokeResponse | None) -> web.Response:
+    if invoke_response is None:
+        return web.Response(status=HTTPStatus.OK)
+    status = int(invoke_response.status or HTTPStatus.OK)
+    if invoke_response.body is None:
+        return web.Response(status=status)
+    return web.json_response(_jsonable(invoke_response.body), status=status)
+
+
+def _jsonable(value: Any) -> Any:
+    """Serialize botbuilder models to JSON dicts; leave plain JSON values as they are."""
+    if isinstance(value, Model):
+        return to_json_dict(value)
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _error(status: HTTPStatus, message: str) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    reference = current_request_id()
+    if reference and status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        body["reference"] = reference
+    return web.json_response(body, status=status)
+
+
+def _unauthorized() -> web.Response:
+    response = _error(HTTPStatus.UNAUTHORIZED, "unauthorized")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+async def _announce_security_mode(app: web.Application) -> None:
+    settings = app[BOT_SETTINGS_KEY]
+    if settings.auth_enabled:
+        logger.info("Bot endpoint requires Bot Framework tokens for app id %s", settings.app_id)
+        return
+    logger.warning(
+        "!!! MicrosoftAppId is empty: %s accepts UNAUTHENTICATED requests from anyone. "
+        "Use this only for the local demo; set MicrosoftAppId and MicrosoftAppPassword "
+        "for any other deployment. !!!",
+        MESSAGES_PATH,
+    )
