@@ -1,0 +1,1 @@
+"""Test harness: local identity services, a fake Bot Connector, Teams activities, fixtures."""

@@ -1,0 +1,361 @@
+"""The /api/messages endpoint: who gets in, what comes back, and how failures look."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
+from botbuilder.schema import Activity, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue
+
+from bot.adapter import reference_id
+from bot.auth import BotSettings
+from bot.request_context import current_request_id
+from tests.support.activities import TeamsActivities
+from tests.support.botclient import ServeBot
+from tests.support.connector import FakeConnector
+from tests.support.identity import (
+    BAD_AUTHORIZATION_KINDS,
+    ChannelTokenMinter,
+    IdentityStandIns,
+)
+
+pytest_plugins = ["tests.support.fixtures"]
+
+SEARCH_RESPONSE_TYPE = "application/vnd.microsoft.search.searchResponse"
+SECRET_DETAIL = "connection to pbx-db.internal:5432 refused for user provisioning"
+
+
+class RecordingEchoBot(ActivityHandler):  # type: ignore[misc]
+    """Echoes messages, answers invokes, and remembers every turn it saw."""
+
+    def __init__(self) -> None:
+        self.turns: list[Activity] = []
+        self.reference_ids: list[str] = []
+        self.request_ids: list[str | None] = []
+        self.failure: Exception | None = None
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        self.turns.append(turn_context.activity)
+        self.reference_ids.append(reference_id(turn_context))
+        self.request_ids.append(current_request_id())
+        if self.failure is not None:
+            raise self.failure
+        await super().on_turn(turn_context)
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        await turn_context.send_activity(f"echo: {turn_context.activity.text}")
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        if turn_context.activity.name == "application/search":
+            query = turn_context.activity.value["queryText"]
+            return InvokeResponse(
+                status=200,
+                body={
+                    "statusCode": 200,
+                    "type": SEARCH_RESPONSE_TYPE,
+                    "value": {"results": [{"title": f"+44 20 7946 {query}", "value": query}]},
+                },
+            )
+        return await super().on_invoke_activity(turn_context)
+
+    async def on_adaptive_card_invoke(
+        self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
+    ) -> AdaptiveCardInvokeResponse:
+        return AdaptiveCardInvokeResponse(
+            status_code=200,
+            type="application/vnd.microsoft.card.adaptive",
+            value=done_card(invoke_value.action["verb"]),
+        )
+
+
+def done_card(verb: str) -> dict[str, Any]:
+    return {
+        "type": "AdaptiveCard",
+        "version": "1.5",
+        "body": [{"type": "TextBlock", "text": f"done: {verb}"}],
+    }
+
+
+@pytest.fixture
+def echo_bot() -> RecordingEchoBot:
+    return RecordingEchoBot()
+
+
+@pytest.mark.parametrize("kind", BAD_AUTHORIZATION_KINDS)
+async def test_every_bad_token_is_rejected_with_401_before_the_bot_runs(
+    kind: str,
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    token_minter: ChannelTokenMinter,
+    fake_connector: FakeConnector,
+) -> None:
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(
+        teams.message("list free numbers"),
+        authorization=token_minter.bad_authorization_headers()[kind],
+    )
+
+    assert response.status == 401, response.text
+    assert response.json() == {"error": "unauthorized"}
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert echo_bot.turns == []
+    assert fake_connector.activities == []
+
+
+async def test_a_valid_token_runs_the_turn_and_the_reply_reaches_the_connector_authenticated(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    identity: IdentityStandIns,
+) -> None:
+    fake_connector.require_authorization = identity.authority.accepts
+    bot = await serve_bot(echo_bot)
+    activity = teams.message("hello")
+
+    response = await bot.post(activity)
+
+    assert response.status == 200, response.text
+    reply = await fake_connector.next_activity()
+    assert reply.kind == "reply"
+    assert reply.text == "echo: hello"
+    assert reply.conversation_id == activity["conversation"]["id"]
+    assert reply.reply_to_id == activity["id"]
+    assert identity.authority.accepts(reply.authorization)
+    assert fake_connector.rejected == []
+
+
+async def test_the_bot_token_is_fetched_once_and_reused_across_turns(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    identity: IdentityStandIns,
+) -> None:
+    bot = await serve_bot(echo_bot)
+    requests_before = identity.authority.token_requests
+
+    for text in ("one", "two", "three"):
+        assert (await bot.post(teams.message(text))).status == 200
+        assert (await fake_connector.next_message()).text == f"echo: {text}"
+
+    assert identity.authority.token_requests - requests_before == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"type": "message", "text": ', "application/json"),
+        (b"hello bot", "text/plain"),
+        (b"\xff\xfe not utf-8", "application/json"),
+        (b'["type", "message"]', "application/json"),
+        (b'{"text": "no type"}', "application/json"),
+        (b'{"type": "message", "timestamp": "yesterday"}', "application/json"),
+        (b'{"type": "message", "text": "no service url"}', "application/json"),
+    ],
+    ids=["truncated", "not-json", "not-utf8", "array", "no-type", "bad-field", "no-service-url"],
+)
+async def test_a_body_that_is_not_an_activity_gets_400(
+    body: bytes,
+    content_type: str,
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    token_minter: ChannelTokenMinter,
+) -> None:
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post_raw(
+        body, content_type=content_type, authorization=token_minter.authorization()
+    )
+
+    assert response.status == 400
+    assert set(response.json()) == {"error"}
+    assert echo_bot.turns == []
+
+
+async def test_an_invoke_returning_a_dict_body_is_sent_back_as_is(
+    serve_bot: ServeBot, echo_bot: RecordingEchoBot, teams: TeamsActivities
+) -> None:
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(teams.search("1111", dataset="free-numbers"))
+
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == {
+        "statusCode": 200,
+        "type": SEARCH_RESPONSE_TYPE,
+        "value": {"results": [{"title": "+44 20 7946 1111", "value": "1111"}]},
+    }
+
+
+async def test_an_adaptive_card_action_response_is_serialized_once(
+    serve_bot: ServeBot, echo_bot: RecordingEchoBot, teams: TeamsActivities
+) -> None:
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(teams.card_action("user.create.submit", {"name": "Adele"}))
+
+    assert response.status == 200, response.text
+    assert response.json() == {
+        "statusCode": 200,
+        "type": "application/vnd.microsoft.card.adaptive",
+        "value": done_card("user.create.submit"),
+    }
+
+
+async def test_an_unhandled_invoke_answers_501(
+    serve_bot: ServeBot, echo_bot: RecordingEchoBot, teams: TeamsActivities
+) -> None:
+    bot = await serve_bot(echo_bot)
+    activity = teams.base("invoke")
+    activity["name"] = "composeExtension/query"
+
+    response = await bot.post(activity)
+
+    assert response.status == 501
+
+
+async def test_without_an_app_id_the_bot_works_without_a_token_and_warns_at_startup(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    open_bot_settings: BotSettings,
+    fake_connector: FakeConnector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    bot = await serve_bot(echo_bot, settings=open_bot_settings)
+    playground = TeamsActivities(service_url=fake_connector.url, bot_app_id="")
+
+    response = await bot.post(playground.message("hi"), authorization=None)
+
+    assert response.status == 200, response.text
+    reply = await fake_connector.next_message()
+    assert reply.text == "echo: hi"
+    assert reply.authorization is None
+    assert any(
+        record.levelno == logging.WARNING and "UNAUTHENTICATED" in record.getMessage()
+        for record in caplog.records
+    )
+
+
+async def test_healthz_answers_200(serve_bot: ServeBot, echo_bot: RecordingEchoBot) -> None:
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.get("/healthz")
+
+    assert response.status == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_the_callers_request_id_comes_back_and_reaches_the_handler(
+    serve_bot: ServeBot, echo_bot: RecordingEchoBot, teams: TeamsActivities
+) -> None:
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(teams.message("hi"), headers={"X-Request-Id": "teams-7f3a.01"})
+
+    assert response.headers["X-Request-Id"] == "teams-7f3a.01"
+    assert echo_bot.reference_ids == ["teams-7f3a.01"]
+    assert echo_bot.request_ids == ["teams-7f3a.01"]
+
+
+@pytest.mark.parametrize("sent", [None, "x" * 200, "id with spaces"])
+async def test_a_missing_or_unsafe_request_id_is_replaced_by_a_fresh_one(
+    sent: str | None, serve_bot: ServeBot, echo_bot: RecordingEchoBot, teams: TeamsActivities
+) -> None:
+    bot = await serve_bot(echo_bot)
+    headers = {"X-Request-Id": sent} if sent is not None else {}
+
+    first = await bot.post(teams.message("hi"), headers=headers)
+    second = await bot.get("/healthz", headers=headers)
+
+    assert first.headers["X-Request-Id"] != sent
+    assert len(first.headers["X-Request-Id"]) == 12
+    assert first.headers["X-Request-Id"] != second.headers["X-Request-Id"]
+    assert echo_bot.reference_ids == [first.headers["X-Request-Id"]]
+
+
+async def test_a_failing_handler_gets_the_user_an_apology_with_a_reference_that_is_logged(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    echo_bot.failure = RuntimeError(SECRET_DETAIL)
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(teams.message("create user Adele"))
+
+    assert response.status == 200
+    reference = response.headers["X-Request-Id"]
+    apology = await fake_connector.next_message()
+    assert apology.text is not None
+    assert "Sorry" in apology.text
+    assert reference in apology.text
+    assert SECRET_DETAIL not in apology.text
+    assert "RuntimeError" not in apology.text
+    logged = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert any(reference in record.getMessage() for record in logged)
+    assert all(getattr(record, "request_id", None) == reference for record in logged)
+
+
+async def test_a_failing_invoke_answers_a_card_error_with_the_reference(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+) -> None:
+    echo_bot.failure = RuntimeError(SECRET_DETAIL)
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(teams.card_action("number.assign.submit", {"user": "adele"}))
+
+    assert response.status == 200
+    reference = response.headers["X-Request-Id"]
+    body: dict[str, Any] = response.json()
+    assert body["statusCode"] == 500
+    assert body["type"] == "application/vnd.microsoft.error"
+    assert reference in body["value"]["message"]
+    assert SECRET_DETAIL not in response.text
+    assert reference in ((await fake_connector.next_message()).text or "")
+
+
+async def test_a_failing_type_ahead_search_answers_an_error_without_chat_messages(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+) -> None:
+    echo_bot.failure = RuntimeError(SECRET_DETAIL)
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(teams.search("11", dataset="free-numbers"))
+
+    assert response.status == 200
+    assert response.json()["type"] == "application/vnd.microsoft.error"
+    await fake_connector.assert_no_activity(within=0.1)
+
+
+async def test_when_even_the_apology_cannot_be_sent_the_answer_is_500_with_the_reference(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+) -> None:
+    fake_connector.throttle(times=100, retry_after=0)
+    bot = await serve_bot(echo_bot)
+
+    response = await bot.post(teams.message("hello"))
+
+    assert response.status == 500
+    assert response.json() == {
+        "error": "internal error",
+        "reference": response.headers["X-Request-Id"],
+    }
+    assert fake_connector.throttled
