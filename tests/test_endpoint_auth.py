@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue
@@ -12,8 +13,9 @@ from botbuilder.schema import Activity, AdaptiveCardInvokeResponse, AdaptiveCard
 from bot.adapter import reference_id
 from bot.auth import BotSettings
 from bot.request_context import current_request_id
+from tests.bench.echo_baseline import start_echo_bot
 from tests.support.activities import TeamsActivities
-from tests.support.botclient import ServeBot
+from tests.support.botclient import RunningBot, ServeBot
 from tests.support.connector import FakeConnector
 from tests.support.identity import (
     BAD_AUTHORIZATION_KINDS,
@@ -359,3 +361,31 @@ async def test_when_even_the_apology_cannot_be_sent_the_answer_is_500_with_the_r
         "reference": response.headers["X-Request-Id"],
     }
     assert fake_connector.throttled
+
+
+@pytest.mark.parametrize("authenticated", [True, False], ids=["app-id", "no-app-id"])
+async def test_the_stock_echo_baseline_answers_messages_and_card_actions(
+    authenticated: bool,
+    bot_settings: BotSettings,
+    open_bot_settings: BotSettings,
+    token_minter: ChannelTokenMinter,
+    fake_connector: FakeConnector,
+) -> None:
+    settings = bot_settings if authenticated else open_bot_settings
+    runner = await start_echo_bot(settings=settings)
+    client = RunningBot(
+        runner,
+        aiohttp.ClientSession(),
+        (lambda url: token_minter.authorization(service_url=url)) if authenticated else None,
+    )
+    activities = TeamsActivities(service_url=fake_connector.url, bot_app_id=settings.app_id)
+    try:
+        message = await client.post(activities.message("ping"))
+        card = await client.post(activities.card_action("user.create.submit"))
+    finally:
+        await client.close()
+
+    assert message.status == 201
+    assert (await fake_connector.next_message()).text == "echo: ping"
+    assert card.status == 200
+    assert card.json()["value"]["body"][0]["text"] == "echo: user.create.submit"
