@@ -8,10 +8,16 @@ from typing import Any
 import aiohttp
 import pytest
 from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
-from botbuilder.schema import Activity, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue
+from botbuilder.schema import (
+    Activity,
+    AdaptiveCardInvokeResponse,
+    AdaptiveCardInvokeValue,
+    ConversationParameters,
+)
 
 from bot.adapter import reference_id
 from bot.auth import BotSettings
+from bot.http import BOT_ADAPTER_KEY
 from bot.request_context import current_request_id
 from tests.bench.echo_baseline import start_echo_bot
 from tests.support.activities import TeamsActivities
@@ -389,3 +395,49 @@ async def test_the_stock_echo_baseline_answers_messages_and_card_actions(
     assert (await fake_connector.next_message()).text == "echo: ping"
     assert card.status == 200
     assert card.json()["value"]["body"][0]["text"] == "echo: user.create.submit"
+
+
+async def test_proactive_messages_and_new_conversations_reach_the_connector_with_the_bot_token(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    identity: IdentityStandIns,
+    bot_settings: BotSettings,
+) -> None:
+    fake_connector.require_authorization = identity.authority.accepts
+    bot = await serve_bot(echo_bot)
+    adapter = bot.app[BOT_ADAPTER_KEY]
+    inbound = Activity().deserialize(teams.message("remember me"))
+    reference = TurnContext.get_conversation_reference(inbound)
+    proactive_references: list[str] = []
+
+    async def notify(turn_context: TurnContext) -> None:
+        proactive_references.append(reference_id(turn_context))
+        await turn_context.send_activity("Your sync has finished.")
+
+    await adapter.continue_conversation(reference, notify, bot_app_id=bot_settings.app_id)
+    await adapter.create_conversation(
+        bot_settings.app_id,
+        notify,
+        ConversationParameters(
+            bot=reference.bot,
+            members=[reference.user],
+            tenant_id=teams.tenant_id,
+            channel_data={"tenant": {"id": teams.tenant_id}},
+        ),
+        channel_id="msteams",
+        service_url=fake_connector.url,
+    )
+
+    sent = await fake_connector.next_message()
+    assert sent.conversation_id == reference.conversation.id
+    assert sent.text == "Your sync has finished."
+    created = await fake_connector.next_conversation()
+    assert created.parameters["members"][0]["id"] == teams.user.teams_id
+    in_new_conversation = await fake_connector.next_message()
+    assert in_new_conversation.conversation_id == created.conversation_id
+    assert fake_connector.rejected == []
+    assert len(proactive_references) == 2
+    assert len(set(proactive_references)) == 2
+    assert echo_bot.turns == []
