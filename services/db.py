@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -51,8 +50,8 @@ class Database:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.write_engine = create_async_engine(url, echo=echo, poolclass=NullPool)
-            self.read_engine = create_async_engine(url, echo=echo, poolclass=NullPool)
+            self.write_engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0)
+            self.read_engine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=10)
             _prepare_sqlite(self.write_engine, immediate=True)
             _prepare_sqlite(self.read_engine, immediate=False)
         else:

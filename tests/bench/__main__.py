@@ -1,0 +1,24 @@
+"""`make bench`: run every benchmark and print its figures."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tests.bench import bench_directory
+
+SUITES = {"directory": bench_directory.run}
+
+
+async def main(names: list[str]) -> None:
+    """Run the named suites (all by default) and print their figures as they come."""
+    for name, suite in SUITES.items():
+        if names and name not in names:
+            continue
+        print(f"== {name}", flush=True)
+        for line in await suite():
+            print(f"  {line}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))
