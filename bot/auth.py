@@ -212,6 +212,7 @@ class MsalCredentialsFactory(ServiceClientCredentialsFactory):  # type: ignore[m
         self._msal_app: msal.ConfidentialClientApplication | None = None
         self._msal_lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._refreshing = asyncio.Lock()
 
     async def is_valid_app_id(self, app_id: str) -> bool:
         """Return True if ``app_id`` is this bot's app id."""
@@ -235,12 +236,22 @@ class MsalCredentialsFactory(ServiceClientCredentialsFactory):  # type: ignore[m
 
     async def access_token(self, oauth_scope: str) -> str:
         """Return a token for ``oauth_scope``, fetching one in a thread if needed."""
+        cached = self._fresh_token(oauth_scope)
+        if cached is not None:
+            return cached
+        async with self._refreshing:  # concurrent first turns share one token request
+            cached = self._fresh_token(oauth_scope)
+            if cached is not None:
+                return cached
+            token, expires_at = await asyncio.to_thread(self._acquire_token, oauth_scope)
+            self._tokens[oauth_scope] = (token, expires_at)
+            return token
+
+    def _fresh_token(self, oauth_scope: str) -> str | None:
         cached = self._tokens.get(oauth_scope)
         if cached and cached[1] - _TOKEN_RENEWAL_MARGIN_SECONDS > time.monotonic():
             return cached[0]
-        token, expires_at = await asyncio.to_thread(self._acquire_token, oauth_scope)
-        self._tokens[oauth_scope] = (token, expires_at)
-        return token
+        return None
 
     def _acquire_token(self, oauth_scope: str) -> tuple[str, float]:
         scope = oauth_scope if oauth_scope.endswith("/.default") else f"{oauth_scope}/.default"

@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from typing import Any
 
 REQUEST_ID_HEADER = "X-Request-Id"
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 # Accept a caller's id only if it is short and cannot forge log lines or headers.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -55,7 +56,8 @@ def request_id_scope(request_id: str | None = None) -> Iterator[str]:
 def install_request_id_log_records() -> None:
     """Give every log record a ``request_id`` attribute (``-`` outside a request).
 
-    Idempotent: wraps the current log record factory once.
+    Idempotent: wraps the current log record factory once. Formatters can then use
+    ``%(request_id)s``, as ``LOG_FORMAT`` does.
     """
     previous = logging.getLogRecordFactory()
     if getattr(previous, "_adds_request_id", False):

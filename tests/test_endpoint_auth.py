@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -147,10 +148,13 @@ async def test_the_bot_token_is_fetched_once_and_reused_across_turns(
     bot = await serve_bot(echo_bot)
     requests_before = identity.authority.token_requests
 
-    for text in ("one", "two", "three"):
+    first_turns = await asyncio.gather(*(bot.post(teams.message(str(n))) for n in range(5)))
+    assert [response.status for response in first_turns] == [200] * 5
+    for text in ("six", "seven"):
         assert (await bot.post(teams.message(text))).status == 200
-        assert (await fake_connector.next_message()).text == f"echo: {text}"
 
+    replies = {(await fake_connector.next_message()).text for _ in range(7)}
+    assert replies == {f"echo: {text}" for text in ("0", "1", "2", "3", "4", "six", "seven")}
     assert identity.authority.token_requests - requests_before == 1
 
 

@@ -35,7 +35,7 @@ from tests.support.identity import (
 )
 
 
-def settings_for(identity: IdentityStandIns, app_id: str = TEST_APP_ID) -> BotSettings:
+def bot_settings_for(identity: IdentityStandIns, app_id: str = TEST_APP_ID) -> BotSettings:
     """Return bot settings that trust ``identity``'s keys and authority."""
     return BotSettings(
         app_id=app_id,
@@ -73,7 +73,7 @@ async def fake_connector() -> AsyncIterator[FakeConnector]:
 @pytest.fixture
 def bot_settings(identity: IdentityStandIns) -> BotSettings:
     """Settings with an app id: tokens required, replies authenticated locally."""
-    return settings_for(identity)
+    return bot_settings_for(identity)
 
 
 @pytest.fixture
