@@ -96,10 +96,6 @@ class MessagesEndpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         """Handle one inbound activity."""
-        activity = _parse_activity(await request.read())
-        if isinstance(activity, web.Response):
-            return activity
-
         auth_header = request.headers.get("Authorization")
         if self._settings.auth_enabled:
             if not auth_header:
@@ -107,6 +103,11 @@ class MessagesEndpoint:
                 return _unauthorized()
             # Cheap when already in place; survives tests clearing botbuilder's key cache.
             use_nonblocking_signing_keys(self._settings)
+
+        # The token is checked against the activity's serviceUrl, so parse first.
+        activity = _parse_activity(await request.read())
+        if isinstance(activity, web.Response):
+            return activity
         try:
             auth_result = await authenticate_activity(
                 self._adapter.bot_framework_authentication, activity, auth_header
