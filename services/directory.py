@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.config import Settings
+from services.conversations import ActivityLedger, ConversationStore
 from services.db import Database
 from services.enterprises import Enterprises
 from services.inventory import Inventory
@@ -24,6 +25,8 @@ class Directory:
     licences: Licences
     users: Users
     syncs: Syncs
+    conversations: ConversationStore
+    ledger: ActivityLedger
 
     @classmethod
     def build(cls, db: Database, settings: Settings, vault: PasswordVault) -> Directory:
@@ -35,6 +38,8 @@ class Directory:
             licences=Licences(db),
             users=Users(db, vault, settings.quarantine_days),
             syncs=Syncs(db, settings.first_sync_hours, settings.later_sync_hours),
+            conversations=ConversationStore(db),
+            ledger=ActivityLedger(db),
         )
 
 
