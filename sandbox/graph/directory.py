@@ -40,6 +40,7 @@ REQUIRED_ON_CREATE = (
     "userPrincipalName",
     "passwordProfile",
 )
+FILTERABLE_USER_PROPERTIES = tuple(p for p in USER_PROPERTIES if p != "passwordProfile")
 USERS_PAGE_DEFAULT = 100
 USERS_PAGE_MAX = 999
 _UPN = re.compile(r"^[A-Za-z0-9._%+'\-]+@(?P<domain>[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+)$")
@@ -177,18 +178,16 @@ class DirectoryApi:
     def list_users(self, request: GraphRequest) -> GraphResponse:
         """GET /users with `$filter`, `$select`, `$top` and paging."""
         select = parse_select(request.query.get("$select"), USER_PROPERTIES, USER_TYPE)
-        clauses = parse_filter(request.query.get("$filter"), USER_PROPERTIES)
+        clauses = parse_filter(request.query.get("$filter"), FILTERABLE_USER_PROPERTIES)
+        names = [name for name, _ in clauses]
         with self._state.lock:
             tenant = tenant_of(self._state, request)
-            if len(clauses) == 1 and clauses[0][0] in ("id", "userPrincipalName"):
+            if len(clauses) == 1 and names[0] in ("id", "userPrincipalName"):
                 found = tenant.find_user(str(clauses[0][1]))
-                users = (
-                    [found]
-                    if found is not None and matches(user_filter_view(found), clauses)
-                    else []
-                )
+                candidates = [found] if found is not None else []
             else:
-                users = [u for u in tenant.users.values() if matches(user_filter_view(u), clauses)]
+                candidates = list(tenant.users.values())
+            users = [u for u in candidates if matches(user_filter_view(u, names), clauses)]
             page, next_link = paginate(request, users, USERS_PAGE_DEFAULT, USERS_PAGE_MAX)
             values = [user_json(u, select) for u in page]
         return collection(request, "users", values, next_link)

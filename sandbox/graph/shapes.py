@@ -85,9 +85,9 @@ def user_json(user: User, select: Sequence[str] | None = None) -> dict[str, Any]
     return full
 
 
-def user_filter_view(user: User) -> dict[str, Any]:
-    """Every filterable property of a user, for `$filter` matching."""
-    return user_json(user, [p for p in USER_PROPERTIES if p != "passwordProfile"])
+def user_filter_view(user: User, names: Sequence[str]) -> dict[str, Any]:
+    """The named properties of a user, for `$filter` matching."""
+    return user_json(user, names)
 
 
 def sku_json(tenant: Tenant, sku: Sku) -> dict[str, Any]:

@@ -210,3 +210,30 @@ async def test_policy_assignment_shows_in_effective_policies(graph: GraphClient)
         {"value": [{"userId": "nobody", "policyType": "TeamsCallingPolicy", "policyId": "p"}]},
     )
     assert unknown.status == 404
+
+
+async def test_deleting_a_user_frees_licence_and_number(
+    server: SandboxServer, graph: GraphClient
+) -> None:
+    user_id = await licensed_user(graph, "vera")
+    await graph.wait_for_operation(await assign(graph, "+442071230009", user_id))
+
+    assert (await graph.call("DELETE", f"/users/{user_id}")).status == 204
+
+    assert (await graph.get(f"/users/{user_id}")).status == 404
+    listed = await graph.get(NUMBERS, params={"$filter": "telephoneNumber eq '+442071230009'"})
+    assert listed.body["value"] == []
+    (sku,) = (await graph.get("/subscribedSkus")).body["value"]
+    assert sku["consumedUnits"] == 0
+
+
+async def test_batched_filter_on_a_number(graph: GraphClient) -> None:
+    user_id = await licensed_user(graph, "walt")
+    await graph.wait_for_operation(await assign(graph, "+442071230010", user_id))
+    url = f"{NUMBERS}?$filter=telephoneNumber eq '%2B442071230010'"
+
+    reply = await graph.post("/$batch", {"requests": [{"id": "n", "method": "GET", "url": url}]})
+
+    (inner,) = reply.body["responses"]
+    assert inner["status"] == 200
+    assert [n["assignmentTargetId"] for n in inner["body"]["value"]] == [user_id]
