@@ -138,6 +138,10 @@ class ActivityLedger:
                 return Claim(first=True, response=None)
             except IntegrityError:
                 pass
+        return await self.peek(key)
+
+    async def peek(self, key: str) -> Claim:
+        """What the first delivery of an activity answered, if it has answered yet."""
         async with self.db.unit_of_work(readonly=True) as uow:
             row = await uow.session.get(ProcessedActivity, key[:600])
             return Claim(first=False, response=row.response if row else None)

@@ -151,6 +151,12 @@ class Enterprises:
         async with self.db.unit_of_work(readonly=True) as uow:
             return enterprise_view(await load_enterprise(uow.session, enterprise_id))
 
+    async def by_id(self, enterprise_id: int) -> EnterpriseView | None:
+        """One enterprise, or None when there is no such enterprise."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            enterprise = await uow.session.get(Enterprise, enterprise_id)
+            return enterprise_view(enterprise) if enterprise else None
+
     async def by_tenant(self, tenant_id: str) -> EnterpriseView | None:
         """The enterprise of an Entra tenant, if it is one of ours."""
         async with self.db.unit_of_work(readonly=True) as uow:

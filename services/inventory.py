@@ -403,6 +403,21 @@ class Inventory:
                 total = int((await uow.session.execute(count_query)).scalar_one())
         return Page(items=items, total=total, page=page, page_size=page_size)
 
+    async def free_number_ending(self, enterprise_id: int, typed: str, *, field: str) -> str:
+        """The one free number ending in the typed digits, or a ValidationError saying why not."""
+        digits = digits_only(typed, field=field)
+        page = await self.search_free(enterprise_id, digits, page_size=6, with_total=False)
+        if not page.items:
+            raise ValidationError(f"No free number ends in {digits}.", field=field)
+        if len(page.items) > 1:
+            listed = ", ".join(page.items[:5])
+            raise ValidationError(
+                f"Several free numbers end in {digits} ({listed}"
+                f"{', …' if len(page.items) > 5 else ''}); type more digits or pick one.",
+                field=field,
+            )
+        return page.items[0]
+
     async def list_numbers(
         self,
         enterprise_id: int,

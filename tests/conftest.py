@@ -16,6 +16,8 @@ from services.models import AdminRole, Base, LicenceProduct
 from services.passwords import PasswordVault
 from services.views import Actor
 
+pytest_plugins = ["tests.support.fixtures", "tests.botkit"]
+
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _pg_ready = False

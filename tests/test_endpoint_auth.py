@@ -30,8 +30,6 @@ from tests.support.identity import (
     IdentityStandIns,
 )
 
-pytest_plugins = ["tests.support.fixtures"]
-
 SEARCH_RESPONSE_TYPE = "application/vnd.microsoft.search.searchResponse"
 SECRET_DETAIL = "connection to pbx-db.internal:5432 refused for user provisioning"
 

@@ -1,0 +1,30 @@
+"""`python -m bot`: serve the bot on BOT_HOST:BOT_PORT (default 127.0.0.1:3978)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from aiohttp import web
+
+from bot.app import create_app
+from bot.auth import BotSettings
+from bot.request_context import LOG_FORMAT
+from services.config import Settings
+
+
+def main() -> None:
+    """Read the environment and serve until interrupted."""
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format=LOG_FORMAT)
+    host = os.environ.get("BOT_HOST", "127.0.0.1")
+    port = int(os.environ.get("BOT_PORT", "3978"))
+    web.run_app(
+        create_app(Settings.from_env(), BotSettings.from_env()),
+        host=host,
+        port=port,
+        print=lambda text: logging.getLogger("bot").info("%s", text),
+    )
+
+
+if __name__ == "__main__":
+    main()

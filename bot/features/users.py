@@ -1,0 +1,192 @@
+"""Create, find and edit users."""
+
+from __future__ import annotations
+
+from bot.router import Router, Turn
+from cards.actions import (
+    CreateUserForm,
+    Dataset,
+    EditUserForm,
+    FindUser,
+    OpenCreateUser,
+    UserRef,
+)
+from cards.common import Card, Errors
+from cards.users import create_user_card, find_user_card, user_card, user_created_card
+from services.errors import ValidationError
+from services.inventory import AUTO, Auto, DigitMatch, parse_extension
+from services.models import LicenceProduct
+from services.phone import pretty
+from services.users import RELEASE, NewUser, Release, UserChanges
+
+router = Router()
+STATIC_CHOICES = 15
+
+
+def licence_choice(value: str) -> LicenceProduct | None:
+    """The licence picked on a form ("none" for no licence)."""
+    if value in ("", "none"):
+        return None
+    try:
+        return LicenceProduct(value)
+    except ValueError:
+        raise ValidationError("Choose Essentials, Basic or no licence.", field="licence") from None
+
+
+async def number_choice(
+    turn: Turn, mode: str, number: str, digits: str
+) -> Auto | Release | str | None:
+    """What the number fields of a form ask for: the next free one, a chosen one, none, or keep."""
+    enterprise = turn.require_enterprise()
+    if mode == "auto":
+        return AUTO
+    if mode == "none":
+        return RELEASE
+    if mode == "pick":
+        if number:
+            return number
+        if digits:
+            return await turn.directory.inventory.free_number_ending(
+                enterprise.id, digits, field="number_digits"
+            )
+        raise ValidationError("Pick a free number, or type its last digits.", field="number")
+    if mode in ("", "keep"):
+        return None
+    raise ValidationError("Choose how to give the number.", field="number_mode")
+
+
+def extension_choice(mode: str, extension: str) -> Auto | int | None:
+    """What the extension fields ask for: the next free one, a chosen one, or keep."""
+    if mode == "auto":
+        return AUTO
+    if mode == "pick":
+        if not extension:
+            raise ValidationError("Type the extension you want.", field="extension")
+        return parse_extension(extension)
+    if mode in ("", "keep"):
+        return None
+    raise ValidationError("Choose how to give the extension.", field="extension_mode")
+
+
+async def _free_numbers(turn: Turn) -> list[str]:
+    enterprise = turn.require_enterprise()
+    page = await turn.directory.inventory.search_free(
+        enterprise.id, page_size=STATIC_CHOICES, with_total=False
+    )
+    return page.items
+
+
+async def show_create_form(turn: Turn, form: CreateUserForm, errors: Errors) -> Card:
+    """The create-user form, with the admin's input and the errors next to the fields."""
+    enterprise = turn.require_enterprise()
+    pools = await turn.directory.licences.pools(enterprise.id)
+    return create_user_card(enterprise, pools, await _free_numbers(turn), form, errors)
+
+
+@router.action(OpenCreateUser)
+async def open_create(turn: Turn, data: OpenCreateUser) -> Card:
+    """An empty create-user form."""
+    return await show_create_form(turn, CreateUserForm(ent=turn.ent), {})
+
+
+@router.action(CreateUserForm, form=show_create_form)
+async def create_user(turn: Turn, form: CreateUserForm) -> Card:
+    """Create the user the form describes."""
+    enterprise = turn.require_enterprise()
+    licence = licence_choice(form.licence)
+    number = await number_choice(turn, form.number_mode, form.number, form.number_digits)
+    if isinstance(number, Release):
+        number = None
+    if licence is not LicenceProduct.ESSENTIALS and isinstance(number, Auto):
+        number = None  # "next free number" only applies to Essentials
+    user = await turn.directory.users.create(
+        turn.actor,
+        enterprise.id,
+        NewUser(
+            display_name=form.display_name,
+            email=form.email,
+            licence=licence,
+            number=number,
+            extension=extension_choice(form.extension_mode, form.extension)
+            if licence is not None or form.extension_mode == "pick"
+            else None,
+            send_password_email=form.send_password_email,
+            notify_user=form.notify_user,
+        ),
+    )
+    return user_created_card(user, enterprise)
+
+
+@router.action(FindUser)
+async def find_user(turn: Turn, data: FindUser) -> Card:
+    """Search users; an empty search shows the search box only."""
+    enterprise = turn.require_enterprise()
+    results = None
+    if data.query:
+        results = await turn.directory.users.directory(
+            enterprise.id, search=data.query, page_size=10
+        )
+    return find_user_card(enterprise, data.query, results)
+
+
+@router.action(UserRef)
+async def open_user(turn: Turn, data: UserRef) -> Card:
+    """One user's card with the edit form."""
+    enterprise = turn.require_enterprise()
+    user = await turn.directory.users.get(enterprise.id, data.user_id)
+    return user_card(user, enterprise, await _free_numbers(turn))
+
+
+async def show_edit_form(turn: Turn, form: EditUserForm, errors: Errors) -> Card:
+    """The user card again, with what the admin typed and the errors next to the fields."""
+    enterprise = turn.require_enterprise()
+    user = await turn.directory.users.get(enterprise.id, form.user_id)
+    if "version" in errors:
+        # Someone else saved first: show their version, keep what this admin typed.
+        form = form.model_copy(update={"version": user.version})
+    return user_card(user, enterprise, await _free_numbers(turn), form, errors)
+
+
+@router.action(EditUserForm, form=show_edit_form)
+async def edit_user(turn: Turn, form: EditUserForm) -> Card:
+    """Save the edit form on the version the admin saw."""
+    enterprise = turn.require_enterprise()
+    licence = licence_choice(form.licence)
+    changes = UserChanges(
+        display_name=form.display_name,
+        email=form.email,
+        licence=None if not form.licence else (licence or RELEASE),
+        number=await number_choice(turn, form.number_mode, form.number, form.number_digits),
+        extension=extension_choice(form.extension_mode, form.extension),
+        send_password_email=form.send_password_email,
+        notify_user=form.notify_user,
+    )
+    user = await turn.directory.users.update(
+        turn.actor, enterprise.id, form.user_id, form.version, changes
+    )
+    return user_card(user, enterprise, await _free_numbers(turn), saved=True)
+
+
+@router.search(Dataset.USERS)
+async def search_users(turn: Turn, query: str, limit: int) -> list[tuple[str, str]]:
+    """Type-ahead over users by name, e-mail, number or extension."""
+    enterprise = turn.require_enterprise()
+    users = await turn.directory.users.search(enterprise.id, query, limit)
+    return [(f"{u.display_name} · {u.email}", str(u.id)) for u in users]
+
+
+@router.search(Dataset.FREE_NUMBERS)
+async def search_free_numbers(turn: Turn, query: str, limit: int) -> list[tuple[str, str]]:
+    """Type-ahead over free numbers: trailing digits first, then numbers containing them."""
+    enterprise = turn.require_enterprise()
+    digits = "".join(ch for ch in query if ch.isdigit())
+    inventory = turn.directory.inventory
+    found = (
+        await inventory.search_free(enterprise.id, digits, page_size=limit, with_total=False)
+    ).items
+    if digits and len(found) < limit:
+        more = await inventory.search_free(
+            enterprise.id, digits, match=DigitMatch.CONTAINS, page_size=limit, with_total=False
+        )
+        found += [n for n in more.items if n not in found]
+    return [(pretty(n), n) for n in found[:limit]]

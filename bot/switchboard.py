@@ -1,0 +1,308 @@
+"""The Teams bot: turns activities into verbs for the router, and cards back into replies.
+
+Bot Framework types stop here. Identity and role, tenant isolation, duplicate delivery and
+conversation references are handled once, for every handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from botbuilder.core import (
+    ActivityHandler,
+    CardFactory,
+    InvokeResponse,
+    MessageFactory,
+    TurnContext,
+)
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
+
+from bot.adapter import reference_id
+from bot.router import Router, Turn
+from cards.actions import Verb
+from cards.common import Card, apology_card
+from cards.home import home_card, unknown_admin_card
+from services.directory import Directory
+from services.models import AdminRole
+from services.views import Actor, AdminView, EnterpriseView
+
+logger = logging.getLogger(__name__)
+
+CARD_RESPONSE = "application/vnd.microsoft.card.adaptive"
+SEARCH_RESPONSE = "application/vnd.microsoft.search.searchResponse"
+MAX_SEARCH_RESULTS = 15
+DUPLICATE_WAIT_SECONDS = 5.0
+
+# Typed commands, matched on the whole message: a verb and the data it starts with.
+_COMMANDS: list[tuple[re.Pattern[str], Verb, Callable[[re.Match[str]], dict[str, Any]]]] = [
+    (re.compile(r"^(?:help|hi|hello|home|menu|start|\?)$"), Verb.HOME, lambda m: {}),
+    (re.compile(r"^(?:create|new|add)(?: user)?$"), Verb.USER_CREATE_OPEN, lambda m: {}),
+    (
+        re.compile(r"^(?:find|search|user|edit)(?: user)?(?:\s+(?P<q>.+))?$"),
+        Verb.USER_FIND,
+        lambda m: {"query": m.group("q") or ""},
+    ),
+    (re.compile(r"^(?:directory|users|list users|list)$"), Verb.DIRECTORY_OPEN, lambda m: {}),
+    (
+        re.compile(r"^(?:free )?numbers?(?:\s+(?P<d>[\d\s+]+))?$"),
+        Verb.NUMBERS_OPEN,
+        lambda m: {"digits": (m.group("d") or "").strip()},
+    ),
+    (
+        re.compile(r"^caller ?id(?:\s+(?P<q>.+))?$"),
+        Verb.USER_FIND,
+        lambda m: {"query": m.group("q") or ""},
+    ),
+    (
+        re.compile(r"^(?:unlicensed|unlicensed users|licences|licenses|enable)$"),
+        Verb.UNLICENSED_OPEN,
+        lambda m: {},
+    ),
+    (re.compile(r"^(?:sync|sync status|status|sync teams users)$"), Verb.SYNC_OPEN, lambda m: {}),
+]
+
+
+def parse_command(text: str) -> tuple[Verb, dict[str, Any]] | None:
+    """The verb a typed message asks for, or None when it is not a command."""
+    cleaned = " ".join(text.strip().lower().split())
+    for pattern, verb, data in _COMMANDS:
+        match = pattern.match(cleaned)
+        if match:
+            return verb, data(match)
+    return None
+
+
+class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
+    """Switchboard's activity handler."""
+
+    def __init__(self, directory: Directory, router: Router) -> None:
+        self.directory = directory
+        self.router = router
+
+    # --- identity ------------------------------------------------------------------------
+
+    async def _identify(self, context: TurnContext) -> tuple[AdminView | None, bool]:
+        activity = context.activity
+        tenant = _tenant_id(activity)
+        person = (activity.from_property.aad_object_id if activity.from_property else None) or ""
+        admin = await self.directory.enterprises.identify(tenant, person) if tenant else None
+        if admin is not None:
+            return admin, True
+        known = bool(tenant) and await self.directory.enterprises.by_tenant(tenant) is not None
+        return None, known
+
+    async def _turn(self, context: TurnContext, admin: AdminView, data: dict[str, Any]) -> Turn:
+        enterprise: EnterpriseView | None = None
+        if admin.role is AdminRole.SERVICE_PROVIDER:
+            # Provider admins act for any enterprise: the one named by the card they used.
+            wanted = data.get("ent")
+            if isinstance(wanted, int | str) and str(wanted).strip().isdigit():
+                enterprise = await self.directory.enterprises.by_id(int(wanted))
+        elif admin.enterprise_id is not None:
+            # Enterprise admins only ever act for their own enterprise, whatever the card says.
+            enterprise = await self.directory.enterprises.by_id(admin.enterprise_id)
+            data = {**data, "ent": admin.enterprise_id}
+        name = context.activity.from_property.name if context.activity.from_property else ""
+        actor = Actor(
+            admin.aad_object_id,
+            admin.display_name or name or "",
+            admin.role,
+            enterprise.id if enterprise else None,
+        )
+        return Turn(self.directory, admin, actor, enterprise, reference_id(context), data)
+
+    async def _home(self, turn: Turn, *, welcome: bool = False) -> Card:
+        enterprises = (
+            await self.directory.enterprises.all()
+            if turn.admin.role is AdminRole.SERVICE_PROVIDER
+            else []
+        )
+        pools = await self.directory.licences.pools(turn.enterprise.id) if turn.enterprise else []
+        return home_card(
+            turn.actor.display_name or "admin",
+            turn.admin.role,
+            turn.enterprise,
+            pools,
+            enterprises=enterprises,
+            welcome=welcome,
+        )
+
+    async def _run_verb(self, context: TurnContext, verb: str, data: dict[str, Any]) -> Card:
+        admin, tenant_known = await self._identify(context)
+        if admin is None:
+            return unknown_admin_card(tenant_known)
+        turn = await self._turn(context, admin, data)
+        if verb in (Verb.HOME.value, Verb.ENTERPRISE_PICK.value):
+            return await self._home(turn)
+        return await self.router.dispatch(verb, turn)
+
+    async def _guarded(self, context: TurnContext, work: Callable[[], Awaitable[Card]]) -> Card:
+        """Run a turn's work once per activity id, answering a redelivery with the first card."""
+        key = _delivery_key(context.activity)
+        if key is None:
+            return await self._safely(context, work)
+        claim = await self.directory.ledger.claim(key)
+        if not claim.first:
+            waited = 0.0
+            while claim.response is None and waited < DUPLICATE_WAIT_SECONDS:
+                await asyncio.sleep(0.1)
+                waited += 0.1
+                claim = await self.directory.ledger.peek(key)
+            logger.info("Duplicate delivery of activity %s answered from the ledger", key)
+            return claim.response or apology_card(reference_id(context))
+        try:
+            card = await self._safely(context, work)
+        except BaseException:
+            await self.directory.ledger.forget(key)
+            raise
+        await self.directory.ledger.complete(key, card)
+        return card
+
+    async def _safely(self, context: TurnContext, work: Callable[[], Awaitable[Card]]) -> Card:
+        try:
+            return await work()
+        except Exception:
+            reference = reference_id(context)
+            logger.exception("A card action failed (reference %s)", reference)
+            return apology_card(reference)
+
+    async def _remember_conversation(self, context: TurnContext) -> None:
+        activity = context.activity
+        tenant = _tenant_id(activity)
+        person = activity.from_property.aad_object_id if activity.from_property else None
+        if not tenant or not person or not activity.conversation:
+            return
+        reference = TurnContext.get_conversation_reference(activity)
+        await self.directory.conversations.save(
+            tenant_id=tenant,
+            aad_object_id=person,
+            conversation_id=activity.conversation.id,
+            is_personal=(activity.conversation.conversation_type or "personal") == "personal",
+            reference=reference.serialize(),
+        )
+
+    # --- activities -----------------------------------------------------------------------
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        """Typed commands, and Action.Submit cards (which arrive as messages with a value)."""
+        await self._remember_conversation(turn_context)
+        activity = turn_context.activity
+        value = activity.value if isinstance(activity.value, dict) else None
+        if value is not None:
+            verb = str(value.get("verb") or "")
+
+            async def submitted() -> Card:
+                return await self._run_verb(turn_context, verb, value)
+
+            card = await self._guarded(turn_context, submitted)
+        else:
+            text = TurnContext.remove_recipient_mention(activity) or activity.text or ""
+            command = parse_command(text)
+
+            async def typed() -> Card:
+                if command is None:
+                    return await self._run_verb(turn_context, Verb.HOME.value, {})
+                return await self._run_verb(turn_context, command[0].value, command[1])
+
+            card = await self._safely(turn_context, typed)
+        await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        """Action.Execute (`adaptiveCard/action`) and type-ahead (`application/search`)."""
+        name = turn_context.activity.name
+        if name == "adaptiveCard/action":
+            return await self._card_action(turn_context)
+        if name == "application/search":
+            return await self._search(turn_context)
+        return await super().on_invoke_activity(turn_context)
+
+    async def _card_action(self, context: TurnContext) -> InvokeResponse:
+        value = _dict(context.activity.value)
+        action = _dict(value.get("action"))
+        verb = str(action.get("verb") or "")
+        data = _dict(action.get("data"))
+        await self._remember_conversation(context)
+
+        async def execute() -> Card:
+            return await self._run_verb(context, verb, data)
+
+        card = await self._guarded(context, execute)
+        return InvokeResponse(
+            status=int(HTTPStatus.OK),
+            body={"statusCode": 200, "type": CARD_RESPONSE, "value": card},
+        )
+
+    async def _search(self, context: TurnContext) -> InvokeResponse:
+        value = _dict(context.activity.value)
+        query = str(value.get("queryText") or "")[:100]
+        dataset = str(value.get("dataset") or "")
+        options = _dict(value.get("queryOptions"))
+        top = options.get("top")
+        top = top if isinstance(top, int) else MAX_SEARCH_RESULTS
+        limit = max(1, min(MAX_SEARCH_RESULTS, top))
+        results: list[tuple[str, str]] = []
+        admin, _ = await self._identify(context)
+        if admin is not None:
+            data = _dict(value.get("data"))
+            turn = await self._turn(context, admin, data)
+            results = await self.router.run_search(dataset, turn, query, limit)
+        return InvokeResponse(
+            status=int(HTTPStatus.OK),
+            body={
+                "statusCode": 200,
+                "type": SEARCH_RESPONSE,
+                "value": {"results": [{"title": t, "value": v} for t, v in results]},
+            },
+        )
+
+    async def on_members_added_activity(
+        self, members_added: list[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        """Welcome when the bot itself is added to a chat or a team."""
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(member.id == bot_id for member in members_added):
+            await self._welcome(turn_context)
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        """Welcome on install (Teams may also announce it as members added: once is enough)."""
+        await self._welcome(turn_context)
+
+    async def _welcome(self, context: TurnContext) -> None:
+        await self._remember_conversation(context)
+        conversation = context.activity.conversation.id if context.activity.conversation else ""
+        claim = await self.directory.ledger.claim(f"welcome|{conversation}")
+        if not claim.first:
+            return
+
+        async def welcome() -> Card:
+            admin, tenant_known = await self._identify(context)
+            if admin is None:
+                return unknown_admin_card(tenant_known)
+            return await self._home(await self._turn(context, admin, {}), welcome=True)
+
+        card = await self._safely(context, welcome)
+        await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _tenant_id(activity: Activity) -> str:
+    channel_data = _dict(activity.channel_data)
+    tenant = _dict(channel_data.get("tenant"))
+    return str(tenant.get("id") or "").strip().lower()
+
+
+def _delivery_key(activity: Activity) -> str | None:
+    if not activity.id or not activity.conversation:
+        return None
+    return f"{_tenant_id(activity)}|{activity.conversation.id}|{activity.id}"
+
+
+__all__ = ["ActivityTypes", "SwitchboardBot", "parse_command"]

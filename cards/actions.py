@@ -1,0 +1,230 @@
+"""The verbs cards carry and the typed data of each: the card builders put them on buttons,
+the bot's handlers read them back with the same models."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Verb(StrEnum):
+    """Every action a card can send; the bot registers one handler per verb."""
+
+    HOME = "home"
+    ENTERPRISE_PICK = "enterprise.pick"
+    USER_CREATE_OPEN = "user.create.open"
+    USER_CREATE_SUBMIT = "user.create.submit"
+    USER_FIND = "user.find"
+    USER_OPEN = "user.open"
+    USER_EDIT_SUBMIT = "user.edit.submit"
+    NUMBERS_OPEN = "numbers.open"
+    NUMBER_AUTO = "numbers.auto"
+    NUMBER_ASSIGN = "numbers.assign"
+    NUMBER_RELEASE = "numbers.release"
+    CALLER_ID_OPEN = "callerid.open"
+    CALLER_ID_SUBMIT = "callerid.submit"
+    DIRECTORY_OPEN = "directory.open"
+    UNLICENSED_OPEN = "unlicensed.open"
+    UNLICENSED_ENABLE = "unlicensed.enable"
+    SYNC_OPEN = "sync.open"
+    SYNC_START = "sync.start"
+
+
+class Dataset(StrEnum):
+    """Type-ahead datasets served by the bot's search handler."""
+
+    FREE_NUMBERS = "numbers.free"
+    OWNED_NUMBERS = "numbers.owned"
+    USERS = "users"
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+class ActionData(BaseModel):
+    """What every action carries: its verb and, for provider admins, the enterprise acted for.
+
+    Inputs of the card arrive merged into the same object, under their ids.
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    verb: ClassVar[Verb] = Verb.HOME
+    ent: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The data to put on a button: the verb and the non-empty fields."""
+        return {"verb": self.verb.value, **self.model_dump(exclude_none=True)}
+
+    @field_validator("ent", mode="before")
+    @classmethod
+    def _ent(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+
+class Home(ActionData):
+    """Open the home card."""
+
+    verb: ClassVar[Verb] = Verb.HOME
+
+
+class PickEnterprise(ActionData):
+    """A provider admin chooses the enterprise to act for (input `ent`)."""
+
+    verb: ClassVar[Verb] = Verb.ENTERPRISE_PICK
+
+
+class OpenCreateUser(ActionData):
+    """Open an empty create-user form."""
+
+    verb: ClassVar[Verb] = Verb.USER_CREATE_OPEN
+
+
+class CreateUserForm(ActionData):
+    """The create-user form's inputs."""
+
+    verb: ClassVar[Verb] = Verb.USER_CREATE_SUBMIT
+    display_name: str = ""
+    email: str = ""
+    licence: str = "essentials"
+    number_mode: str = "auto"
+    number: str = ""
+    number_digits: str = ""
+    extension_mode: str = "auto"
+    extension: str = ""
+    send_password_email: bool = False
+    notify_user: bool = False
+
+
+class FindUser(ActionData):
+    """Search users by name, e-mail, number or extension (input `query`)."""
+
+    verb: ClassVar[Verb] = Verb.USER_FIND
+    query: str = ""
+    page: int = 1
+
+
+class UserRef(ActionData):
+    """Open one user's card."""
+
+    verb: ClassVar[Verb] = Verb.USER_OPEN
+    user_id: int = Field(gt=0)
+
+
+class OpenPickedUser(ActionData):
+    """Open the user chosen in the card's `user_id` picker (the id comes from the input)."""
+
+    verb: ClassVar[Verb] = Verb.USER_OPEN
+
+
+class EditUserForm(ActionData):
+    """The edit form's inputs, with the version of the user the admin saw."""
+
+    verb: ClassVar[Verb] = Verb.USER_EDIT_SUBMIT
+    user_id: int = Field(gt=0)
+    version: int = Field(gt=0)
+    display_name: str = ""
+    email: str = ""
+    licence: str = ""
+    number_mode: str = "keep"
+    number: str = ""
+    number_digits: str = ""
+    extension_mode: str = "keep"
+    extension: str = ""
+    send_password_email: bool = False
+    notify_user: bool = False
+
+
+class OpenNumbers(ActionData):
+    """The free-number picker, optionally for one user, filtered by digits (input `digits`)."""
+
+    verb: ClassVar[Verb] = Verb.NUMBERS_OPEN
+    user_id: int | None = None
+    digits: str = ""
+    page: int = 1
+
+
+class AutoAssignNumber(ActionData):
+    """Give the user the next free number."""
+
+    verb: ClassVar[Verb] = Verb.NUMBER_AUTO
+    user_id: int = Field(gt=0)
+    version: int = Field(gt=0)
+
+
+class AssignNumber(ActionData):
+    """Give the user the chosen free number (input `number`, or `digits` to look one up)."""
+
+    verb: ClassVar[Verb] = Verb.NUMBER_ASSIGN
+    user_id: int = Field(gt=0)
+    version: int = Field(gt=0)
+    number: str = ""
+    digits: str = ""
+
+
+class ReleaseNumber(ActionData):
+    """Take the user's number back into quarantine."""
+
+    verb: ClassVar[Verb] = Verb.NUMBER_RELEASE
+    user_id: int = Field(gt=0)
+    version: int = Field(gt=0)
+
+
+class OpenCallerId(ActionData):
+    """Open a user's caller ID card."""
+
+    verb: ClassVar[Verb] = Verb.CALLER_ID_OPEN
+    user_id: int = Field(gt=0)
+
+
+class CallerIdForm(ActionData):
+    """The caller ID card's inputs."""
+
+    verb: ClassVar[Verb] = Verb.CALLER_ID_SUBMIT
+    user_id: int = Field(gt=0)
+    version: int = Field(gt=0)
+    mode: str = ""
+    number_digits: str = ""
+    caller_name: str = ""
+    send_pai: bool = False
+    pai_digits: str = ""
+
+
+class OpenDirectory(ActionData):
+    """One page of the directory, sorted by a column."""
+
+    verb: ClassVar[Verb] = Verb.DIRECTORY_OPEN
+    sort: str = "name"
+    desc: bool = False
+    page: int = 1
+    query: str = ""
+
+
+class OpenUnlicensed(ActionData):
+    """The users without a calling licence."""
+
+    verb: ClassVar[Verb] = Verb.UNLICENSED_OPEN
+
+
+class EnableUsersForm(ActionData):
+    """Users picked on the unlicensed list (input `users`, comma-separated ids) and a product."""
+
+    verb: ClassVar[Verb] = Verb.UNLICENSED_ENABLE
+    users: str = ""
+    licence: str = "essentials"
+
+
+class OpenSync(ActionData):
+    """The sync status card."""
+
+    verb: ClassVar[Verb] = Verb.SYNC_OPEN
+
+
+class StartSync(ActionData):
+    """Press "Sync Teams Users"."""
+
+    verb: ClassVar[Verb] = Verb.SYNC_START

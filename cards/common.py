@@ -1,0 +1,222 @@
+"""Building blocks every Switchboard card shares: the frame with its help section, field
+errors, status indicators, buttons. Cards are Adaptive Card 1.5, built with the Teams models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from microsoft_teams.cards import (
+    Action,
+    ActionSet,
+    AdaptiveCard,
+    CardElement,
+    Choice,
+    ChoiceSetInput,
+    Column,
+    ColumnSet,
+    Container,
+    ExecuteAction,
+    Fact,
+    FactSet,
+    TeamsCardProperties,
+    TextBlock,
+    TextColor,
+    TextInput,
+    ToggleVisibilityAction,
+)
+
+from cards.actions import ActionData, Home
+from services.models import LicenceProduct, ProvisioningStatus
+from services.phone import pretty
+
+Card = dict[str, Any]
+Errors = dict[str, str]
+
+STATUS_LABELS: dict[ProvisioningStatus, str] = {
+    ProvisioningStatus.NOT_SYNCED: "⚪ Not synced",
+    ProvisioningStatus.PENDING: "🟡 Pending",
+    ProvisioningStatus.IN_PROGRESS: "🔵 In progress",
+    ProvisioningStatus.PROVISIONED: "🟢 Provisioned",
+    ProvisioningStatus.FAILED: "🔴 Failed",
+}
+BUTTONS_PER_ROW = 3
+LICENCE_CHOICES = [
+    Choice(title="Essentials: direct number and extension", value=LicenceProduct.ESSENTIALS.value),
+    Choice(title="Basic: extension only", value=LicenceProduct.BASIC.value),
+]
+
+
+def status_label(status: ProvisioningStatus, error: str | None = None) -> str:
+    """The provisioning status as the indicator admins see, with the failure reason."""
+    label = STATUS_LABELS[status]
+    return f"{label}: {error}" if status is ProvisioningStatus.FAILED and error else label
+
+
+def number_text(e164: str | None) -> str:
+    """A number for display, or a dash."""
+    return pretty(e164) if e164 else "—"
+
+
+def button(title: str, data: ActionData, *, primary: bool = False) -> ExecuteAction:
+    """An Action.Execute carrying typed data; the verb rides in the data too, for Action.Submit."""
+    action = ExecuteAction(title=title, verb=data.verb.value, data=data.payload())
+    if primary:
+        action.style = "positive"
+    return action
+
+
+def heading(text: str) -> TextBlock:
+    """The card's title."""
+    return TextBlock(text=text, size="Large", weight="Bolder", wrap=True, style="heading")
+
+
+def paragraph(text: str, *, subtle: bool = False, color: TextColor | None = None) -> TextBlock:
+    """Wrapped body text."""
+    block = TextBlock(text=text, wrap=True, is_subtle=subtle or None)
+    if color:
+        block.color = color
+    return block
+
+
+def banner(text: str, *, good: bool = False) -> Container:
+    """A coloured strip for a warning (attention) or a success (good)."""
+    return Container(
+        style="good" if good else "warning",
+        items=[TextBlock(text=text, wrap=True, weight="Bolder")],
+    )
+
+
+def field_error(errors: Errors, field: str) -> list[CardElement]:
+    """The message for one field, placed right under its input; nothing when it is fine."""
+    message = errors.get(field)
+    if not message:
+        return []
+    return [
+        TextBlock(text=f"⚠ {message}", wrap=True, color="Attention", size="Small", spacing="None")
+    ]
+
+
+def text_input(
+    field: str,
+    label: str,
+    value: str,
+    errors: Errors,
+    *,
+    placeholder: str = "",
+    required: bool = False,
+    max_length: int | None = None,
+    error_message: str = "",
+) -> list[CardElement]:
+    """A labelled text input followed by its server-side error, if any."""
+    box = TextInput(id=field, label=label, value=value or None, placeholder=placeholder or None)
+    if required:
+        box.is_required = True
+        box.error_message = error_message or f"{label} is required."
+    if max_length:
+        box.max_length = max_length
+    return [box, *field_error(errors, field)]
+
+
+def choice_input(
+    field: str,
+    label: str,
+    choices: Sequence[tuple[str, str]],
+    value: str,
+    errors: Errors,
+    *,
+    expanded: bool = False,
+    required: bool = False,
+) -> list[CardElement]:
+    """A single-choice input followed by its error, if any."""
+    box = ChoiceSetInput(
+        id=field,
+        label=label,
+        value=value or None,
+        choices=[Choice(title=title, value=val) for title, val in choices],
+        style="expanded" if expanded else "compact",
+    )
+    if required:
+        box.is_required = True
+        box.error_message = f"Choose {label.lower()}."
+    return [box, *field_error(errors, field)]
+
+
+def facts(pairs: Sequence[tuple[str, str]]) -> FactSet:
+    """Label and value pairs."""
+    return FactSet(facts=[Fact(title=title, value=value) for title, value in pairs])
+
+
+def columns(*cells: Sequence[CardElement], widths: Sequence[str] | None = None) -> ColumnSet:
+    """Side-by-side columns."""
+    return ColumnSet(
+        columns=[
+            Column(items=list(items), width=(widths[i] if widths else "stretch"))
+            for i, items in enumerate(cells)
+        ]
+    )
+
+
+def frame(
+    title: str,
+    body: Sequence[CardElement],
+    *,
+    help_text: str,
+    actions: Sequence[Action] = (),
+    ent: int | None = None,
+    home: bool = True,
+    notice: str | None = None,
+    success: str | None = None,
+) -> Card:
+    """A full card: title, optional banner, body, a collapsible help section, and buttons."""
+    items: list[CardElement] = [heading(title)]
+    if success:
+        items.append(banner(success, good=True))
+    if notice:
+        items.append(banner(notice))
+    items.extend(body)
+    # Task buttons sit in rows inside the body: hosts cap a card's own actions at five.
+    task_buttons = list(actions)
+    for start in range(0, len(task_buttons), BUTTONS_PER_ROW):
+        items.append(ActionSet(actions=task_buttons[start : start + BUTTONS_PER_ROW]))
+    items.append(
+        Container(
+            id="help",
+            is_visible=False,
+            separator=True,
+            items=[paragraph(part, subtle=True) for part in help_text.split("\n\n")],
+        )
+    )
+    buttons: list[Action] = []
+    if home:
+        buttons.append(button("Home", Home(ent=ent)))
+    buttons.append(ToggleVisibilityAction(title="Help", target_elements=["help"]))
+    card = AdaptiveCard(version="1.5", body=items, actions=buttons)
+    card.msteams = TeamsCardProperties(width="full")
+    return card.model_dump(by_alias=True, exclude_none=True)
+
+
+def action_row(*actions: Action) -> ActionSet:
+    """Buttons inside the body, next to what they act on."""
+    return ActionSet(actions=list(actions))
+
+
+def notice_card(title: str, message: str, *, ent: int | None = None, help_text: str = "") -> Card:
+    """A short card that says one thing and leads back home."""
+    return frame(
+        title,
+        [paragraph(message)],
+        help_text=help_text or "Type **help** at any time to see what Switchboard can do for you.",
+        ent=ent,
+    )
+
+
+def apology_card(reference: str, *, ent: int | None = None) -> Card:
+    """What an admin sees when something failed on our side: never the error itself."""
+    return notice_card(
+        "Sorry, that did not work",
+        "Something went wrong on our side and your request was not completed. "
+        f"Try again in a moment; if it keeps happening, contact support and quote reference "
+        f"**{reference}**.",
+        ent=ent,
+    )

@@ -1,0 +1,133 @@
+"""Helpers for the bot's end-to-end tests: a real app over the test directory, an admin in
+Teams, and the card an action answers with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.app import build_app
+from cards.actions import Verb
+from services.directory import Directory
+from services.models import AdminRole
+from tests.cardcheck import assert_valid_cards
+from tests.conftest import PROVIDER, seed_enterprise
+from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER, TeamsActivities
+from tests.support.botclient import RunningBot
+from tests.support.connector import FakeConnector
+
+
+@dataclass
+class BotHarness:
+    """A running Switchboard and the Teams admin talking to it."""
+
+    client: RunningBot
+    directory: Directory
+    teams: TeamsActivities
+    connector: FakeConnector
+    ent: int
+    cards_seen: list[dict[str, Any]]
+
+    async def act(
+        self,
+        verb: Verb | str,
+        data: dict[str, Any] | None = None,
+        *,
+        teams: TeamsActivities | None = None,
+    ) -> dict[str, Any]:
+        """Press an Action.Execute button; return the card the bot answered with (validated)."""
+        verb_text = verb.value if isinstance(verb, Verb) else verb
+        payload = {"verb": verb_text, **(data or {})}
+        response = await self.client.post((teams or self.teams).card_action(verb_text, payload))
+        assert response.status == 200, response.text
+        body = response.json()
+        assert (
+            body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+        )
+        self.cards_seen.append(body["value"])
+        return body["value"]
+
+    async def say(self, text: str, *, teams: TeamsActivities | None = None) -> dict[str, Any]:
+        """Type a message; return the card the bot replied with."""
+        response = await self.client.post((teams or self.teams).message(text))
+        assert response.status == 200, response.text
+        reply = await self.connector.next_message()
+        [card] = reply.adaptive_cards
+        self.cards_seen.append(card)
+        return card
+
+    async def search(self, query: str, dataset: str) -> list[dict[str, str]]:
+        """A type-ahead request; return its results."""
+        response = await self.client.post(self.teams.search(query, dataset))
+        assert response.status == 200
+        body = response.json()
+        assert body["type"] == "application/vnd.microsoft.search.searchResponse"
+        return body["value"]["results"]
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """Every text, label, title and value on a card, for assertions on what an admin reads."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("text", "label", "title", "value", "placeholder"):
+                if isinstance(node.get(key), str):
+                    found.append(node[key])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return "\n".join(found)
+
+
+def find_input(card: dict[str, Any], input_id: str) -> dict[str, Any]:
+    """The input with this id anywhere on the card."""
+    stack: list[Any] = [card]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("id") == input_id and str(node.get("type", "")).startswith("Input."):
+                return node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    raise AssertionError(f"no input {input_id!r} on the card")
+
+
+def buttons(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The Action.Execute buttons of a card by title, with their data."""
+    found: dict[str, dict[str, Any]] = {}
+    stack: list[Any] = [card]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Execute":
+                found[node["title"]] = node.get("data", {})
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+@pytest.fixture
+async def harness(directory: Directory, serve_bot, teams, fake_connector, bot_settings):
+    """Switchboard over the test directory, with DEFAULT_USER as the enterprise's admin."""
+    ent = await seed_enterprise(directory, tenant_id=DEFAULT_TENANT_ID)
+    await directory.enterprises.grant(
+        PROVIDER,
+        aad_object_id=DEFAULT_USER.aad_object_id,
+        role=AdminRole.ENTERPRISE_ADMIN,
+        enterprise_id=ent,
+        display_name=DEFAULT_USER.name,
+    )
+    client = await serve_bot(build_app(directory, bot_settings))
+    seen: list[dict[str, Any]] = []
+    yield BotHarness(client, directory, teams, fake_connector, ent, seen)
+    if seen:
+        assert_valid_cards({f"card {i}": card for i, card in enumerate(seen)})
