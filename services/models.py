@@ -391,3 +391,107 @@ class ProcessedActivity(Base):
     activity_key: Mapped[str] = mapped_column(String(600), primary_key=True)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HuntGroup(Base):
+    """A hunt group of an enterprise: a call to it rings its members (an Asterisk queue)."""
+
+    __tablename__ = "hunt_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("enterprise_id", "name"),)
+
+
+class HuntGroupMember(Base):
+    """A user's membership of a hunt group."""
+
+    __tablename__ = "hunt_group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("hunt_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_hunt_group_members_user", "user_id"),)
+
+
+class SipCredential(Base):
+    """A desk phone's SIP login, kept only as the digest hash the PBX checks (never the password)."""
+
+    __tablename__ = "pbx_sip_credentials"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    username: Mapped[str] = mapped_column(String(40))
+    realm: Mapped[str] = mapped_column(String(255))
+    # md5("username:realm:password"), what Asterisk's ps_auths.md5_cred holds.
+    md5_cred: Mapped[str] = mapped_column(String(32))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PbxLease(Base):
+    """Which PBX worker may push an enterprise's changes right now, and until when."""
+
+    __tablename__ = "pbx_leases"
+
+    enterprise_id: Mapped[int] = mapped_column(
+        ForeignKey("enterprises.id", ondelete="CASCADE"), primary_key=True
+    )
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BuiltinLine(Base):
+    """The built-in PBX configuration: one line (endpoint) per provisioned user."""
+
+    __tablename__ = "pbx_lines"
+
+    endpoint: Mapped[str] = mapped_column(String(255), primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    # No foreign key: the line is the PBX's copy and outlives the user until the push removes it.
+    user_id: Mapped[int] = mapped_column(Integer)
+    caller_name: Mapped[str] = mapped_column(String(64))
+    caller_number: Mapped[str] = mapped_column(String(20))
+    caller_private: Mapped[bool] = mapped_column(Boolean, default=False)
+    send_pai: Mapped[bool] = mapped_column(Boolean, default=False)
+    pai_number: Mapped[str | None] = mapped_column(String(20))
+    sip_username: Mapped[str | None] = mapped_column(String(40))
+    sip_realm: Mapped[str | None] = mapped_column(String(255))
+    sip_md5_cred: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_pbx_lines_enterprise", "enterprise_id"),)
+
+
+class BuiltinRoute(Base):
+    """The built-in PBX's routing: an extension or a direct number, and the line it rings."""
+
+    __tablename__ = "pbx_routes"
+
+    enterprise_id: Mapped[int] = mapped_column(
+        ForeignKey("enterprises.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_pbx_routes_endpoint", "endpoint"),)
+
+
+class BuiltinGroupMember(Base):
+    """The built-in PBX's hunt-group membership: which line a hunt group rings."""
+
+    __tablename__ = "pbx_line_groups"
+
+    queue_name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+    __table_args__ = (Index("ix_pbx_line_groups_endpoint", "endpoint"),)
