@@ -1,0 +1,240 @@
+"""The directory card: every user with number, extension and status in a sortable, paged table."""
+
+from __future__ import annotations
+
+from microsoft_teams.cards import (
+    ActionSet,
+    CardElement,
+    ColumnDefinition,
+    ExecuteAction,
+    Table,
+    TableCell,
+    TableRow,
+    TextBlock,
+)
+
+from cards.actions import OpenCreateUser, OpenDirectory, OpenNumbers, OpenUnlicensed, UserRef
+from cards.common import (
+    Card,
+    Errors,
+    action_row,
+    button,
+    choice_input,
+    columns,
+    field_error,
+    frame,
+    number_text,
+    paragraph,
+    status_label,
+    text_input,
+)
+from services.users import DirectorySort
+from services.views import EnterpriseView, Page, UserView
+
+DIRECTORY_HELP = (
+    "Every user of the enterprise with their direct number, extension and provisioning status. "
+    "A number or extension shown here is taken: it can never be given to someone else.\n\n"
+    "Press a column heading to sort by it; press it again to reverse the order. You can also "
+    "choose the sort and order below the table, and search by part of a name or e-mail, or by "
+    "digits of a number or extension.\n\n"
+    "Select a name to open that user. Status: ⚪ not synced, 🟡 pending, 🔵 in progress, "
+    "🟢 provisioned, 🔴 failed (with the reason)."
+)
+
+SORT_NAMES: dict[DirectorySort, str] = {
+    DirectorySort.NAME: "Name",
+    DirectorySort.EMAIL: "E-mail",
+    DirectorySort.NUMBER: "Number",
+    DirectorySort.EXTENSION: "Extension",
+    DirectorySort.STATUS: "Status",
+}
+# The table's columns, each sortable from its heading; e-mail sorts from the choice below.
+TABLE_COLUMNS: list[tuple[DirectorySort, float]] = [
+    (DirectorySort.NAME, 3),
+    (DirectorySort.NUMBER, 2),
+    (DirectorySort.EXTENSION, 1),
+    (DirectorySort.STATUS, 2),
+]
+ORDER_CHOICES = [("Ascending (A to Z, lowest first)", "false"), ("Descending", "true")]
+
+
+def _view_button(
+    title: str,
+    ent: int,
+    *,
+    sort: DirectorySort,
+    desc: bool,
+    page: int,
+    query: str,
+    primary: bool = False,
+) -> ExecuteAction:
+    """A button that shows another view of the directory and ignores the card's inputs.
+
+    The sort and search inputs would otherwise override the view the button carries.
+    """
+    action = button(
+        title,
+        OpenDirectory(ent=ent, sort=sort.value, desc=desc, page=page, query=query),
+        primary=primary,
+    )
+    action.associated_inputs = "none"
+    return action
+
+
+def _heading_cell(
+    column: DirectorySort, ent: int, sort: DirectorySort, desc: bool, query: str
+) -> TableCell:
+    current = column is sort
+    arrow = (" ▼" if desc else " ▲") if current else ""
+    return TableCell(
+        items=[
+            ActionSet(
+                actions=[
+                    _view_button(
+                        f"{SORT_NAMES[column]}{arrow}",
+                        ent,
+                        sort=column,
+                        desc=not desc if current else False,
+                        page=1,
+                        query=query,
+                    )
+                ]
+            )
+        ]
+    )
+
+
+def _user_row(user: UserView, ent: int) -> TableRow:
+    name_cell = TableCell(
+        items=[
+            TextBlock(text=user.display_name, wrap=True, weight="Bolder", color="Accent"),
+            TextBlock(text=user.email, wrap=True, is_subtle=True, size="Small", spacing="None"),
+        ],
+        select_action=button(f"Open {user.display_name}", UserRef(ent=ent, user_id=user.id)),
+    )
+    extension = str(user.extension) if user.extension is not None else "—"
+    return TableRow(
+        cells=[
+            name_cell,
+            TableCell(items=[TextBlock(text=number_text(user.number), wrap=True)]),
+            TableCell(items=[TextBlock(text=extension, wrap=True)]),
+            TableCell(
+                items=[TextBlock(text=status_label(user.status, user.status_error), wrap=True)]
+            ),
+        ]
+    )
+
+
+def _table(users: Page[UserView], ent: int, sort: DirectorySort, desc: bool, query: str) -> Table:
+    # The first row is the heading row: hosts style it as headers by default.
+    heading_row = TableRow(
+        cells=[_heading_cell(column, ent, sort, desc, query) for column, _ in TABLE_COLUMNS]
+    )
+    return Table(
+        columns=[ColumnDefinition(width=width) for _, width in TABLE_COLUMNS],
+        rows=[heading_row, *(_user_row(user, ent) for user in users.items)],
+    )
+
+
+def directory_card(
+    enterprise: EnterpriseView,
+    users: Page[UserView],
+    *,
+    sort: DirectorySort = DirectorySort.NAME,
+    descending: bool = False,
+    query: str = "",
+    errors: Errors | None = None,
+) -> Card:
+    """One page of the directory as a table, with sort headings, search and paging."""
+    ent = enterprise.id
+    errors = errors or {}
+    body: list[CardElement] = []
+    if users.total == 0 and not query:
+        body.append(
+            paragraph(f"**{enterprise.name}** has no users yet. Create the first one to start.")
+        )
+    elif users.total == 0:
+        body.append(paragraph(f"No user matches “{query}”.", subtle=True))
+    else:
+        found = f"{users.total} user{'s' if users.total != 1 else ''}"
+        body.append(
+            paragraph(
+                f"**{enterprise.name}**: {found}"
+                + (f" matching “{query}”" if query else "")
+                + f", sorted by {SORT_NAMES[sort].lower()} "
+                + ("(descending)." if descending else "(ascending)."),
+                subtle=True,
+            )
+        )
+        body.append(_table(users, ent, sort, descending, query))
+    body.extend(_paging(users, ent, sort, descending, query))
+    body.extend(field_error(errors, "page"))
+    body.extend(
+        [
+            columns(
+                text_input(
+                    "query",
+                    "Search",
+                    query,
+                    errors,
+                    placeholder="Name, e-mail, number or extension",
+                ),
+                choice_input(
+                    "sort",
+                    "Sort by",
+                    [(title, column.value) for column, title in SORT_NAMES.items()],
+                    sort.value,
+                    errors,
+                ),
+                choice_input(
+                    "desc", "Order", ORDER_CHOICES, "true" if descending else "false", errors
+                ),
+            ),
+            action_row(
+                button("Search and sort", OpenDirectory(ent=ent), primary=True),
+                *(
+                    [
+                        _view_button(
+                            "Show everyone", ent, sort=sort, desc=descending, page=1, query=""
+                        )
+                    ]
+                    if query
+                    else []
+                ),
+            ),
+            *field_error(errors, "form"),
+        ]
+    )
+    return frame(
+        "Directory",
+        body,
+        help_text=DIRECTORY_HELP,
+        ent=ent,
+        notice="Showing the directory with the view corrected: see ⚠ below." if errors else None,
+        actions=[
+            button("Create user", OpenCreateUser(ent=ent)),
+            button("Free numbers", OpenNumbers(ent=ent)),
+            button("Unlicensed users", OpenUnlicensed(ent=ent)),
+        ],
+    )
+
+
+def _paging(
+    users: Page[UserView], ent: int, sort: DirectorySort, desc: bool, query: str
+) -> list[CardElement]:
+    if users.pages <= 1:
+        return []
+    page = min(users.page, users.pages)
+    buttons = []
+    if page > 1:
+        buttons.append(
+            _view_button("◀ Previous", ent, sort=sort, desc=desc, page=page - 1, query=query)
+        )
+    if page < users.pages:
+        buttons.append(
+            _view_button("Next ▶", ent, sort=sort, desc=desc, page=page + 1, query=query)
+        )
+    return [
+        paragraph(f"Page {page} of {users.pages}", subtle=True),
+        ActionSet(actions=buttons),
+    ]
