@@ -1,0 +1,93 @@
+"""Users without a calling licence: enable several at once with Essentials or Basic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.router import Router, Turn
+from cards.actions import EnableUsersForm, OpenUnlicensed
+from cards.common import Card, Errors
+from cards.unlicensed import selected_ids, unlicensed_card, users_enabled_card
+from services.errors import BulkRefusedError, NotFoundError, ValidationError
+from services.models import LicenceProduct
+
+router = Router()
+LISTED = 100
+MAX_SELECTED = 500
+# Ids longer than this are no user of ours, and must not reach the database as huge integers.
+MAX_ID_DIGITS = 12
+
+
+def enable_product(value: str) -> LicenceProduct:
+    """The product chosen to enable with: Essentials or Basic."""
+    try:
+        return LicenceProduct((value or "").strip().lower())
+    except ValueError:
+        raise ValidationError("Choose Essentials or Basic.", field="licence") from None
+
+
+def selected_user_ids(raw: str) -> list[int]:
+    """The user ids of the multi-select's value; anything else is refused before the service."""
+    parts = selected_ids(raw)
+    if not parts:
+        raise ValidationError("Select at least one user to enable.", field="users")
+    if len(parts) > MAX_SELECTED:
+        raise ValidationError(f"Select at most {MAX_SELECTED} users at a time.", field="users")
+    if not all(part.isdigit() and len(part) <= MAX_ID_DIGITS for part in parts):
+        raise ValidationError(
+            "Switchboard could not read that selection. Select the users again.", field="users"
+        )
+    return [int(part) for part in parts]
+
+
+async def show_unlicensed(
+    turn: Turn,
+    form: EnableUsersForm,
+    errors: Errors,
+    refused: Sequence[tuple[str, str]] = (),
+) -> Card:
+    """The unlicensed list, with the admin's selection and product kept and any refusals."""
+    enterprise = turn.require_enterprise()
+    users = await turn.directory.users.directory(
+        enterprise.id, unlicensed_only=True, page_size=LISTED
+    )
+    pools = await turn.directory.licences.pools(enterprise.id)
+    return unlicensed_card(enterprise, users, pools, form, errors, refused)
+
+
+@router.action(OpenUnlicensed)
+async def open_unlicensed(turn: Turn, data: OpenUnlicensed) -> Card:
+    """The users without a calling licence, nobody selected yet."""
+    return await show_unlicensed(turn, EnableUsersForm(ent=turn.ent), {})
+
+
+async def _refused_names(turn: Turn, enterprise_id: int, user_ids: list[int]) -> dict[int, str]:
+    """Names of the refused users of this enterprise; ids of anyone else stay unnamed."""
+    names: dict[int, str] = {}
+    for user_id in user_ids:
+        try:
+            names[user_id] = (await turn.directory.users.get(enterprise_id, user_id)).display_name
+        except NotFoundError:
+            names[user_id] = f"Unknown user (id {user_id})"
+    return names
+
+
+@router.action(EnableUsersForm, form=show_unlicensed)
+async def enable_users(turn: Turn, form: EnableUsersForm) -> Card:
+    """Enable the selected users together, or show each refused one with the reason."""
+    enterprise = turn.require_enterprise()
+    product = enable_product(form.licence)
+    user_ids = selected_user_ids(form.users)
+    try:
+        enabled = await turn.directory.users.enable(turn.actor, enterprise.id, user_ids, product)
+    except BulkRefusedError as refusal:
+        names = await _refused_names(turn, enterprise.id, list(refusal.reasons))
+        refused = [(names[user_id], reason) for user_id, reason in refusal.reasons.items()]
+        # When every user shares the refusal's own reason, the list below already says it.
+        summary = (
+            "No user was enabled."
+            if refusal.message in refusal.reasons.values()
+            else refusal.message
+        )
+        return await show_unlicensed(turn, form, {"users": summary}, refused)
+    return users_enabled_card(enterprise, enabled, product)
