@@ -110,6 +110,11 @@ class Router:
             self.routes[verb] = route
         self.searches.update(other.searches)
 
+    def changes_state(self, verb: str) -> bool:
+        """Whether the verb's action changes anything (and so must not run twice)."""
+        route = self.routes.get(verb)
+        return route is not None and route.model.changes_state
+
     async def dispatch(self, verb: str, turn: Turn) -> Card:
         """Run the handler of `verb` and return the card to show."""
         route = self.routes.get(verb)

@@ -83,6 +83,8 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
     def __init__(self, directory: Directory, router: Router) -> None:
         self.directory = directory
         self.router = router
+        # Conversation references already stored by this process, to skip unchanged saves.
+        self._known_references: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     # --- identity ------------------------------------------------------------------------
 
@@ -103,10 +105,10 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
             wanted = data.get("ent")
             if isinstance(wanted, int | str) and str(wanted).strip().isdigit():
                 enterprise = await self.directory.enterprises.by_id(int(wanted))
-        elif admin.enterprise_id is not None:
+        elif admin.enterprise is not None:
             # Enterprise admins only ever act for their own enterprise, whatever the card says.
-            enterprise = await self.directory.enterprises.by_id(admin.enterprise_id)
-            data = {**data, "ent": admin.enterprise_id}
+            enterprise = admin.enterprise
+            data = {**data, "ent": enterprise.id}
         name = context.activity.from_property.name if context.activity.from_property else ""
         actor = Actor(
             admin.aad_object_id,
@@ -141,10 +143,15 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
             return await self._home(turn)
         return await self.router.dispatch(verb, turn)
 
-    async def _guarded(self, context: TurnContext, work: Callable[[], Awaitable[Card]]) -> Card:
-        """Run a turn's work once per activity id, answering a redelivery with the first card."""
+    async def _guarded(
+        self, context: TurnContext, verb: str, work: Callable[[], Awaitable[Card]]
+    ) -> Card:
+        """Run a turn's work once per activity id, answering a redelivery with the first card.
+
+        Only actions that change something are guarded: reading twice does no harm.
+        """
         key = _delivery_key(context.activity)
-        if key is None:
+        if key is None or not self.router.changes_state(verb):
             return await self._safely(context, work)
         claim = await self.directory.ledger.claim(key)
         if not claim.first:
@@ -177,14 +184,21 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         person = activity.from_property.aad_object_id if activity.from_property else None
         if not tenant or not person or not activity.conversation:
             return
-        reference = TurnContext.get_conversation_reference(activity)
+        reference = TurnContext.get_conversation_reference(activity).serialize()
+        reference.pop("activityId", None)  # proactive messages start new threads
+        key = (tenant, person, activity.conversation.id)
+        if self._known_references.get(key) == reference:
+            return
         await self.directory.conversations.save(
             tenant_id=tenant,
             aad_object_id=person,
             conversation_id=activity.conversation.id,
             is_personal=(activity.conversation.conversation_type or "personal") == "personal",
-            reference=reference.serialize(),
+            reference=reference,
         )
+        if len(self._known_references) > 10_000:
+            self._known_references.clear()
+        self._known_references[key] = reference
 
     # --- activities -----------------------------------------------------------------------
 
@@ -199,7 +213,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
             async def submitted() -> Card:
                 return await self._run_verb(turn_context, verb, value)
 
-            card = await self._guarded(turn_context, submitted)
+            card = await self._guarded(turn_context, verb, submitted)
         else:
             text = TurnContext.remove_recipient_mention(activity) or activity.text or ""
             command = parse_command(text)
@@ -231,7 +245,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         async def execute() -> Card:
             return await self._run_verb(context, verb, data)
 
-        card = await self._guarded(context, execute)
+        card = await self._guarded(context, verb, execute)
         return InvokeResponse(
             status=int(HTTPStatus.OK),
             body={"statusCode": 200, "type": CARD_RESPONSE, "value": card},

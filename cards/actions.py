@@ -54,6 +54,8 @@ class ActionData(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
     verb: ClassVar[Verb] = Verb.HOME
+    # Whether the action changes anything: only those are guarded against duplicate delivery.
+    changes_state: ClassVar[bool] = False
     ent: int | None = None
 
     def payload(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ class CreateUserForm(ActionData):
     """The create-user form's inputs."""
 
     verb: ClassVar[Verb] = Verb.USER_CREATE_SUBMIT
+    changes_state: ClassVar[bool] = True
     display_name: str = ""
     email: str = ""
     licence: str = "essentials"
@@ -125,6 +128,7 @@ class EditUserForm(ActionData):
     """The edit form's inputs, with the version of the user the admin saw."""
 
     verb: ClassVar[Verb] = Verb.USER_EDIT_SUBMIT
+    changes_state: ClassVar[bool] = True
     user_id: int = Field(gt=0)
     version: int = Field(gt=0)
     display_name: str = ""
@@ -143,15 +147,22 @@ class OpenNumbers(ActionData):
     """The free-number picker, optionally for one user, filtered by digits (input `digits`)."""
 
     verb: ClassVar[Verb] = Verb.NUMBERS_OPEN
-    user_id: int | None = None
+    user_id: int | None = Field(default=None, gt=0)
     digits: str = ""
     page: int = 1
+
+    @field_validator("user_id", mode="before")
+    @classmethod
+    def _user_id(cls, value: Any) -> Any:
+        # An empty user picker arrives as "": the card is then for no one in particular.
+        return _blank_to_none(value)
 
 
 class AutoAssignNumber(ActionData):
     """Give the user the next free number."""
 
     verb: ClassVar[Verb] = Verb.NUMBER_AUTO
+    changes_state: ClassVar[bool] = True
     user_id: int = Field(gt=0)
     version: int = Field(gt=0)
 
@@ -160,6 +171,7 @@ class AssignNumber(ActionData):
     """Give the user the chosen free number (input `number`, or `digits` to look one up)."""
 
     verb: ClassVar[Verb] = Verb.NUMBER_ASSIGN
+    changes_state: ClassVar[bool] = True
     user_id: int = Field(gt=0)
     version: int = Field(gt=0)
     number: str = ""
@@ -170,6 +182,7 @@ class ReleaseNumber(ActionData):
     """Take the user's number back into quarantine."""
 
     verb: ClassVar[Verb] = Verb.NUMBER_RELEASE
+    changes_state: ClassVar[bool] = True
     user_id: int = Field(gt=0)
     version: int = Field(gt=0)
 
@@ -185,6 +198,7 @@ class CallerIdForm(ActionData):
     """The caller ID card's inputs."""
 
     verb: ClassVar[Verb] = Verb.CALLER_ID_SUBMIT
+    changes_state: ClassVar[bool] = True
     user_id: int = Field(gt=0)
     version: int = Field(gt=0)
     mode: str = ""
@@ -214,6 +228,7 @@ class EnableUsersForm(ActionData):
     """Users picked on the unlicensed list (input `users`, comma-separated ids) and a product."""
 
     verb: ClassVar[Verb] = Verb.UNLICENSED_ENABLE
+    changes_state: ClassVar[bool] = True
     users: str = ""
     licence: str = "essentials"
 
@@ -228,3 +243,4 @@ class StartSync(ActionData):
     """Press "Sync Teams Users"."""
 
     verb: ClassVar[Verb] = Verb.SYNC_START
+    changes_state: ClassVar[bool] = True

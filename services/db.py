@@ -22,7 +22,11 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
-    """WAL, foreign keys, a busy timeout; writers take the lock at BEGIN, so they never deadlock."""
+    """WAL, foreign keys, a busy timeout; writers take the lock at BEGIN, so they never deadlock.
+
+    Readers run each statement in its own implicit transaction: a reader holds no lock and
+    saves the round trips of BEGIN and ROLLBACK on every request.
+    """
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -34,9 +38,11 @@ def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -50,8 +56,13 @@ class Database:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.write_engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0)
-            self.read_engine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=10)
+            # Every unit of work ends in an explicit commit or rollback: no reset on return.
+            self.write_engine = create_async_engine(
+                url, echo=echo, pool_size=1, max_overflow=0, pool_reset_on_return=None
+            )
+            self.read_engine = create_async_engine(
+                url, echo=echo, pool_size=5, max_overflow=10, pool_reset_on_return=None
+            )
             _prepare_sqlite(self.write_engine, immediate=True)
             _prepare_sqlite(self.read_engine, immediate=False)
         else:

@@ -229,15 +229,20 @@ class Enterprises:
             return None
         async with self.db.unit_of_work(readonly=True) as uow:
             rows = await uow.session.execute(
-                select(Admin, Enterprise.tenant_id)
+                select(Admin, Enterprise)
                 .outerjoin(Enterprise, Enterprise.id == Admin.enterprise_id)
                 .where(Admin.aad_object_id == object_id)
             )
             provider: AdminView | None = None
-            for admin, admin_tenant in rows:
-                view = AdminView(object_id, admin.display_name, admin.role, admin.enterprise_id)
-                if admin.enterprise_id is None:
-                    provider = view
-                elif admin_tenant == (tenant_id or "").lower():
-                    return view
+            for admin, enterprise in rows:
+                if enterprise is None:
+                    provider = AdminView(object_id, admin.display_name, admin.role, None)
+                elif enterprise.tenant_id == (tenant_id or "").lower():
+                    return AdminView(
+                        object_id,
+                        admin.display_name,
+                        admin.role,
+                        enterprise.id,
+                        enterprise_view(enterprise),
+                    )
             return provider

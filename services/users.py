@@ -46,6 +46,7 @@ from services.models import (
     LicenceProduct,
     PhoneNumber,
     User,
+    utcnow,
 )
 from services.passwords import PasswordVault, generate_password
 from services.phone import to_e164
@@ -339,6 +340,9 @@ class Users:
                 )
                 after = _snapshot(user, number, extension)
                 if after != before:
+                    # Numbers and extensions live in their own tables: touch the user row so its
+                    # version moves, and a card shown before this change is refused, not replayed.
+                    user.updated_at = utcnow()
                     journal.enqueue_for_microsoft(
                         session,
                         enterprise,

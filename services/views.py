@@ -134,16 +134,6 @@ class PoolView:
 
 
 @dataclass(frozen=True)
-class AdminView:
-    """Who an admin is, as the directory knows them."""
-
-    aad_object_id: str
-    display_name: str
-    role: AdminRole
-    enterprise_id: int | None
-
-
-@dataclass(frozen=True)
 class ImportReport:
     """The result of importing numbers into an inventory."""
 
@@ -191,3 +181,14 @@ class SyncOverview:
     def manual_sync_needed(self) -> bool:
         """Whether changes wait for a Global Admin to press "Sync Teams Users"."""
         return not self.enterprise.syncs_automatically and self.waiting_changes > 0
+
+
+@dataclass(frozen=True)
+class AdminView:
+    """Who an admin is, as the directory knows them, with their own enterprise if they have one."""
+
+    aad_object_id: str
+    display_name: str
+    role: AdminRole
+    enterprise_id: int | None
+    enterprise: EnterpriseView | None = None

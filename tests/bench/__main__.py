@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.bench import bench_directory
+from tests.bench import bench_bot, bench_directory
 
-SUITES = {"directory": bench_directory.run}
+SUITES = {"directory": bench_directory.run, "bot": bench_bot.run}
 
 
 async def main(names: list[str]) -> None:

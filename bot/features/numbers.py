@@ -1,0 +1,177 @@
+"""Pick a free number: browse by last digits, assign one, take the next free one, release."""
+
+from __future__ import annotations
+
+from bot.router import Router, Turn
+from cards.actions import AssignNumber, AutoAssignNumber, OpenNumbers, ReleaseNumber
+from cards.common import Card, Errors
+from cards.numbers import NumbersForm, numbers_card
+from services.errors import NotFoundError, ValidationError
+from services.inventory import AUTO
+from services.phone import pretty
+from services.users import RELEASE, UserChanges
+from services.views import Page, UserView
+
+router = Router()
+PAGE_SIZE = 10
+
+NumberAction = AutoAssignNumber | AssignNumber | ReleaseNumber
+
+
+def _typed(turn: Turn, field: str) -> str:
+    """What the admin typed into an input the action's model does not carry."""
+    value = turn.data.get(field)
+    return value.strip()[:100] if isinstance(value, str) else ""
+
+
+async def _free_page(turn: Turn, digits: str, page: int) -> tuple[Page[str], str, Errors]:
+    """A page of free numbers ending in `digits`; unfiltered, with the reason, if they are bad."""
+    enterprise = turn.require_enterprise()
+    inventory = turn.directory.inventory
+    try:
+        free = await inventory.search_free(enterprise.id, digits, page=page, page_size=PAGE_SIZE)
+    except ValidationError as refusal:
+        free = await inventory.search_free(enterprise.id, page=page, page_size=PAGE_SIZE)
+        digits, errors = "", {refusal.field or "digits": refusal.message}
+    else:
+        errors = {}
+    if not free.items and free.page > free.pages:
+        # An old card's "Next" after numbers were taken: show the last page there is.
+        free = await inventory.search_free(
+            enterprise.id, digits, page=free.pages, page_size=PAGE_SIZE
+        )
+    return free, digits, errors
+
+
+async def show_numbers(
+    turn: Turn,
+    *,
+    user_id: int | None = None,
+    user: UserView | None = None,
+    version: int | None = None,
+    digits: str = "",
+    number: str = "",
+    page: int = 1,
+    errors: Errors | None = None,
+    success: str | None = None,
+) -> Card:
+    """The free-number card, for a user when one is named, with the admin's input kept."""
+    enterprise = turn.require_enterprise()
+    errors = dict(errors or {})
+    if user is None and user_id is not None:
+        try:
+            user = await turn.directory.users.get(enterprise.id, user_id)
+        except NotFoundError as missing:
+            errors["user"] = missing.message
+    if "version" in errors:
+        # Someone else changed the user: the reloaded card acts on their version.
+        version = None
+    free, shown_digits, search_errors = await _free_page(turn, digits, page)
+    for field, message in search_errors.items():
+        errors.setdefault(field, message)
+    return numbers_card(
+        enterprise,
+        free,
+        digits=shown_digits,
+        user=user,
+        version=version,
+        quarantine_days=turn.directory.users.quarantine_days,
+        form=NumbersForm(digits=digits, number=number),
+        errors=errors,
+        success=success,
+    )
+
+
+async def show_refused(turn: Turn, data: NumberAction, errors: Errors) -> Card:
+    """The card again after a refusal: the user reloaded, the admin's digits and pick kept."""
+    number = data.number if isinstance(data, AssignNumber) else _typed(turn, "number")
+    digits = data.digits if isinstance(data, AssignNumber) else _typed(turn, "digits")
+    return await show_numbers(
+        turn,
+        user_id=data.user_id,
+        version=data.version,
+        digits=digits,
+        number=number,
+        errors=errors,
+    )
+
+
+def _quarantine_text(days: int) -> str:
+    if days <= 0:
+        return "is free again"
+    return f"is in quarantine for {days} days before anyone else can be given it"
+
+
+def _assigned(before: UserView, after: UserView, days: int) -> str:
+    """What the admin is told after a number was given."""
+    if after.number == before.number:
+        return f"{pretty(after.number or '')} already is {after.display_name}'s number."
+    message = f"{pretty(after.number or '')} is now {after.display_name}'s number."
+    if before.number:
+        message += f" The previous number, {pretty(before.number)}, {_quarantine_text(days)}."
+    return message
+
+
+@router.action(OpenNumbers)
+async def open_numbers(turn: Turn, data: OpenNumbers) -> Card:
+    """The free numbers, filtered by last digits, for a user when one is chosen."""
+    return await show_numbers(
+        turn, user_id=data.user_id, digits=data.digits, page=max(1, data.page)
+    )
+
+
+@router.action(AutoAssignNumber, form=show_refused)
+async def auto_assign(turn: Turn, data: AutoAssignNumber) -> Card:
+    """Give the user the next free number (their old one goes into quarantine)."""
+    enterprise = turn.require_enterprise()
+    users = turn.directory.users
+    before = await users.get(enterprise.id, data.user_id)
+    after = await users.update(
+        turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=AUTO)
+    )
+    return await show_numbers(
+        turn, user=after, success=_assigned(before, after, users.quarantine_days)
+    )
+
+
+@router.action(AssignNumber, form=show_refused)
+async def assign(turn: Turn, data: AssignNumber) -> Card:
+    """Give the user the number picked in the list, or the one free number ending in the digits."""
+    enterprise = turn.require_enterprise()
+    users = turn.directory.users
+    if data.number:
+        wanted = data.number
+    elif data.digits:
+        wanted = await turn.directory.inventory.free_number_ending(
+            enterprise.id, data.digits, field="digits"
+        )
+    else:
+        raise ValidationError(
+            "Pick a free number in the list, or type its last digits.", field="number"
+        )
+    before = await users.get(enterprise.id, data.user_id)
+    after = await users.update(
+        turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=wanted)
+    )
+    return await show_numbers(
+        turn, user=after, success=_assigned(before, after, users.quarantine_days)
+    )
+
+
+@router.action(ReleaseNumber, form=show_refused)
+async def release(turn: Turn, data: ReleaseNumber) -> Card:
+    """Take the user's number away; it goes into quarantine before anyone else can have it."""
+    enterprise = turn.require_enterprise()
+    users = turn.directory.users
+    before = await users.get(enterprise.id, data.user_id)
+    after = await users.update(
+        turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=RELEASE)
+    )
+    if before.number is None:
+        success = f"{after.display_name} had no direct number; nothing was released."
+    else:
+        success = (
+            f"{pretty(before.number)} was released and {_quarantine_text(users.quarantine_days)}. "
+            f"{after.display_name} has no direct number now."
+        )
+    return await show_numbers(turn, user=after, success=success)

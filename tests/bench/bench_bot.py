@@ -1,0 +1,208 @@
+"""Card-submit turns over real HTTP at 50 concurrent admins, beside a bare botbuilder echo bot
+served the stock way in the same run. Both check real Bot Framework tokens. Each server runs
+in its own process; the load comes from this one. Prints figures; asserts nothing about time."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import multiprocessing
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.auth import BotSettings
+from cards.actions import Verb
+from services.models import AdminRole, LicenceProduct
+from tests.support.activities import DEFAULT_TENANT_ID, TeamsActivities, TeamsUser
+from tests.support.connector import FakeConnector
+from tests.support.fixtures import bot_settings_for
+from tests.support.identity import ChannelTokenMinter, IdentityStandIns
+
+ADMINS = 50
+TURNS_PER_ADMIN = int(os.environ.get("BENCH_TURNS", "30"))
+WARMUP_PER_ADMIN = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve_switchboard(database_url: str, key_file: str, settings: BotSettings, port: int) -> None:
+    from bot.app import build_app
+    from services.config import Settings
+    from services.directory import open_directory
+
+    async def main() -> None:
+        directory = await open_directory(
+            Settings(database_url=database_url, secret_key_file=Path(key_file))
+        )
+        runner = web.AppRunner(build_app(directory, settings), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def _serve_echo(settings: BotSettings, port: int) -> None:
+    from tests.bench.echo_baseline import create_echo_app
+
+    web.run_app(create_echo_app(settings), host="127.0.0.1", port=port, print=None,
+                access_log=None)
+
+
+async def _seed(database_url: str, key_file: str, admins: list[TeamsUser]) -> None:
+    from services.config import Settings
+    from services.directory import open_directory
+    from services.users import NewUser
+    from services.views import Actor
+
+    directory = await open_directory(Settings(database_url=database_url, secret_key_file=Path(key_file)))
+    operator = Actor("bench", "Bench", AdminRole.SERVICE_PROVIDER, None)
+    try:
+        enterprise = await directory.enterprises.create(
+            operator, name="Bench", tenant_id=DEFAULT_TENANT_ID, main_number="+442071110000",
+            extensions=(10000, 19999),
+        )
+        await directory.inventory.import_range(operator, enterprise.id, "+442080000000", "+442080009999")
+        for product in LicenceProduct:
+            await directory.licences.set_pool(operator, enterprise.id, product, 10000)
+        for admin in admins:
+            await directory.enterprises.grant(
+                operator, aad_object_id=admin.aad_object_id, role=AdminRole.ENTERPRISE_ADMIN,
+                enterprise_id=enterprise.id, display_name=admin.name,
+            )
+        for i in range(200):
+            await directory.users.create(operator, enterprise.id, NewUser(f"Existing {i}", f"e{i}@bench.example"))
+    finally:
+        await directory.db.dispose()
+
+
+async def _wait_until_up(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    return  # any HTTP answer means the server is up
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not start")
+
+
+async def _load(
+    url: str, admins: list[TeamsActivities], minter: ChannelTokenMinter,
+    activity_for: Callable[[TeamsActivities, int, int], dict[str, Any]],
+) -> tuple[float, list[float], int]:
+    """Every admin sends its turns one after another; all admins at once."""
+    latencies: list[float] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=ADMINS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def admin_loop(index: int, teams: TeamsActivities, turns: int, record: bool) -> None:
+            nonlocal failures
+            auth = minter.authorization(service_url=teams.service_url)
+            for turn in range(turns):
+                activity = activity_for(teams, index, turn if record else -turn - 1)
+                started = time.perf_counter()
+                async with session.post(url, json=activity, headers={"Authorization": auth}) as response:
+                    await response.read()
+                    ok = response.status == 200
+                if record:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    failures += 0 if ok else 1
+
+        await asyncio.gather(*(admin_loop(i, t, WARMUP_PER_ADMIN, False) for i, t in enumerate(admins)))
+        started = time.perf_counter()
+        await asyncio.gather(*(admin_loop(i, t, TURNS_PER_ADMIN, True) for i, t in enumerate(admins)))
+        elapsed = time.perf_counter() - started
+    return elapsed, latencies, failures
+
+
+def _summary(label: str, elapsed: float, latencies: list[float], failures: int) -> tuple[float, str]:
+    ordered = sorted(latencies)
+    rate = len(latencies) / elapsed
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return rate, (
+        f"{label}: {len(latencies)} turns, {rate:,.0f} turns/s, p50 {statistics.median(ordered):.1f} ms, "
+        f"p99 {p99:.1f} ms, {failures} failed"
+    )
+
+
+def _create_user(teams: TeamsActivities, admin: int, turn: int) -> dict[str, Any]:
+    data = {
+        "verb": Verb.USER_CREATE_SUBMIT.value, "display_name": f"Bench {admin}-{turn}",
+        "email": f"b{admin}.{turn}@bench.example".replace("-", "w"), "licence": "essentials",
+        "number_mode": "auto", "extension_mode": "auto",
+        "send_password_email": "false", "notify_user": "false",
+    }
+    return teams.card_action(data["verb"], data)
+
+
+def _open_directory(teams: TeamsActivities, admin: int, turn: int) -> dict[str, Any]:
+    data = {"verb": Verb.DIRECTORY_OPEN.value, "sort": "name", "page": 1 + abs(turn) % 5}
+    return teams.card_action(data["verb"], data)
+
+
+def _echo(teams: TeamsActivities, admin: int, turn: int) -> dict[str, Any]:
+    return teams.card_action(Verb.USER_CREATE_SUBMIT.value, {"n": turn})
+
+
+async def run() -> list[str]:
+    """The card-submit benchmark: Switchboard's create-user and directory turns vs the echo bot."""
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        identity = IdentityStandIns.start(workdir)
+        connector = await FakeConnector().start()
+        processes: list[Any] = []
+        try:
+            settings = bot_settings_for(identity)
+            minter = ChannelTokenMinter(identity.keys, settings.app_id, connector.url)
+            people = [TeamsUser.random(f"Admin {i}") for i in range(ADMINS)]
+            admins = [
+                TeamsActivities(service_url=connector.url, bot_app_id=settings.app_id, user=p)
+                for p in people
+            ]
+            database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+            key_file = str(workdir / "secret.key")
+            await _seed(database_url, key_file, people)
+            echo_port, bot_port = _free_port(), _free_port()
+            processes = [
+                context.Process(target=_serve_echo, args=(settings, echo_port), daemon=True),
+                context.Process(target=_serve_switchboard, args=(database_url, key_file, settings, bot_port), daemon=True),
+            ]
+            for process in processes:
+                process.start()
+            echo_url = f"http://127.0.0.1:{echo_port}/api/messages"
+            bot_url = f"http://127.0.0.1:{bot_port}/api/messages"
+            await _wait_until_up(echo_url)
+            await _wait_until_up(bot_url)
+            echo_rate, echo_line = _summary("echo bot (stock botbuilder)", *await _load(echo_url, admins, minter, _echo))
+            read_rate, read_line = _summary("switchboard directory page", *await _load(bot_url, admins, minter, _open_directory))
+            write_rate, write_line = _summary("switchboard create user", *await _load(bot_url, admins, minter, _create_user))
+            return [
+                f"{ADMINS} concurrent admins, {TURNS_PER_ADMIN} card submits each, SQLite, tokens checked",
+                echo_line,
+                read_line + f" -> {read_rate / echo_rate:.2f}x echo",
+                write_line + f" -> {write_rate / echo_rate:.2f}x echo",
+                "targets: at least 0.7x the echo bot's throughput, p99 under 150 ms",
+            ]
+        finally:
+            for process in processes:
+                process.kill()
+                process.join(timeout=5)
+            await connector.close()
+            identity.close()
