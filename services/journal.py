@@ -1,5 +1,5 @@
-"""What every change writes beside itself: an audit entry and, when Microsoft must learn it,
-an outbox row, both in the change's own transaction."""
+"""What every change writes beside itself: an audit entry and, when Microsoft or the PBX must
+learn it, an outbox row, all in the change's own transaction."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import AuditEntry, Enterprise, OutboxItem, ProvisioningStatus, User, utcnow
+from services.pbx.signals import wake_after_commit
 from services.views import Actor
 
 MICROSOFT = "microsoft"
+PBX = "pbx"
 _SECRET_MARKERS = ("password", "secret", "token", "ciphertext", "credential")
 
 
@@ -68,3 +70,18 @@ def enqueue_for_microsoft(
         ProvisioningStatus.PENDING if automatic else ProvisioningStatus.NOT_SYNCED
     )
     user.provisioning_error = None
+
+
+def enqueue_for_pbx(session: AsyncSession, enterprise_id: int, user_id: int, kind: str) -> None:
+    """Queue a push of the user's current line to the PBX, to run as soon as this commits."""
+    session.add(
+        OutboxItem(
+            enterprise_id=enterprise_id,
+            user_id=user_id,
+            channel=PBX,
+            kind=kind,
+            # The user id survives the user: a removal still knows whose line to take down.
+            payload={"user_id": user_id},
+        )
+    )
+    wake_after_commit(session)

@@ -282,6 +282,7 @@ class Users:
             if number is not None:
                 user.callerid_mode = CallerIdMode.OWN_DDI
             journal.enqueue_for_microsoft(session, enterprise, user, "user.create")
+            journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.create")
             journal.audit(
                 session,
                 actor,
@@ -350,6 +351,7 @@ class Users:
                         "user.update",
                         fields=sorted(k for k in after if after[k] != before[k]),
                     )
+                    journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.update")
                     journal.audit(
                         session, actor, enterprise.id, "user.update", user.email, before, after
                     )
@@ -447,6 +449,7 @@ class Users:
                 await callerid.apply(session, enterprise, user, number, change)
                 after = _snapshot(user, number, extension)
                 if after != before:
+                    journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.caller_id")
                     journal.audit(
                         session, actor, enterprise.id, "user.caller_id", user.email, before, after
                     )
@@ -480,6 +483,7 @@ class Users:
                     entra_object_id=user.entra_object_id,
                     number=number,
                 )
+                journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.remove")
                 journal.audit(
                     session,
                     actor,
@@ -546,6 +550,7 @@ class Users:
                 if number is not None and user.callerid_mode is CallerIdMode.COMPANY_MAIN:
                     user.callerid_mode = CallerIdMode.OWN_DDI
                 journal.enqueue_for_microsoft(session, enterprise, user, "user.licence")
+                journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.licence")
                 journal.audit(
                     session,
                     actor,
