@@ -15,6 +15,8 @@ from services.enterprises import parse_extension_range
 from services.errors import DomainError, NotFoundError
 from services.inventory import DigitMatch
 from services.models import AdminRole, LicenceProduct
+from services.pbx.factory import build_backend
+from services.pbx.reconcile import Reconciler
 from services.phone import pretty
 from services.users import DirectorySort
 from services.views import Actor
@@ -174,6 +176,36 @@ async def directory_list(directory: Directory, args: argparse.Namespace) -> None
     print(f"page {page.page} of {page.pages}, {page.total} users", file=sys.stderr)
 
 
+async def pbx_reconcile(directory: Directory, args: argparse.Namespace) -> None:
+    """Compare an enterprise's PBX configuration with the directory; --fix repairs the drift."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    backend = build_backend(Settings.from_env(), directory.db)
+    try:
+        reconciler = Reconciler(directory.db, backend)
+        report = await (reconciler.fix if args.fix else reconciler.check)(enterprise_id)
+    finally:
+        await backend.close()
+    print(f"Checked {report.lines_checked} lines on the {backend.name} PBX.")
+    for drift in report.drift:
+        print(f"drift\t{drift.kind.value}\t{drift.detail}")
+    if report.waiting_changes:
+        print(
+            f"{report.waiting_changes} changes are still on their way to the PBX; "
+            "drift they cover goes away when they land.",
+            file=sys.stderr,
+        )
+    if not report.drift:
+        print("No drift: the PBX matches the directory.")
+    elif report.remaining is None:
+        print(f"{len(report.drift)} differences found. Run again with --fix to repair them.")
+    elif not report.remaining:
+        print(f"Repaired {len(report.drift)} differences; the PBX now matches the directory.")
+    else:
+        print(f"{len(report.remaining)} differences remain after the repair:")
+        for drift in report.remaining:
+            print(f"remaining\t{drift.kind.value}\t{drift.detail}")
+
+
 async def db_upgrade(directory: Directory, args: argparse.Namespace) -> None:
     """The schema is migrated on opening; say so."""
     print("The database schema is up to date.")
@@ -257,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--page", type=_non_negative, default=1)
     lst.add_argument("--page-size", type=_non_negative, default=50)
     lst.set_defaults(run=directory_list)
+
+    pbx = groups.add_parser("pbx", help="the PBX (PBX_BACKEND, PBX_DATABASE_URL)")
+    reconcile = pbx.add_subparsers(dest="action", required=True).add_parser(
+        "reconcile", help="compare the PBX with the directory and report (or --fix) drift"
+    )
+    reconcile.add_argument("--tenant-id", required=True)
+    reconcile.add_argument(
+        "--fix", action="store_true", help="repair the drift so the PBX matches the directory"
+    )
+    reconcile.set_defaults(run=pbx_reconcile)
     return parser
 
 

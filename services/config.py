@@ -25,6 +25,14 @@ class Settings:
     default_region: str = "GB"
     first_sync_hours: int = 24
     later_sync_hours: int = 4
+    # "builtin": the directory's own tables are the PBX configuration; "asterisk": PJSIP
+    # Realtime tables in the database at pbx_database_url (PostgreSQL or SQLite).
+    pbx_backend: str = "builtin"
+    pbx_database_url: str = ""
+    # The digest realm desk phones authenticate in (Asterisk's default realm is "asterisk").
+    pbx_sip_realm: str = "asterisk"
+    # The SIP server address shown to the admin with a new desk phone login.
+    pbx_sip_registrar: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,4 +45,8 @@ class Settings:
             default_region=os.environ.get("DEFAULT_PHONE_REGION", "GB"),
             first_sync_hours=_env_int("FIRST_SYNC_HOURS", 24),
             later_sync_hours=_env_int("LATER_SYNC_HOURS", 4),
+            pbx_backend=(os.environ.get("PBX_BACKEND") or "builtin").strip().lower(),
+            pbx_database_url=os.environ.get("PBX_DATABASE_URL", "").strip(),
+            pbx_sip_realm=os.environ.get("PBX_SIP_REALM", "").strip() or "asterisk",
+            pbx_sip_registrar=os.environ.get("PBX_SIP_REGISTRAR", "").strip(),
         )
