@@ -59,7 +59,7 @@ async def load_enterprise(session: AsyncSession, enterprise_id: int) -> Enterpri
     return enterprise
 
 
-def _lock_skip_locked(session: AsyncSession) -> bool:
+def _is_postgres(session: AsyncSession) -> bool:
     """Whether this is PostgreSQL, where row locks and planner statistics are worth having."""
     return session.get_bind().dialect.name == "postgresql"
 
@@ -87,7 +87,7 @@ async def claim_next_number(session: AsyncSession, enterprise_id: int, user_id: 
         .order_by(PhoneNumber.e164)
         .limit(1)
     )
-    if _lock_skip_locked(session):
+    if _is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     row = (await session.execute(query)).first()
     if row is None:
@@ -196,7 +196,7 @@ async def claim_next_extension(session: AsyncSession, enterprise: Enterprise, us
         .order_by(Extension.number)
         .limit(1)
     )
-    if _lock_skip_locked(session):
+    if _is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     row = (await session.execute(query)).first()
     if row is None:
@@ -367,7 +367,7 @@ class Inventory:
                     for n in new[start : start + _INSERT_CHUNK]
                 ],
             )
-        if len(new) >= _ANALYZE_AFTER and _lock_skip_locked(session):
+        if len(new) >= _ANALYZE_AFTER and _is_postgres(session):
             # PostgreSQL: fresh statistics let the planner pick the digit index over the
             # ordered scan. (SQLite's statistics would count the NULL holders of free numbers
             # as one huge group and stop using the user_id index for joins.)
