@@ -133,10 +133,7 @@ def _user_picker() -> ChoiceSetInput:
     )
 
 
-def _user_section(
-    user: UserView, version: int, days: int, form: NumbersForm, free: Page[str], errors: Errors
-) -> tuple[list[CardElement], list[Action]]:
-    ent = user.enterprise_id
+def _user_facts(user: UserView, errors: Errors) -> list[CardElement]:
     body: list[CardElement] = [
         facts(
             [
@@ -154,8 +151,21 @@ def _user_section(
             )
         )
         body.extend(field_error(errors, "number"))
-        return body, [button("Open user", UserRef(ent=ent, user_id=user.id), primary=True)]
-    body.extend(free_number_input("number", "Number to assign", form.number, free.items, errors))
+    return body
+
+
+def _user_controls(
+    user: UserView, version: int, days: int, form: NumbersForm, free: Page[str], errors: Errors
+) -> tuple[list[CardElement], list[Action]]:
+    """The picker, the notes and the buttons that act on the user's number."""
+    ent = user.enterprise_id
+    others: list[Action] = [
+        button("Caller ID", OpenCallerId(ent=ent, user_id=user.id)),
+        button("Open user", UserRef(ent=ent, user_id=user.id)),
+    ]
+    if user.licence is LicenceProduct.BASIC:
+        return [], others
+    body = free_number_input("number", "Number to assign", form.number, free.items, errors)
     actions: list[Action] = [
         button(
             "Assign this number",
@@ -178,11 +188,7 @@ def _user_section(
         )
     if user.number is not None:
         body.append(paragraph(f"⏳ {quarantine_note(days)}", subtle=True))
-    actions += [
-        button("Caller ID", OpenCallerId(ent=ent, user_id=user.id)),
-        button("Open user", UserRef(ent=ent, user_id=user.id)),
-    ]
-    return body, actions
+    return body, actions + others
 
 
 def numbers_card(
@@ -206,18 +212,7 @@ def numbers_card(
     errors = errors or {}
     form = form or NumbersForm(digits=digits)
     user_id = user.id if user else None
-    body: list[CardElement] = []
-    actions: list[Action] = []
-    if user is not None:
-        body_user, actions = _user_section(
-            user,
-            version if version is not None else user.version,
-            quarantine_days,
-            form,
-            free,
-            errors,
-        )
-        body.extend(body_user)
+    body: list[CardElement] = _user_facts(user, errors) if user else []
     body.extend(
         text_input(
             "digits", "Last digits of the number", form.digits, errors, placeholder="e.g. 1111"
@@ -228,9 +223,21 @@ def numbers_card(
     )
     body.extend(_free_list(enterprise, free, digits))
     body.extend(_pager(enterprise, free, digits, user_id))
+    actions: list[Action]
     if user is None:
         body.append(_user_picker())
-        actions.append(button("Choose this user", OpenNumbers(ent=ent, digits=form.digits)))
+        actions = [button("Choose this user", OpenNumbers(ent=ent, digits=form.digits))]
+    else:
+        # The picker and its buttons come last, right above the buttons that act on them.
+        controls, actions = _user_controls(
+            user,
+            version if version is not None else user.version,
+            quarantine_days,
+            form,
+            free,
+            errors,
+        )
+        body.extend(controls)
     for field, message in errors.items():
         if field not in _FIELDS_WITH_INPUTS and field not in _BANNER_FIELDS:
             body.extend(field_error({field: message}, field))

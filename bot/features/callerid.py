@@ -1,0 +1,62 @@
+"""Caller ID: the number a user presents, their caller name, and the PAI header."""
+
+from __future__ import annotations
+
+from bot.router import Router, Turn
+from cards.actions import CallerIdForm, OpenCallerId
+from cards.callerid import caller_id_card
+from cards.common import Card, Errors, notice_card
+from services.callerid import CallerIdChange
+from services.errors import NotFoundError, ValidationError
+from services.models import CallerIdMode
+
+router = Router()
+
+
+def caller_id_mode(value: str) -> CallerIdMode:
+    """The mode chosen on the form, or a refusal naming the field."""
+    try:
+        return CallerIdMode(value)
+    except ValueError:
+        raise ValidationError(
+            "Choose which number to present: own, company main, another or anonymous.",
+            field="mode",
+        ) from None
+
+
+@router.action(OpenCallerId)
+async def open_caller_id(turn: Turn, data: OpenCallerId) -> Card:
+    """The user's caller ID: the current setting first, then the form."""
+    enterprise = turn.require_enterprise()
+    user = await turn.directory.users.get(enterprise.id, data.user_id)
+    return caller_id_card(user, enterprise)
+
+
+async def show_caller_id_form(turn: Turn, form: CallerIdForm, errors: Errors) -> Card:
+    """The caller ID card again, with what the admin chose and the message next to the field."""
+    enterprise = turn.require_enterprise()
+    try:
+        user = await turn.directory.users.get(enterprise.id, form.user_id)
+    except NotFoundError as missing:
+        return notice_card("That could not be done", missing.message, ent=turn.ent)
+    if "version" in errors:
+        # Someone else saved first: show their setting, keep what this admin chose.
+        form = form.model_copy(update={"version": user.version})
+    return caller_id_card(user, enterprise, form, errors)
+
+
+@router.action(CallerIdForm, form=show_caller_id_form)
+async def save_caller_id(turn: Turn, form: CallerIdForm) -> Card:
+    """Save the caller ID on the version of the user the admin saw."""
+    enterprise = turn.require_enterprise()
+    change = CallerIdChange(
+        mode=caller_id_mode(form.mode),
+        number_digits=form.number_digits,
+        caller_name=form.caller_name,
+        send_pai=form.send_pai,
+        pai_digits=form.pai_digits,
+    )
+    user = await turn.directory.users.set_caller_id(
+        turn.actor, enterprise.id, form.user_id, form.version, change
+    )
+    return caller_id_card(user, enterprise, saved=True)
