@@ -1,0 +1,77 @@
+"""Sync Teams Users: the status card, and the Global Admin's button that starts a sync."""
+
+from __future__ import annotations
+
+from bot.router import Router, Turn
+from cards.actions import OpenSync, StartSync
+from cards.common import Card
+from cards.sync import build_sync_status_card, when
+from services.errors import PermissionDeniedError
+from services.models import AdminRole, SyncStatus, utcnow
+from services.views import EnterpriseView, SyncOverview
+
+router = Router()
+
+
+def is_global_admin_of(turn: Turn, enterprise: EnterpriseView) -> bool:
+    """Whether the admin of this turn is the Global Admin of the enterprise."""
+    return turn.admin.role is AdminRole.GLOBAL_ADMIN and turn.admin.enterprise_id == enterprise.id
+
+
+async def requester_names(turn: Turn, overview: SyncOverview) -> dict[str, str]:
+    """Names of the admins who requested the runs on the card (object ids stay hidden)."""
+    enterprise = overview.enterprise
+    wanted = {
+        run.requested_by
+        for run in (overview.open_run, overview.last_run)
+        if run is not None and run.requested_by
+    }
+    names: dict[str, str] = {}
+    for object_id in wanted:
+        if object_id == turn.actor.aad_object_id:
+            names[object_id] = f"{turn.actor.display_name or 'You'} (you)"
+            continue
+        admin = await turn.directory.enterprises.identify(enterprise.tenant_id, object_id)
+        if admin is not None and admin.enterprise_id == enterprise.id and admin.display_name:
+            names[object_id] = admin.display_name
+    return names
+
+
+async def show_sync(turn: Turn, *, notice: str | None = None, success: str | None = None) -> Card:
+    """The enterprise's sync card as this admin may act on it."""
+    enterprise = turn.require_enterprise()
+    overview = await turn.directory.syncs.overview(enterprise.id)
+    return build_sync_status_card(
+        overview,
+        now=utcnow(),
+        is_global_admin=is_global_admin_of(turn, enterprise),
+        requester_names=await requester_names(turn, overview),
+        notice=notice,
+        success=success,
+    )
+
+
+@router.action(OpenSync)
+async def open_sync(turn: Turn, data: OpenSync) -> Card:
+    """Whether a manual sync is needed, the runs, and every user's status."""
+    return await show_sync(turn)
+
+
+@router.action(StartSync)
+async def start_sync(turn: Turn, data: StartSync) -> Card:
+    """Start "Sync Teams Users"; with one already open, show that one instead."""
+    enterprise = turn.require_enterprise()
+    try:
+        run, started = await turn.directory.syncs.request(turn.actor, enterprise.id)
+    except PermissionDeniedError as refusal:
+        return await show_sync(turn, notice=refusal.message)
+    if started:
+        return await show_sync(
+            turn,
+            success=f"Sync started. Microsoft should have every change by {when(run.expected_by)}.",
+        )
+    state = "running" if run.status is SyncStatus.RUNNING else "already requested"
+    return await show_sync(
+        turn,
+        notice=f"A sync is {state}, so no second one was started. Here is its status.",
+    )
