@@ -176,6 +176,10 @@ async def directory_list(directory: Directory, args: argparse.Namespace) -> None
     print(f"page {page.page} of {page.pages}, {page.total} users", file=sys.stderr)
 
 
+def _differences(items: Sequence[object]) -> str:
+    return f"{len(items)} difference" + ("" if len(items) == 1 else "s")
+
+
 async def pbx_reconcile(directory: Directory, args: argparse.Namespace) -> None:
     """Compare an enterprise's PBX configuration with the directory; --fix repairs the drift."""
     enterprise_id = await _enterprise_id(directory, args.tenant_id)
@@ -197,11 +201,11 @@ async def pbx_reconcile(directory: Directory, args: argparse.Namespace) -> None:
     if not report.drift:
         print("No drift: the PBX matches the directory.")
     elif report.remaining is None:
-        print(f"{len(report.drift)} differences found. Run again with --fix to repair them.")
+        print(f"{_differences(report.drift)} found. Run again with --fix to repair them.")
     elif not report.remaining:
-        print(f"Repaired {len(report.drift)} differences; the PBX now matches the directory.")
+        print(f"Repaired {_differences(report.drift)}; the PBX now matches the directory.")
     else:
-        print(f"{len(report.remaining)} differences remain after the repair:")
+        print(f"{_differences(report.remaining)} remain after the repair:")
         for drift in report.remaining:
             print(f"remaining\t{drift.kind.value}\t{drift.detail}")
 
