@@ -1,0 +1,352 @@
+"""The Graph client: one aiohttp session for every tenant, and a paced client per tenant.
+
+Every request carries a fresh `client-request-id`, which is logged with Graph's own
+`request-id`. Throttling (429) and outages (503, 504) are retried after the `Retry-After`
+Graph gives; other transient failures back off exponentially with jitter; the total time and
+the number of attempts per request are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from services.config import GraphSettings
+from services.graph.auth import TokenProvider
+from services.graph.batching import Batcher
+from services.graph.errors import GraphError, GraphNotFoundError, GraphUnavailableError
+from services.graph.pacing import WritePacer
+from services.graph.wire import GraphAnswer, GraphCall, TransportError
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
+# Statuses for which Graph's Retry-After is the wait to honour.
+RETRY_AFTER_STATUSES = frozenset({429, 503, 504})
+BATCH_PATH = "/$batch"
+
+
+class GraphService:
+    """Microsoft Graph for every enterprise's tenant: tokens, HTTP, pacing, batching."""
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        *,
+        tokens: TokenProvider | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens or TokenProvider(settings)
+        self._ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._tenants: dict[str, TenantGraph] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether credentials are configured, so Graph can be reached at all."""
+        return self.settings.enabled
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared HTTP session, opened on first use in the running event loop."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=100, ssl=self._ssl_context or True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_seconds),
+            )
+        return self._session
+
+    def tenant(self, tenant_id: str) -> TenantGraph:
+        """The client for one tenant (its own write budget and batches)."""
+        key = tenant_id.lower()
+        client = self._tenants.get(key)
+        if client is None:
+            client = self._tenants[key] = TenantGraph(self, key)
+        return client
+
+    async def close(self) -> None:
+        """Stop every batcher and close the HTTP session."""
+        for client in self._tenants.values():
+            await client.close()
+        self._tenants.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class TenantGraph:
+    """Graph as seen from one tenant: paced writes, batched requests, bounded retries."""
+
+    def __init__(self, service: GraphService, tenant_id: str) -> None:
+        self.service = service
+        self.tenant_id = tenant_id
+        settings = service.settings
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        self.pacer = WritePacer(settings.write_limit, settings.write_window_seconds)
+        self._batcher = (
+            Batcher(
+                self._send_batch,
+                max_size=settings.batch_size,
+                linger=settings.batch_linger_seconds,
+            )
+            if settings.batch_size > 1
+            else None
+        )
+        self.requests_sent = 0
+        self.retries = 0
+
+    async def close(self) -> None:
+        """Stop the batcher."""
+        if self._batcher is not None:
+            await self._batcher.close()
+
+    # --- public calls ------------------------------------------------------------------
+
+    async def send(self, method: str, path: str, body: Any = None) -> GraphAnswer:
+        """Send one request, retrying what may succeed later; return the final answer.
+
+        Raises GraphUnavailableError when throttling or failures outlast the retry budget;
+        any other answer, success or refusal, is returned for the caller to judge.
+        """
+        call = GraphCall(method.upper(), path, body)
+        started = time.monotonic()
+        attempt = 0
+        token_refreshed = False
+        while True:
+            attempt += 1
+            answer = await self._attempt(call)
+            if answer.status == 401 and not token_refreshed:
+                # An expired or revoked token: fetch a new one, once.
+                self.service.tokens.invalidate(self.tenant_id)
+                token_refreshed = True
+                continue
+            if answer.status not in RETRYABLE_STATUSES:
+                return dataclasses.replace(answer, client_request_id=call.client_request_id)
+            delay = self._delay(answer, attempt)
+            elapsed = time.monotonic() - started
+            if attempt >= self.settings.max_attempts or (
+                elapsed + delay > self.settings.max_retry_seconds
+            ):
+                logger.warning(
+                    "Graph %s %s gave up after %d attempts: %s (client-request-id %s)",
+                    call.method,
+                    _loggable(call.path),
+                    attempt,
+                    answer.status or "no answer",
+                    call.client_request_id,
+                )
+                raise GraphUnavailableError(
+                    answer.error_message
+                    or "Microsoft Graph is busy or unreachable; the sync will try again later.",
+                    status=answer.status,
+                    code=answer.error_code,
+                    request_id=answer.request_id,
+                    client_request_id=call.client_request_id,
+                )
+            self.retries += 1
+            logger.info(
+                "Graph %s %s answered %s; retry %d in %.2fs (client-request-id %s)",
+                call.method,
+                _loggable(call.path),
+                answer.status or "nothing",
+                attempt,
+                delay,
+                call.client_request_id,
+            )
+            await asyncio.sleep(delay)
+
+    async def call(self, method: str, path: str, body: Any = None) -> GraphAnswer:
+        """Send one request and return its successful answer, or raise the GraphError."""
+        answer = await self.send(method, path, body)
+        if answer.status >= 400:
+            raise to_error(answer)
+        return answer
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """GET a resource's JSON, or None when Graph says it does not exist."""
+        answer = await self.send("GET", path)
+        if answer.status == 404:
+            return None
+        if answer.status >= 400:
+            raise to_error(answer)
+        return answer.body if isinstance(answer.body, dict) else {}
+
+    async def items(self, path: str) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a collection, following `@odata.nextLink` page after page."""
+        next_path: str | None = path
+        while next_path:
+            page = (await self.call("GET", next_path)).body
+            if not isinstance(page, dict):
+                return
+            for item in page.get("value") or []:
+                if isinstance(item, dict):
+                    yield item
+            link = page.get("@odata.nextLink")
+            next_path = self.relative(link) if isinstance(link, str) else None
+
+    # --- one attempt -------------------------------------------------------------------
+
+    async def _attempt(self, call: GraphCall) -> GraphAnswer:
+        if not call.is_write:
+            return await self._deliver(call)
+        await self.pacer.acquire()
+        try:
+            answer = await self._deliver(call)
+        except BaseException:
+            self.pacer.release()
+            raise
+        if answer.status == 429:
+            self.pacer.release()
+            self.pacer.pause(answer.retry_after or 1.0)
+        else:
+            # Answered, or lost on the way (it may have counted): it occupies the window.
+            self.pacer.settle()
+        return answer
+
+    async def _deliver(self, call: GraphCall) -> GraphAnswer:
+        """One try over the wire; a lost connection comes back as status 0."""
+        try:
+            if self._batcher is not None and call.path != BATCH_PATH:
+                return await self._batcher.submit(call)
+            return await self._send_direct(call)
+        except TransportError as error:
+            return GraphAnswer(0, {}, {"error": {"code": "network", "message": str(error)}})
+
+    def _delay(self, answer: GraphAnswer, attempt: int) -> float:
+        retry_after = answer.retry_after
+        if answer.status in RETRY_AFTER_STATUSES and retry_after is not None:
+            return retry_after
+        ceiling = min(
+            self.settings.backoff_max_seconds,
+            self.settings.backoff_base_seconds * (2.0 ** (attempt - 1)),
+        )
+        jitter: float = random.uniform(0.5, 1.0)
+        return ceiling * jitter
+
+    async def _send_direct(self, call: GraphCall) -> GraphAnswer:
+        token = await self.service.tokens.token(self.tenant_id)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "client-request-id": call.client_request_id,
+            "Accept": "application/json",
+        }
+        data: bytes | None = None
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(call.body).encode()
+        started = time.monotonic()
+        self.requests_sent += 1
+        try:
+            async with self.service.session().request(
+                call.method, self.base_url + call.path, data=data, headers=headers
+            ) as response:
+                raw = await response.read()
+                answer = GraphAnswer(
+                    response.status,
+                    {key.lower(): value for key, value in response.headers.items()},
+                    _json_or_none(raw),
+                )
+        except (aiohttp.ClientError, TimeoutError) as error:
+            logger.info(
+                "Graph %s %s: no answer (%s) (client-request-id %s)",
+                call.method,
+                _loggable(call.path),
+                type(error).__name__,
+                call.client_request_id,
+            )
+            raise TransportError(type(error).__name__) from error
+        logger.debug(
+            "Graph %s %s -> %s in %.0f ms (client-request-id %s, request-id %s)",
+            call.method,
+            _loggable(call.path),
+            answer.status,
+            (time.monotonic() - started) * 1000,
+            call.client_request_id,
+            answer.request_id,
+        )
+        return answer
+
+    async def _send_batch(self, calls: list[GraphCall]) -> list[GraphAnswer]:
+        requests_ = []
+        for index, call in enumerate(calls, start=1):
+            entry: dict[str, Any] = {
+                "id": str(index),
+                "method": call.method,
+                "url": call.path,
+                "headers": {"client-request-id": call.client_request_id},
+            }
+            if call.body is not None:
+                entry["body"] = call.body
+                entry["headers"]["Content-Type"] = "application/json"
+            requests_.append(entry)
+        envelope = await self._send_direct(GraphCall("POST", BATCH_PATH, {"requests": requests_}))
+        responses = envelope.body.get("responses") if isinstance(envelope.body, dict) else None
+        if envelope.status != 200 or not isinstance(responses, list):
+            # The whole batch failed (outage, throttling, bad token): each request learns it.
+            return [envelope for _ in calls]
+        by_id = {str(r.get("id")): r for r in responses if isinstance(r, dict)}
+        answers = []
+        for index, call in enumerate(calls, start=1):
+            inner = by_id.get(str(index))
+            if inner is None:
+                answers.append(
+                    GraphAnswer(0, {}, {"error": {"code": "missing", "message": "no answer"}})
+                )
+                continue
+            headers = inner.get("headers") if isinstance(inner.get("headers"), dict) else {}
+            answer = GraphAnswer(
+                int(inner.get("status", 0)),
+                {str(k).lower(): str(v) for k, v in (headers or {}).items()},
+                inner.get("body"),
+            )
+            logger.debug(
+                "Graph %s %s -> %s in batch (client-request-id %s, request-id %s)",
+                call.method,
+                _loggable(call.path),
+                answer.status,
+                call.client_request_id,
+                answer.request_id or envelope.request_id,
+            )
+            answers.append(answer)
+        return answers
+
+    def relative(self, link: str) -> str:
+        """A path under the version root for an absolute Graph URL (next links, Locations)."""
+        return link[len(self.base_url) :] if link.startswith(self.base_url) else link
+
+
+def to_error(answer: GraphAnswer) -> GraphError:
+    """The domain error for a refused request, carrying Graph's message and request id."""
+    kind = GraphNotFoundError if answer.status == 404 else GraphError
+    return kind(
+        answer.error_message or f"Microsoft Graph answered {answer.status}.",
+        status=answer.status,
+        code=answer.error_code,
+        request_id=answer.request_id,
+        client_request_id=answer.client_request_id,
+    )
+
+
+def _json_or_none(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _loggable(path: str) -> str:
+    """The path without its query (filters may hold addresses; they add nothing to a log)."""
+    return path.split("?", 1)[0]
