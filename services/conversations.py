@@ -88,6 +88,19 @@ class ConversationStore:
             ).scalar_one_or_none()
             return _stored(row) if row else None
 
+    async def by_conversation(self, conversation_id: str) -> StoredReference | None:
+        """The most recently saved reference to one conversation (e.g. a team channel)."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            row = (
+                await uow.session.execute(
+                    select(ConversationRef)
+                    .where(ConversationRef.conversation_id == conversation_id)
+                    .order_by(ConversationRef.updated_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            return _stored(row) if row else None
+
     async def service_providers(self) -> list[StoredReference]:
         """The personal chats of every service provider admin."""
         async with self.db.unit_of_work(readonly=True) as uow:

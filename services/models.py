@@ -495,3 +495,89 @@ class BuiltinGroupMember(Base):
     endpoint: Mapped[str] = mapped_column(String(255), primary_key=True)
 
     __table_args__ = (Index("ix_pbx_line_groups_endpoint", "endpoint"),)
+
+
+class ProvisioningStep(enum.StrEnum):
+    """Where one user's provisioning stands: each step is done at most once per item."""
+
+    ENTRA_USER = "entra_user"
+    LICENCE = "licence"
+    NUMBER = "number"
+    POLICY = "policy"
+    VERIFY = "verify"
+    NOTIFY = "notify"
+    DONE = "done"
+
+
+class ProvisioningAction(enum.StrEnum):
+    """What an item asks of Microsoft: set the user up as the directory says, or tear down."""
+
+    PROVISION = "provision"
+    REMOVE = "remove"
+
+
+class ProvisioningItem(Base):
+    """One user's work in one sync run: a small state machine that survives restarts."""
+
+    __tablename__ = "provisioning_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[ProvisioningAction] = mapped_column(_enum(ProvisioningAction))
+    # The outbox kinds folded into this item (user.create, user.update...).
+    kinds: Mapped[list[str]] = mapped_column(JSON, default=list)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    step: Mapped[ProvisioningStep] = mapped_column(
+        _enum(ProvisioningStep), default=ProvisioningStep.ENTRA_USER
+    )
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Which worker holds the item, until when; an expired lease lets another take over.
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The Entra account was created by the sync, so the generated password is its password.
+    entra_created: Mapped[bool] = mapped_column(Boolean, default=False)
+    finished_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("sync_id", "user_id"),
+        Index("ix_provisioning_items_due", "enterprise_id", "status", "next_attempt_at"),
+        Index("ix_provisioning_items_sync", "sync_id", "status"),
+    )
+
+
+class NoticeKind(enum.StrEnum):
+    """What a proactive message about a sync says."""
+
+    SYNC_FINISHED = "sync.finished"
+    SYNC_OVERDUE = "sync.overdue"
+
+
+class SyncNotice(Base):
+    """A proactive message to send about a sync, written with the change that calls for it."""
+
+    __tablename__ = "sync_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    kind: Mapped[NoticeKind] = mapped_column(_enum(NoticeKind))
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Recipients already reached, so a retry does not message them twice.
+    delivered_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("sync_id", "kind"),
+        Index("ix_sync_notices_due", "status", "next_attempt_at"),
+    )

@@ -3,6 +3,7 @@ and what the changes waiting for Microsoft look like."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import journal
 from services.db import Database
 from services.enterprises import enterprise_view
-from services.errors import PermissionDeniedError
+from services.errors import DomainError, PermissionDeniedError
 from services.inventory import load_enterprise
 from services.models import (
     AdminRole,
@@ -27,6 +28,9 @@ from services.models import (
 from services.views import Actor, SyncOverview, SyncRunView, UserSyncState
 
 MAX_LISTED_USERS = 200
+
+# Asks Microsoft whether a person (Entra object id) is a Global Administrator of a tenant.
+GlobalAdminCheck = Callable[[str, str], Awaitable[bool]]
 
 
 def run_view(run: SyncRun) -> SyncRunView:
@@ -62,6 +66,30 @@ class Syncs:
         self.db = db
         self.first_sync_hours = first_sync_hours
         self.later_sync_hours = later_sync_hours
+        self.global_admin_check: GlobalAdminCheck | None = None
+
+    def use_global_admin_check(self, check: GlobalAdminCheck | None) -> None:
+        """Also ask Microsoft whether whoever starts a sync is the tenant's Global Administrator."""
+        self.global_admin_check = check
+
+    async def _confirm_global_admin(self, actor: Actor, enterprise_id: int) -> None:
+        check = self.global_admin_check
+        if check is None:
+            return
+        async with self.db.unit_of_work(readonly=True) as uow:
+            tenant_id = (await load_enterprise(uow.session, enterprise_id)).tenant_id
+        try:
+            confirmed = await check(tenant_id, actor.aad_object_id)
+        except DomainError:
+            raise PermissionDeniedError(
+                "Switchboard could not confirm with Microsoft that you are a Global "
+                "Administrator of this organisation, so no sync was started. Try again in a moment."
+            ) from None
+        if not confirmed:
+            raise PermissionDeniedError(
+                "Microsoft says you are not a Global Administrator of this organisation, so you "
+                "cannot start “Sync Teams Users”. You can check the sync status instead."
+            )
 
     async def request(self, actor: Actor, enterprise_id: int) -> tuple[SyncRunView, bool]:
         """Start a manual sync (Global Admin only); a second request returns the running one.
@@ -73,6 +101,7 @@ class Syncs:
                 "Only the enterprise's Global Admin can start “Sync Teams Users”. "
                 "You can check the sync status instead."
             )
+        await self._confirm_global_admin(actor, enterprise_id)
         for _ in range(3):
             async with self.db.unit_of_work() as uow:
                 session = uow.session
