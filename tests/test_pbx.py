@@ -694,6 +694,37 @@ async def test_pbx_down_during_an_edit_then_back_lands_the_change_once(
     assert (await later.run_once()).pushed == 0
 
 
+async def test_a_change_after_the_pbx_is_back_carries_the_waiting_one_along(
+    directory: Directory, asterisk: AsteriskBackend, flaky_asterisk: Outage
+) -> None:
+    ent = await seed_enterprise(directory)
+    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
+    backend = flaky_asterisk.backend
+    await _pusher(directory, backend).run_once()
+    await flaky_asterisk.down()
+    ada = await directory.users.update(
+        admin_of(ent), ent, ada.id, ada.version, UserChanges(number="+442079460042")
+    )
+    assert (await _pusher(directory, backend).run_once()).failed == 1
+    await flaky_asterisk.up()
+    await directory.users.set_caller_id(
+        admin_of(ent), ent, ada.id, ada.version, CallerIdChange(CallerIdMode.ANONYMOUS)
+    )
+    # The new change is due at once; its push carries the number change waiting for a retry.
+    assert (await _pusher(directory, backend).run_once()).pushed == 1
+    rows = await _directory_rows(directory, OutboxItem, OutboxItem.channel == "pbx")
+    assert [(r.kind, r.status, r.attempts) for r in rows] == [
+        ("user.create", OutboxStatus.DONE, 0),
+        ("user.update", OutboxStatus.DONE, 1),
+        ("user.caller_id", OutboxStatus.DONE, 0),
+    ]
+    assert (await PbxStatuses(directory.db).of_user(ent, ada.id)).state is PbxState.IN_SYNC
+    assert await _rows(asterisk, ps_endpoints) == [
+        _endpoint_row(ent, ada.id, '"Ada Lovelace" <+442079460042>', privacy="prohib")
+    ]
+    await _in_sync(directory, asterisk, ent)
+
+
 # --- reconcile ---------------------------------------------------------------------------------
 
 

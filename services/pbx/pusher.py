@@ -197,6 +197,20 @@ class PbxPusher:
         if self.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
         items = list((await session.execute(query)).scalars())
+        users = {user for item in items if (user := _user_of(item)) is not None}
+        if users:
+            # The same users' changes still waiting for a retry ride along: the push carries
+            # their current line, which includes those changes, so they settle with it.
+            waiting = select(OutboxItem).where(
+                OutboxItem.channel == journal.PBX,
+                OutboxItem.enterprise_id == enterprise_id,
+                OutboxItem.status == OutboxStatus.PENDING,
+                OutboxItem.next_attempt_at > now,
+                OutboxItem.user_id.in_(sorted(users)),
+            )
+            if self.db.is_postgres:
+                waiting = waiting.with_for_update(skip_locked=True)
+            items += list((await session.execute(waiting.order_by(OutboxItem.id))).scalars())
         by_user: dict[int, list[int]] = {}
         for item in items:
             user_id = _user_of(item)
