@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from bot.auth import BotSettings
 from bot.features import build_router
-from bot.http import create_bot_app
+from bot.http import BOT_ADAPTER_KEY, BOT_SETTINGS_KEY, create_bot_app
+from bot.notifier import ProactiveNotifier
 from bot.switchboard import SwitchboardBot
 from services.config import Settings
 from services.directory import Directory, open_directory
+from services.graph import GlobalAdminCheck, GraphService
+from services.passwords import PasswordVault
+from services.provisioning import ProvisioningEngine
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +31,98 @@ def build_app(directory: Directory, bot_settings: BotSettings) -> web.Applicatio
     return app
 
 
+class BackgroundWork:
+    """The sync workers and the proactive notifier, living as long as the app serves."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        settings: Settings,
+        *,
+        graph: GraphService | None = None,
+        vault: PasswordVault | None = None,
+    ) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.graph = graph
+        self.vault = vault or directory.users.vault
+        self.engines: list[ProvisioningEngine] = []
+        self.notifier: ProactiveNotifier | None = None
+        self._own_graph = False
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: start everything on startup, stop it all on cleanup."""
+        await self.start(app)
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self, app: web.Application) -> None:
+        """Start the notifier, then the workers (they wake it when a notice is written)."""
+        settings = self.settings
+        if self.graph is None and settings.graph.enabled:
+            self.graph = GraphService(settings.graph)
+            self._own_graph = True
+        if self.graph is None:
+            logger.warning(
+                "Microsoft Graph is not configured (GRAPH_CLIENT_ID): syncs stay requested "
+                "and overdue ones are escalated"
+            )
+        elif settings.graph.check_global_admin:
+            self.directory.syncs.use_global_admin_check(GlobalAdminCheck(self.graph))
+        self.notifier = ProactiveNotifier(
+            app[BOT_ADAPTER_KEY], app[BOT_SETTINGS_KEY].app_id, self.directory, settings.sync
+        )
+        await self.notifier.start()
+        db = self.directory.db
+        count = 1 if db.is_sqlite else settings.sync.workers
+        self.engines = [
+            ProvisioningEngine(db, self.vault, self.graph, settings, on_notice=self.notifier.wake)
+            for _ in range(count)
+        ]
+        for engine in self.engines:
+            await engine.start()
+
+    async def stop(self) -> None:
+        """Stop the workers (their items go back to the queue), the notifier and Graph."""
+        for engine in self.engines:
+            await engine.stop()
+        self.engines = []
+        if self.notifier is not None:
+            await self.notifier.stop()
+            self.notifier = None
+        self.directory.syncs.use_global_admin_check(None)
+        if self.graph is not None and self._own_graph:
+            await self.graph.close()
+            self.graph = None
+
+
+BACKGROUND_KEY = web.AppKey("switchboard.background", BackgroundWork)
+
+
+def start_background_work(
+    app: web.Application,
+    directory: Directory,
+    settings: Settings,
+    *,
+    graph: GraphService | None = None,
+) -> BackgroundWork:
+    """Run the sync workers and the notifier with `app` (started on startup, stopped on cleanup).
+
+    `graph` replaces the Graph client built from `settings` (tests point one at the sandbox).
+    """
+    work = BackgroundWork(directory, settings, graph=graph)
+    app[BACKGROUND_KEY] = work
+    app.cleanup_ctx.append(work.context)
+    return work
+
+
 async def create_app(settings: Settings, bot_settings: BotSettings) -> web.Application:
     """Build the whole bot application from settings; nothing is built at import time."""
     directory = await open_directory(settings)
     app = build_app(directory, bot_settings)
+    start_background_work(app, directory, settings)
 
     async def close_directory(_: web.Application) -> None:
         await directory.db.dispose()
