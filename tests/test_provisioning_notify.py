@@ -1,0 +1,237 @@
+"""Through the real bot: the Global Admin presses "Sync Teams Users", the sync runs against the
+Graph sandbox, the "sync finished" card reaches them (and the team channel) through the fake
+Bot Connector despite its throttling, and the confirmation e-mails reach the mailbox; an overdue
+sync reaches the service provider's admins."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.app import BACKGROUND_KEY, build_app, start_background_work
+from bot.auth import BotSettings
+from cards.actions import Verb
+from sandbox import SandboxServer
+from services.directory import Directory
+from services.graph import GraphService
+from services.models import AdminRole, OutboxStatus, SyncNotice, SyncRun, utcnow
+from tests.botkit import card_text
+from tests.cardcheck import assert_valid_cards
+from tests.conftest import PROVIDER
+from tests.provisioning_kit import (
+    SQLITE_ONLY,
+    admin_object_id,
+    cloud_fixture,  # noqa: F401
+    global_admin,
+    graph_settings,
+    make_enterprise,
+    sandbox_server_fixture,  # noqa: F401
+    seed_tenant,
+    settings_with,
+    sync_settings,
+    tenant_id,
+    wait_for,
+    wait_for_run,
+)
+from tests.support.activities import DEFAULT_CHANNEL_ID, TeamsActivities, TeamsUser
+from tests.support.connector import FakeConnector
+
+pytestmark = SQLITE_ONLY
+
+
+async def _post(client: Any, activity: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(activity)
+    assert response.status in (200, 201), response.text
+    return response.json() if response.body else {}
+
+
+async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email(
+    directory: Directory,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 31)
+    ent = await make_enterprise(directory, 31, users=3, notify=True)
+    settings = settings_with(
+        directory,
+        cloud,
+        sync=sync_settings(
+            notification_channel_id=DEFAULT_CHANNEL_ID,
+            notification_service_url=fake_connector.url,
+        ),
+    )
+    graph = GraphService(settings.graph)
+    app = build_app(directory, bot_settings)
+    start_background_work(app, directory, settings, graph=graph)
+    client = await serve_bot(app)
+    gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(31), "Gloria Global"))
+    cards: list[dict[str, Any]] = []
+
+    await _post(client, gloria.message("sync"))  # her chat with the bot is remembered
+    [status_card] = (await fake_connector.next_message()).adaptive_cards
+    assert "Sync Teams Users" in card_text(status_card)
+
+    fake_connector.throttle(2, retry_after=0.1)  # the connector is busy for the next 2 sends
+    pressed = await _post(client, gloria.card_action(Verb.SYNC_START.value, {"ent": ent}))
+    started = pressed["value"]
+    assert "Sync started" in card_text(started)
+    cards.append(started)
+
+    overview = await directory.syncs.overview(ent)
+    assert overview.open_run is not None or overview.last_run is not None
+    run = overview.open_run or overview.last_run
+    assert run is not None
+    await wait_for_run(directory, run.id)
+
+    sent = [await fake_connector.next_message(timeout=15) for _ in range(2)]
+    assert len(fake_connector.throttled) == 2  # both 429s were retried after Retry-After
+    personal = next(m for m in sent if m.conversation_id != DEFAULT_CHANNEL_ID)
+    channel = next(m for m in sent if m.conversation_id == DEFAULT_CHANNEL_ID)
+    [finished] = personal.adaptive_cards
+    assert channel.adaptive_cards == [finished]
+    text = card_text(finished)
+    assert "Sync Teams Users finished" in text
+    assert "Enterprise 31" in text and "3 of 3" in text and "Succeeded" in text
+    assert "Every change reached Microsoft Teams." in text
+    cards.append(finished)
+    assert_valid_cards({f"card {i}": card for i, card in enumerate(cards)})
+
+    mails = cloud.state.mails()
+    assert sorted(m.to[0] for m in mails) == [f"user{i:04d}@enterprise31.example" for i in range(3)]
+    assert all("Your Microsoft Teams account is set up" in m.body for m in mails)
+    # The Graph check ran: Microsoft confirmed Gloria is a Global Administrator.
+    assert cloud.tenant_stats(tid).count("GET", "/roleManagement/directory/roleAssignments") == 1
+    await fake_connector.assert_no_activity(0.3)  # told once, not again
+    background = app[BACKGROUND_KEY]
+    assert background.notifier is not None and background.notifier.sent == 2
+
+
+async def test_failures_are_listed_with_microsofts_reason(
+    directory: Directory,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 32, licences=1)
+    ent = await make_enterprise(directory, 32, users=2, basic_every=0)
+    app = build_app(directory, bot_settings)
+    start_background_work(
+        app, directory, settings_with(directory, cloud), graph=GraphService(graph_settings(cloud))
+    )
+    client = await serve_bot(app)
+    gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(32), "Gloria Global"))
+    await _post(client, gloria.message("help"))
+    await fake_connector.next_message()
+    await _post(client, gloria.card_action(Verb.SYNC_START.value, {"ent": ent}))
+
+    card = (await fake_connector.next_message(timeout=15)).adaptive_cards[0]
+    text = card_text(card)
+    assert "Sync finished with failures" in text
+    assert "1 of 2 users could not be set up" in text
+    # Either user may be the one left without a licence: they are set up side by side.
+    assert re.search(r"User (\d{4}) \(user\1@enterprise32\.example\)", text)
+    assert "does not have any available licenses" in text
+    assert "Microsoft Graph request id" in text
+    assert_valid_cards({"failures": card})
+
+
+async def test_an_overdue_sync_reaches_the_service_providers(
+    directory: Directory,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    ent = await make_enterprise(directory, 33, users=1)
+    provider_person = TeamsUser.random("Pat Provider")
+    await directory.enterprises.grant(
+        PROVIDER,
+        aad_object_id=provider_person.aad_object_id,
+        role=AdminRole.SERVICE_PROVIDER,
+        enterprise_id=None,
+        display_name="Pat Provider",
+    )
+    # No Graph at all: the sync cannot progress, and that must be escalated.
+    settings = replace(
+        settings_with(directory, cloud),
+        graph=replace(graph_settings(cloud), client_id="", client_secret=""),
+    )
+    app = build_app(directory, bot_settings)
+    start_background_work(app, directory, settings)
+    client = await serve_bot(app)
+    pat = teams.with_user(provider_person)
+    await _post(client, pat.message("help"))
+    await fake_connector.next_message()
+
+    run, _ = await directory.syncs.request(global_admin(ent, 33), ent)
+    async with directory.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run.id)
+            .values(expected_by=utcnow() - timedelta(hours=1))
+        )
+        await uow.commit()
+    fake_connector.throttle(1, retry_after=0.1, status=412)
+
+    message = await fake_connector.next_message(timeout=10)
+    [card] = message.adaptive_cards
+    text = card_text(card)
+    assert "Sync overdue: Enterprise 33" in text
+    assert tenant_id(33) in text and "Late by" in text
+    assert "Requested, not started" in text
+    assert len(fake_connector.throttled) == 1
+    assert_valid_cards({"overdue": card})
+    await fake_connector.assert_no_activity(0.3)
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_refusing_connector_is_not_retried(
+    directory: Directory,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+    status: int,
+) -> None:
+    tid = seed_tenant(cloud, 34)
+    ent = await make_enterprise(directory, 34, users=1)
+    app = build_app(directory, bot_settings)
+    work = start_background_work(
+        app, directory, settings_with(directory, cloud), graph=GraphService(graph_settings(cloud))
+    )
+    client = await serve_bot(app)
+    gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(34), "Gloria Global"))
+    await _post(client, gloria.message("help"))
+    await fake_connector.next_message()
+    fake_connector.throttle(5, status=status)  # the bot was removed from the chat
+    await _post(client, gloria.card_action(Verb.SYNC_START.value, {"ent": ent}))
+    overview = await directory.syncs.overview(ent)
+    run = overview.open_run or overview.last_run
+    assert run is not None
+    await wait_for_run(directory, run.id)
+
+    async def settled() -> SyncNotice | None:
+        async with directory.db.unit_of_work(readonly=True) as uow:
+            notice = (await uow.session.execute(select(SyncNotice))).scalar_one_or_none()
+            if notice is None or notice.status is OutboxStatus.PENDING:
+                return None
+            uow.session.expunge(notice)
+            return notice
+
+    notice = await wait_for(settled)
+    assert notice.status is OutboxStatus.FAILED
+    assert notice.last_error == f"not delivered ({status})"
+    assert len(fake_connector.throttled) == 1  # tried once: a refusal is not retried
+    assert work.notifier is not None and work.notifier.sent == 0
