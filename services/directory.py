@@ -11,13 +11,17 @@ from services.enterprises import Enterprises
 from services.inventory import Inventory
 from services.licences import Licences
 from services.passwords import PasswordVault
+from services.pbx.credentials import DeskPhones
+from services.pbx.huntgroups import HuntGroups
+from services.pbx.status import PbxStatuses
 from services.sync import Syncs
 from services.users import Users
 
 
 @dataclass(frozen=True)
 class Directory:
-    """Enterprises, numbers, licences, users and syncs: what the bot and the CLI act on."""
+    """Enterprises, numbers, licences, users, syncs and the PBX-side records: what the bot
+    and the CLI act on."""
 
     db: Database
     enterprises: Enterprises
@@ -27,6 +31,9 @@ class Directory:
     syncs: Syncs
     conversations: ConversationStore
     ledger: ActivityLedger
+    hunt_groups: HuntGroups
+    desk_phones: DeskPhones
+    pbx_statuses: PbxStatuses
 
     @classmethod
     def build(cls, db: Database, settings: Settings, vault: PasswordVault) -> Directory:
@@ -40,6 +47,9 @@ class Directory:
             syncs=Syncs(db, settings.first_sync_hours, settings.later_sync_hours),
             conversations=ConversationStore(db),
             ledger=ActivityLedger(db),
+            hunt_groups=HuntGroups(db),
+            desk_phones=DeskPhones(db, settings.pbx_sip_realm, settings.pbx_sip_registrar),
+            pbx_statuses=PbxStatuses(db),
         )
 
 
