@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.bench import bench_bot, bench_directory
+from tests.bench import bench_bot, bench_directory, bench_sync
 
-SUITES = {"directory": bench_directory.run, "bot": bench_bot.run}
+SUITES = {"directory": bench_directory.run, "bot": bench_bot.run, "sync": bench_sync.run}
 
 
 async def main(names: list[str]) -> None:
