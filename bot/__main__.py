@@ -9,12 +9,14 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.auth import BotSettings
-from bot.request_context import LOG_FORMAT
+from bot.request_context import LOG_FORMAT, install_request_id_log_records
 from services.config import Settings
 
 
 def main() -> None:
     """Read the environment and serve until interrupted."""
+    # Before the first record: the database migrations log before the app is built.
+    install_request_id_log_records()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format=LOG_FORMAT)
     host = os.environ.get("BOT_HOST", "127.0.0.1")
     port = int(os.environ.get("BOT_PORT", "3978"))
