@@ -1,0 +1,1 @@
+"""End-to-end tests: the demo stack driven through the Microsoft 365 Agents Playground."""

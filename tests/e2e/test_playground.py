@@ -1,0 +1,141 @@
+"""An admin's first session with Switchboard in a real Microsoft client (the Agents Playground
+in Chromium): help, create a user with a chosen number, caller ID by last digits, the
+directory, and a sync that ends with the proactive completion card.
+
+Every step leaves a screenshot in test-artifacts/e2e/ (NN-step.png, and NN-step-card.png for
+the card alone).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from bot.demo import ESSENTIALS_LICENCES, EXISTING_USERS, EXTENSIONS, MAIN_NUMBER, DemoStack
+from services.models import LicenceProduct
+from services.phone import pretty
+from tests.e2e.playground import Playground, fact, press
+
+pytestmark = pytest.mark.e2e
+
+# The proactive card comes when the sync engine has finished with Microsoft: give it time.
+SYNC_TIMEOUT_MS = 90_000
+
+
+def sandbox_user(stack: DemoStack, upn: str) -> dict[str, Any] | None:
+    """What the Graph sandbox (Microsoft, for the demo) holds for a user principal name."""
+    url = f"{stack.settings.sandbox_admin_url}/state?tenant={stack.tenant.tenant_id}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        state = json.load(response)
+    users = [user for tenant in state["tenants"] for user in tenant["users"]]
+    return next((user for user in users if user["userPrincipalName"] == upn), None)
+
+
+def test_admin_sets_up_a_phone_user_and_syncs_in_the_playground(
+    playground: Playground, demo_stack: DemoStack
+) -> None:
+    # Installing the app greets the admin by name, in their role.
+    welcome = playground.card_titled("Welcome to Switchboard, Alex Admin")
+    expect(welcome).to_contain_text("Alex Admin (Global Admin) for Contoso Ltd")
+    playground.screenshot("01-welcome", welcome)
+
+    # "help" shows the home card: the enterprise at a glance and every task.
+    home = playground.send("help", expect_title="Switchboard")
+    in_use = sum(user.licence is LicenceProduct.ESSENTIALS for user in EXISTING_USERS)
+    expect(fact(home, "Main number")).to_have_text(pretty(MAIN_NUMBER))
+    expect(fact(home, "Essentials licences")).to_have_text(
+        f"{ESSENTIALS_LICENCES - in_use} free of {ESSENTIALS_LICENCES}"
+    )
+    for task in ("Create user", "Find user", "Directory", "Unlicensed users", "Sync status"):
+        expect(home.get_by_role("button", name=task, exact=True)).to_be_visible()
+    playground.screenshot("02-help", home)
+
+    # Create a user with the number ending in 1111, chosen by its last digits (the
+    # Playground has no type-ahead, so the free-number search box stays empty).
+    form = press(home, "Create user", expect_title="Create user")
+    form.get_by_label("Display name").fill("Ada Lovelace")
+    form.get_by_label("Primary e-mail (Entra)").fill("ada.lovelace@contoso.example")
+    form.get_by_role("radio", name="Essentials: direct number and extension").check()
+    playground.choose(form, "Direct number", "Choose a number")
+    form.get_by_label("…or type the number's last digits").fill("1111")
+    playground.screenshot("03-create-user-form", form)
+    created = press(form, "Create user", expect_title="Ada Lovelace was created")
+    expect(fact(created, "Number")).to_have_text("+44 20 7123 1111")
+    expect(fact(created, "Extension")).to_have_text(re.compile(r"^\d+$"))
+    extension = fact(created, "Extension").inner_text().strip()
+    assert EXTENSIONS[0] <= int(extension) <= EXTENSIONS[1]
+    expect(fact(created, "Caller ID")).to_have_text("+44 20 7123 1111 (their own number)")
+    expect(fact(created, "Status")).to_contain_text("Not synced")
+    playground.screenshot("04-user-created", created)
+
+    # Caller ID: present the reception line, picked by its last digits.
+    caller_id = press(created, "Caller ID", expect_title="Caller ID: Ada Lovelace")
+    caller_id.get_by_role("radio", name="Another company number", exact=False).check()
+    caller_id.get_by_label("Another company number: its last digits").fill("2222")
+    playground.screenshot("05-caller-id-form", caller_id)
+    press(caller_id, "Save caller ID", expect_title="Caller ID: Ada Lovelace")
+    expect(caller_id).to_contain_text("Caller ID saved.")
+    expect(fact(caller_id, "Presents")).to_have_text("+44 20 7123 2222 (another company number)")
+    expect(fact(caller_id, "Own number")).to_have_text("+44 20 7123 1111")
+    playground.screenshot("06-caller-id-saved", caller_id)
+
+    # The same digits again: the number is taken, the form comes back as typed, the
+    # reason next to the digits.
+    again = playground.send("create user", expect_title="Create user")
+    again.get_by_label("Display name").fill("Grace Hopper")
+    again.get_by_label("Primary e-mail (Entra)").fill("grace.hopper@contoso.example")
+    playground.choose(again, "Direct number", "Choose a number")
+    again.get_by_label("…or type the number's last digits").fill("1111")
+    again.get_by_role("button", name="Create user", exact=True).click()
+    expect(again).to_contain_text("No free number ends in 1111.")
+    expect(again).to_contain_text("Nothing was saved")
+    expect(again.get_by_label("Display name")).to_have_value("Grace Hopper")
+    expect(again.get_by_label("…or type the number's last digits")).to_have_value("1111")
+    playground.screenshot("07-number-taken", again)
+
+    # The directory lists her with her number and extension; its search finds her alone.
+    directory = playground.send("directory", expect_title="Directory")
+    ada_row = directory.get_by_role("row").filter(has_text="Ada Lovelace")
+    expect(ada_row).to_contain_text("+44 20 7123 1111")
+    expect(ada_row).to_contain_text(extension)
+    playground.screenshot("08-directory", directory)
+    directory.get_by_role("textbox", name="Search", exact=True).fill("lovelace")
+    directory.get_by_role("button", name="Search and sort", exact=True).click()
+    expect(directory).to_contain_text("1 user")
+    expect(
+        directory.get_by_role("row").filter(has_text="ada.lovelace@contoso.example")
+    ).to_be_visible()
+    expect(directory).not_to_contain_text("Erin Enterprise")
+    playground.screenshot("09-directory-search", directory)
+
+    # The Global Admin starts the first sync; the card changes to show it is under way.
+    sync = playground.send("sync", expect_title="Sync Teams Users")
+    expect(sync).to_contain_text("Changes sync manually")
+    playground.screenshot("10-sync-status", sync)
+    sync.get_by_role("button", name="Sync Teams Users", exact=True).click()
+    expect(sync).to_contain_text("Requested by")
+    expect(sync).to_contain_text("Alex Admin (you)")
+    playground.screenshot("11-sync-started", sync)
+
+    # When the engine is done with Microsoft, the bot tells the admin, unprompted.
+    finished = playground.card_titled("Sync Teams Users finished", timeout_ms=SYNC_TIMEOUT_MS)
+    expect(finished).to_contain_text("Every change reached Microsoft Teams.")
+    expect(fact(finished, "Outcome")).to_contain_text("Succeeded")
+    expect(fact(finished, "Failed")).to_have_text("0")
+    playground.screenshot("12-sync-finished", finished)
+
+    # And Microsoft (the Graph sandbox) really holds Ada, with her number.
+    ada = sandbox_user(demo_stack, "ada.lovelace@contoso.example")
+    assert ada is not None, "the sync did not create Ada in Entra"
+    assert ada["teams"]["isEnterpriseVoiceEnabled"] is True
+    assert [n["telephoneNumber"] for n in ada["teams"]["telephoneNumbers"]] == ["+442071231111"]
+
+    status = press(finished, "Sync status", expect_title="Sync Teams Users")
+    expect(fact(status, "Status")).to_contain_text("Succeeded")
+    expect(status).to_contain_text("Every user is provisioned.")
+    playground.screenshot("13-sync-status-after", status)
