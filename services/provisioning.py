@@ -932,6 +932,9 @@ class ProvisioningEngine:
                 await self._finish(claimed, error=reason)
         except LeaseLost:
             logger.info("Item %s was taken over by another worker", claimed.item_id)
+        except Exception:
+            # The lease runs out and the item is picked up again: nothing is lost.
+            logger.exception("Could not record the outcome of item %s", claimed.item_id)
 
     async def _person(self, claimed: _Claimed) -> _Person | None:
         if claimed.user_id is None:

@@ -235,3 +235,39 @@ async def test_a_refusing_connector_is_not_retried(
     assert notice.last_error == f"not delivered ({status})"
     assert len(fake_connector.throttled) == 1  # tried once: a refusal is not retried
     assert work.notifier is not None and work.notifier.sent == 0
+
+
+async def test_the_button_is_refused_when_microsoft_does_not_confirm_the_global_admin(
+    directory: Directory,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 35)
+    ent = await make_enterprise(directory, 35, users=1)
+    ivan = TeamsUser("35353535-0000-4000-8000-000000000bad", "Ivan Impostor")
+    cloud.state.add_user(tid, "ivan@enterprise35.example", "Ivan", user_id=ivan.aad_object_id)
+    # The directory was told Ivan is the Global Admin; Entra says otherwise.
+    await directory.enterprises.grant(
+        PROVIDER,
+        aad_object_id=ivan.aad_object_id,
+        role=AdminRole.GLOBAL_ADMIN,
+        enterprise_id=ent,
+        display_name="Ivan Impostor",
+    )
+    app = build_app(directory, bot_settings)
+    start_background_work(
+        app, directory, settings_with(directory, cloud), graph=GraphService(graph_settings(cloud))
+    )
+    client = await serve_bot(app)
+    pressed = await _post(
+        client, teams.with_tenant(tid).with_user(ivan).card_action(Verb.SYNC_START.value, {})
+    )
+    card = pressed["value"]
+    assert "Microsoft says you are not a Global Administrator" in card_text(card)
+    assert_valid_cards({"refused": card})
+    overview = await directory.syncs.overview(ent)
+    assert overview.open_run is None and overview.last_run is None
+    assert cloud.tenant_stats(tid).count("GET", "/roleManagement/directory/roleAssignments") == 1

@@ -34,6 +34,7 @@ class _PinnedCaSession(requests.Session):
         self._ca_bundle = ca_bundle
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        """Send with the pinned CA and a timeout unless the caller chose others."""
         # A per-request verify wins over the environment; a session-level one does not.
         kwargs.setdefault("verify", self._ca_bundle)
         kwargs.setdefault("timeout", _HTTP_TIMEOUT_SECONDS)
