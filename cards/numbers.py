@@ -3,11 +3,13 @@ let Switchboard take the next free one, or release the user's number into quaran
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from microsoft_teams.cards import (
     Action,
     CardElement,
+    Choice,
     ChoiceSetInput,
     QueryData,
 )
@@ -122,11 +124,12 @@ def _pager(
     return [action_row(*pager)] if pager else []
 
 
-def _user_picker() -> ChoiceSetInput:
+def _user_picker(users: Sequence[UserView]) -> ChoiceSetInput:
+    # Static choices serve clients without type-ahead; Teams searches all users as you type.
     return ChoiceSetInput(
         id="user_id",
         label="Give a number to (type a name to search)",
-        choices=[],
+        choices=[Choice(title=f"{u.display_name} · {u.email}", value=str(u.id)) for u in users],
         choices_data=QueryData(dataset=Dataset.USERS.value),
         style="filtered",
         placeholder="Name or e-mail",
@@ -202,8 +205,11 @@ def numbers_card(
     form: NumbersForm | None = None,
     errors: Errors | None = None,
     success: str | None = None,
+    users: Sequence[UserView] = (),
 ) -> Card:
     """The free numbers (a page, filtered by last digits) and, for a user, what to do with them.
+
+    Without a user, `users` are the first choices of the user picker.
 
     `version` is the version of the user the buttons act on: the one the admin saw, so that a
     change someone else made in between is refused rather than overwritten.
@@ -225,7 +231,7 @@ def numbers_card(
     body.extend(_pager(enterprise, free, digits, user_id))
     actions: list[Action]
     if user is None:
-        body.append(_user_picker())
+        body.append(_user_picker(users))
         actions = [button("Choose this user", OpenNumbers(ent=ent, digits=form.digits))]
     else:
         # The picker and its buttons come last, right above the buttons that act on them.

@@ -67,6 +67,9 @@ async def show_numbers(
         # Someone else changed the user: the reloaded card acts on their version.
         version = None
     free, shown_digits, search_errors = await _free_page(turn, digits, page)
+    pickable: list[UserView] = []
+    if user is None:
+        pickable = (await turn.directory.users.directory(enterprise.id, page_size=50)).items
     for field, message in search_errors.items():
         errors.setdefault(field, message)
     return numbers_card(
@@ -79,6 +82,7 @@ async def show_numbers(
         form=NumbersForm(digits=digits, number=number),
         errors=errors,
         success=success,
+        users=pickable,
     )
 
 
