@@ -36,6 +36,13 @@ class Turn:
     enterprise: EnterpriseView | None
     reference: str
     data: dict[str, Any] = field(default_factory=dict)
+    # The card a redelivery of this activity gets instead of this turn's own card (see below).
+    redelivery_card: Card | None = None
+
+    def answer_redelivery_with(self, card: Card) -> None:
+        """Keep `card`, not the one this turn shows, as the answer to a redelivery of the same
+        activity: for a card that shows a secret once, which must never be stored."""
+        self.redelivery_card = card
 
     @property
     def ent(self) -> int | None:

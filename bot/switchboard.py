@@ -37,6 +37,8 @@ CARD_RESPONSE = "application/vnd.microsoft.card.adaptive"
 SEARCH_RESPONSE = "application/vnd.microsoft.search.searchResponse"
 MAX_SEARCH_RESULTS = 15
 DUPLICATE_WAIT_SECONDS = 5.0
+# Where a turn leaves the card the ledger keeps instead of the one shown (Turn.redelivery_card).
+REDELIVERY_CARD = "switchboard.redelivery_card"
 
 # Typed commands, matched on the whole message: a verb and the data it starts with.
 _COMMANDS: list[tuple[re.Pattern[str], Verb, Callable[[re.Match[str]], dict[str, Any]]]] = [
@@ -141,7 +143,10 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         turn = await self._turn(context, admin, data)
         if verb in (Verb.HOME.value, Verb.ENTERPRISE_PICK.value):
             return await self._home(turn)
-        return await self.router.dispatch(verb, turn)
+        card = await self.router.dispatch(verb, turn)
+        if turn.redelivery_card is not None:
+            context.turn_state[REDELIVERY_CARD] = turn.redelivery_card
+        return card
 
     async def _guarded(
         self, context: TurnContext, verb: str, work: Callable[[], Awaitable[Card]]
@@ -167,7 +172,8 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         except BaseException:
             await self.directory.ledger.forget(key)
             raise
-        await self.directory.ledger.complete(key, card)
+        # A card showing a secret is answered, never stored: the ledger keeps its stand-in.
+        await self.directory.ledger.complete(key, context.turn_state.get(REDELIVERY_CARD, card))
         return card
 
     async def _safely(self, context: TurnContext, work: Callable[[], Awaitable[Card]]) -> Card:

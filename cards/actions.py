@@ -30,6 +30,11 @@ class Verb(StrEnum):
     UNLICENSED_ENABLE = "unlicensed.enable"
     SYNC_OPEN = "sync.open"
     SYNC_START = "sync.start"
+    TELEPHONY_OPEN = "telephony.open"
+    HUNT_GROUPS_SAVE = "huntgroups.save"
+    HUNT_GROUP_CREATE = "huntgroups.create"
+    DESK_PHONE_ISSUE = "deskphone.issue"
+    DESK_PHONE_REVOKE = "deskphone.revoke"
 
 
 class Dataset(StrEnum):
@@ -244,3 +249,50 @@ class StartSync(ActionData):
 
     verb: ClassVar[Verb] = Verb.SYNC_START
     changes_state: ClassVar[bool] = True
+
+
+# Ids are the database's 32-bit integers: anything larger is no row of ours.
+MAX_ID = 2**31 - 1
+
+
+class OpenTelephony(ActionData):
+    """Open a user's hunt groups and desk phone card."""
+
+    verb: ClassVar[Verb] = Verb.TELEPHONY_OPEN
+    user_id: int = Field(gt=0, le=MAX_ID)
+
+
+class TelephonyInputs(ActionData):
+    """What every button of the hunt groups and desk phone card sends: the user, and the card's
+    inputs as the admin left them (`groups`: the ticked group ids, comma-separated; `new_group`:
+    the name box), so a refused action shows them again."""
+
+    changes_state: ClassVar[bool] = True
+    user_id: int = Field(gt=0, le=MAX_ID)
+    groups: str = ""
+    new_group: str = ""
+
+
+class SaveHuntGroups(TelephonyInputs):
+    """Make the user a member of exactly the ticked hunt groups."""
+
+    verb: ClassVar[Verb] = Verb.HUNT_GROUPS_SAVE
+
+
+class CreateHuntGroup(TelephonyInputs):
+    """Create a hunt group named by the `new_group` box."""
+
+    verb: ClassVar[Verb] = Verb.HUNT_GROUP_CREATE
+
+
+class IssueDeskPhone(TelephonyInputs):
+    """Issue the user a desk phone login; `replace` says the admin knows one exists already."""
+
+    verb: ClassVar[Verb] = Verb.DESK_PHONE_ISSUE
+    replace: bool = False
+
+
+class RevokeDeskPhone(TelephonyInputs):
+    """Take the user's desk phone login away."""
+
+    verb: ClassVar[Verb] = Verb.DESK_PHONE_REVOKE
