@@ -1,0 +1,166 @@
+"""A user's hunt groups and desk phone login: tick the groups, create one, issue or revoke."""
+
+from __future__ import annotations
+
+from bot.router import Router, Turn
+from cards.actions import (
+    CreateHuntGroup,
+    IssueDeskPhone,
+    OpenTelephony,
+    RevokeDeskPhone,
+    SaveHuntGroups,
+    TelephonyInputs,
+)
+from cards.common import Card, Errors, notice_card
+from cards.telephony import (
+    desk_phone_already_issued_card,
+    desk_phone_issued_card,
+    hunt_group_names,
+    telephony_card,
+)
+from cards.unlicensed import selected_ids
+from services.errors import ConflictError, NotFoundError, ValidationError
+
+router = Router()
+MAX_GROUPS = 200
+# Ids longer than this are no group of ours, and must not reach the database as huge integers.
+MAX_ID_DIGITS = 9
+
+
+def ticked_group_ids(raw: str) -> list[int]:
+    """The group ids of the multi-select's value; anything else is refused before the service."""
+    parts = selected_ids(raw)
+    if len(parts) > MAX_GROUPS:
+        raise ValidationError(f"Tick at most {MAX_GROUPS} groups.", field="groups")
+    if not all(part.isdigit() and len(part) <= MAX_ID_DIGITS for part in parts):
+        raise ValidationError(
+            "Switchboard could not read that selection. Tick the groups again.", field="groups"
+        )
+    return sorted({int(part) for part in parts})
+
+
+async def show_telephony(
+    turn: Turn,
+    user_id: int,
+    form: TelephonyInputs | None = None,
+    errors: Errors | None = None,
+    *,
+    success: str | None = None,
+    notice: str | None = None,
+) -> Card:
+    """The user's hunt groups and desk phone card, as saved or with what the admin submitted."""
+    enterprise = turn.require_enterprise()
+    directory = turn.directory
+    try:
+        user = await directory.users.get(enterprise.id, user_id)
+    except NotFoundError as missing:
+        return notice_card("That could not be done", missing.message, ent=turn.ent)
+    return telephony_card(
+        user,
+        enterprise,
+        await directory.hunt_groups.all(enterprise.id),
+        await directory.hunt_groups.of_user(enterprise.id, user_id),
+        await directory.pbx_statuses.of_user(enterprise.id, user_id),
+        await directory.desk_phones.has_desk_phone(enterprise.id, user_id),
+        form,
+        errors,
+        success=success,
+        notice=notice,
+    )
+
+
+def _at(field: str, errors: Errors) -> Errors:
+    """A refusal of one section of the card, placed next to that section's input."""
+    return {field: " ".join(errors.values())}
+
+
+async def show_groups_form(turn: Turn, form: TelephonyInputs, errors: Errors) -> Card:
+    """The card again after a refused save: the ticks kept, the reason under the groups."""
+    return await show_telephony(turn, form.user_id, form, _at("groups", errors))
+
+
+async def show_new_group_form(turn: Turn, form: TelephonyInputs, errors: Errors) -> Card:
+    """The card again after a refused new group: the name kept, the reason under the box."""
+    return await show_telephony(turn, form.user_id, form, _at("new_group", errors))
+
+
+async def show_desk_phone_form(turn: Turn, form: TelephonyInputs, errors: Errors) -> Card:
+    """The card again after a refused desk phone action, the reason next to its buttons."""
+    return await show_telephony(turn, form.user_id, form, _at("desk_phone", errors))
+
+
+@router.action(OpenTelephony)
+async def open_telephony(turn: Turn, data: OpenTelephony) -> Card:
+    """The user's hunt groups and desk phone, as saved."""
+    return await show_telephony(turn, data.user_id)
+
+
+@router.action(SaveHuntGroups, form=show_groups_form)
+async def save_hunt_groups(turn: Turn, form: SaveHuntGroups) -> Card:
+    """Make the user a member of exactly the ticked groups."""
+    enterprise = turn.require_enterprise()
+    saved = await turn.directory.hunt_groups.set_user_groups(
+        turn.actor, enterprise.id, form.user_id, ticked_group_ids(form.groups)
+    )
+    # The name box is kept: the admin may have typed a group they have not created yet.
+    kept = form.model_copy(update={"groups": ",".join(str(group.id) for group in saved)})
+    return await show_telephony(
+        turn, form.user_id, kept, success=f"Hunt groups saved: {hunt_group_names(saved)}."
+    )
+
+
+@router.action(CreateHuntGroup, form=show_new_group_form)
+async def create_hunt_group(turn: Turn, form: CreateHuntGroup) -> Card:
+    """Create the named group and tick it for the user, who joins it when the admin saves."""
+    enterprise = turn.require_enterprise()
+    user = await turn.directory.users.get(enterprise.id, form.user_id)
+    group = await turn.directory.hunt_groups.create(turn.actor, enterprise.id, form.new_group)
+    ticked = selected_ids(form.groups)
+    if user.licence is None:
+        success = f"Hunt group {group.name} was created."
+    else:
+        ticked.append(str(group.id))
+        success = (
+            f"Hunt group {group.name} was created and is ticked below: press **Save groups** "
+            f"to add {user.display_name} to it."
+        )
+    kept = form.model_copy(update={"groups": ",".join(ticked), "new_group": ""})
+    return await show_telephony(turn, form.user_id, kept, success=success)
+
+
+@router.action(IssueDeskPhone, form=show_desk_phone_form)
+async def issue_desk_phone(turn: Turn, form: IssueDeskPhone) -> Card:
+    """Issue a desk phone login and show it once; a redelivery gets a card without it."""
+    enterprise = turn.require_enterprise()
+    directory = turn.directory
+    user = await directory.users.get(enterprise.id, form.user_id)
+    # A card opened before someone else issued a login says "Issue", not "Replace": never
+    # replace a working phone's login unless the admin pressed Replace.
+    had_login = await directory.desk_phones.has_desk_phone(enterprise.id, user.id)
+    if had_login and not form.replace:
+        raise ConflictError(
+            f"{user.display_name} already has a desk phone login, issued after you opened this "
+            "card. Press Replace login to issue a new one; the phone using the current login "
+            "then stops working.",
+            field="desk_phone",
+        )
+    login = await directory.desk_phones.issue(turn.actor, enterprise.id, user.id)
+    turn.answer_redelivery_with(desk_phone_already_issued_card(user, enterprise))
+    return desk_phone_issued_card(user, enterprise, login, replaced=had_login)
+
+
+@router.action(RevokeDeskPhone, form=show_desk_phone_form)
+async def revoke_desk_phone(turn: Turn, form: RevokeDeskPhone) -> Card:
+    """Take the user's desk phone login away."""
+    enterprise = turn.require_enterprise()
+    user = await turn.directory.users.get(enterprise.id, form.user_id)
+    if await turn.directory.desk_phones.revoke(turn.actor, enterprise.id, user.id):
+        return await show_telephony(
+            turn,
+            user.id,
+            form,
+            success="Desk phone login revoked: the phone can no longer register.",
+        )
+    return await show_telephony(
+        turn, user.id, form, notice=f"{user.display_name} had no desk phone login to revoke."
+    )
