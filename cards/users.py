@@ -16,6 +16,7 @@ from cards.actions import (
     OpenNumbers,
     OpenPickedUser,
     OpenSync,
+    OpenTelephony,
     UserRef,
 )
 from cards.common import (
@@ -33,7 +34,10 @@ from cards.common import (
     status_label,
     text_input,
 )
+from cards.telephony import pbx_line
 from services.models import CallerIdMode
+from services.pbx.huntgroups import HuntGroupView
+from services.pbx.status import PbxStatusView
 from services.views import EnterpriseView, Page, PoolView, UserView
 
 CREATE_HELP = (
@@ -49,7 +53,9 @@ EDIT_HELP = (
     "Change any field and press **Save**. Changes reach the PBX at once and Microsoft with the "
     "next sync. A number you take away goes into quarantine before anyone else can have it.\n\n"
     "If someone else saved this user after you opened it, your save is refused: open the user "
-    "again to see their changes."
+    "again to see their changes.\n\n"
+    "**Hunt groups & desk phone**: the hunt groups that ring this user (several users reached "
+    "from one number), and a SIP login for a physical desk phone, shown to you once."
 )
 FIND_HELP = "Search by part of a name or e-mail, or by digits of a number or extension."
 
@@ -172,14 +178,18 @@ def create_user_card(
     )
 
 
-def user_summary(user: UserView) -> list[tuple[str, str]]:
-    """The facts an admin checks first about a user."""
+def user_summary(
+    user: UserView,
+    pbx_status: PbxStatusView | None = None,
+    hunt_groups: Sequence[HuntGroupView] | None = None,
+) -> list[tuple[str, str]]:
+    """The facts an admin checks first about a user; the PBX line when its values are given."""
     presented = (
         "anonymous"
         if user.caller_id.mode is CallerIdMode.ANONYMOUS
         else f"{number_text(user.caller_id.presented_number)} ({CALLER_ID_NAMES[user.caller_id.mode]})"
     )
-    return [
+    summary = [
         ("E-mail", user.email),
         ("Licence", user.licence.label if user.licence else "none"),
         ("Number", number_text(user.number)),
@@ -187,6 +197,9 @@ def user_summary(user: UserView) -> list[tuple[str, str]]:
         ("Caller ID", presented),
         ("Status", status_label(user.status, user.status_error)),
     ]
+    if pbx_status is not None or hunt_groups is not None:
+        summary.append(("PBX", pbx_line(pbx_status, hunt_groups)))
+    return summary
 
 
 def user_created_card(user: UserView, enterprise: EnterpriseView) -> Card:
@@ -282,8 +295,11 @@ def user_card(
     errors: Errors | None = None,
     *,
     saved: bool = False,
+    pbx_status: PbxStatusView | None = None,
+    hunt_groups: Sequence[HuntGroupView] | None = None,
 ) -> Card:
-    """One user: current state first, then the edit form with every field."""
+    """One user: current state first (with the PBX line when its values are given), then the
+    edit form with every field."""
     ent = enterprise.id
     errors = errors or {}
     form = form or EditUserForm(
@@ -308,7 +324,7 @@ def user_card(
         ("Choose an extension", "pick"),
     ]
     body: list[CardElement] = [
-        facts(user_summary(user)),
+        facts(user_summary(user, pbx_status, hunt_groups)),
         *text_input(
             "display_name", "Display name", form.display_name, errors, required=True, max_length=256
         ),
@@ -369,6 +385,7 @@ def user_card(
             ),
             button("Caller ID", OpenCallerId(ent=ent, user_id=user.id)),
             button("Numbers", OpenNumbers(ent=ent, user_id=user.id)),
+            button("Hunt groups & desk phone", OpenTelephony(ent=ent, user_id=user.id)),
             button("Reload", UserRef(ent=ent, user_id=user.id)),
         ],
     )

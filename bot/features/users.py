@@ -18,6 +18,7 @@ from services.inventory import AUTO, Auto, DigitMatch, parse_extension
 from services.models import LicenceProduct
 from services.phone import pretty
 from services.users import RELEASE, NewUser, Release, UserChanges
+from services.views import UserView
 
 router = Router()
 STATIC_CHOICES = 15
@@ -74,6 +75,28 @@ async def _free_numbers(turn: Turn) -> list[str]:
         enterprise.id, page_size=STATIC_CHOICES, with_total=False
     )
     return page.items
+
+
+async def _user_card(
+    turn: Turn,
+    user: UserView,
+    form: EditUserForm | None = None,
+    errors: Errors | None = None,
+    *,
+    saved: bool = False,
+) -> Card:
+    """The user card with the free numbers, and the user's PBX status and hunt groups."""
+    enterprise = turn.require_enterprise()
+    return user_card(
+        user,
+        enterprise,
+        await _free_numbers(turn),
+        form,
+        errors,
+        saved=saved,
+        pbx_status=await turn.directory.pbx_statuses.of_user(enterprise.id, user.id),
+        hunt_groups=await turn.directory.hunt_groups.of_user(enterprise.id, user.id),
+    )
 
 
 async def show_create_form(turn: Turn, form: CreateUserForm, errors: Errors) -> Card:
@@ -134,7 +157,7 @@ async def open_user(turn: Turn, data: UserRef) -> Card:
     """One user's card with the edit form."""
     enterprise = turn.require_enterprise()
     user = await turn.directory.users.get(enterprise.id, data.user_id)
-    return user_card(user, enterprise, await _free_numbers(turn))
+    return await _user_card(turn, user)
 
 
 async def show_edit_form(turn: Turn, form: EditUserForm, errors: Errors) -> Card:
@@ -144,7 +167,7 @@ async def show_edit_form(turn: Turn, form: EditUserForm, errors: Errors) -> Card
     if "version" in errors:
         # Someone else saved first: show their version, keep what this admin typed.
         form = form.model_copy(update={"version": user.version})
-    return user_card(user, enterprise, await _free_numbers(turn), form, errors)
+    return await _user_card(turn, user, form, errors)
 
 
 @router.action(EditUserForm, form=show_edit_form)
@@ -164,7 +187,7 @@ async def edit_user(turn: Turn, form: EditUserForm) -> Card:
     user = await turn.directory.users.update(
         turn.actor, enterprise.id, form.user_id, form.version, changes
     )
-    return user_card(user, enterprise, await _free_numbers(turn), saved=True)
+    return await _user_card(turn, user, saved=True)
 
 
 @router.search(Dataset.USERS)
