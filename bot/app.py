@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from services.config import Settings
 from services.directory import Directory, open_directory
 from services.graph import GlobalAdminCheck, GraphService
 from services.passwords import PasswordVault
+from services.pbx.factory import Pbx
 from services.provisioning import ProvisioningEngine
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ def build_app(directory: Directory, bot_settings: BotSettings) -> web.Applicatio
 
 
 class BackgroundWork:
-    """The sync workers and the proactive notifier, living as long as the app serves."""
+    """The PBX pusher, the sync workers and the proactive notifier, living as long as the app
+    serves."""
 
     def __init__(
         self,
@@ -48,6 +51,9 @@ class BackgroundWork:
         self.vault = vault or directory.users.vault
         self.engines: list[ProvisioningEngine] = []
         self.notifier: ProactiveNotifier | None = None
+        self.pbx: Pbx | None = None
+        self._pbx_stop = asyncio.Event()
+        self._pbx_task: asyncio.Task[None] | None = None
         self._own_graph = False
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
@@ -59,8 +65,12 @@ class BackgroundWork:
             await self.stop()
 
     async def start(self, app: web.Application) -> None:
-        """Start the notifier, then the workers (they wake it when a notice is written)."""
+        """Start the PBX pusher, the notifier, then the sync workers (they wake the notifier)."""
         settings = self.settings
+        # The PBX applies changes at once: its pusher wakes on every directory commit.
+        self.pbx = Pbx.build(settings, self.directory.db)
+        self._pbx_stop.clear()
+        self._pbx_task = asyncio.create_task(self.pbx.pusher.run_forever(self._pbx_stop))
         if self.graph is None and settings.graph.enabled:
             self.graph = GraphService(settings.graph)
             self._own_graph = True
@@ -85,10 +95,17 @@ class BackgroundWork:
             await engine.start()
 
     async def stop(self) -> None:
-        """Stop the workers (their items go back to the queue), the notifier and Graph."""
+        """Stop the workers (their items go back to the queue), the notifier, Graph, the PBX."""
         for engine in self.engines:
             await engine.stop()
         self.engines = []
+        if self._pbx_task is not None:
+            self._pbx_stop.set()
+            await self._pbx_task
+            self._pbx_task = None
+        if self.pbx is not None:
+            await self.pbx.close()
+            self.pbx = None
         if self.notifier is not None:
             await self.notifier.stop()
             self.notifier = None

@@ -5,8 +5,8 @@ in its own process; the load comes from this one. Prints figures; asserts nothin
 from __future__ import annotations
 
 import asyncio
-import os
 import multiprocessing
+import os
 import socket
 import statistics
 import tempfile
