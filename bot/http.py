@@ -157,18 +157,18 @@ def _http_response(invoke_response: InvokeResponse | None) -> web.Response:
     status = int(invoke_response.status or HTTPStatus.OK)
     if invoke_response.body is None:
         return web.Response(status=status)
-    return web.json_response(_jsonable(invoke_response.body), status=status)
+    return web.json_response(invoke_response.body, status=status, dumps=_dumps)
 
 
-def _jsonable(value: Any) -> Any:
-    """Serialize botbuilder models to JSON dicts; leave plain JSON values as they are."""
+def _model_to_json(value: Any) -> Any:
     if isinstance(value, Model):
         return to_json_dict(value)
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(value: Any) -> str:
+    """JSON for an invoke body: plain values as they are, botbuilder models serialized once."""
+    return json.dumps(value, default=_model_to_json)
 
 
 def _error(status: HTTPStatus, message: str) -> web.Response:

@@ -236,9 +236,9 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         """Action.Execute (`adaptiveCard/action`) and type-ahead (`application/search`)."""
         name = turn_context.activity.name
         if name == "adaptiveCard/action":
-            return await self._card_action(turn_context)
+            return _answer(turn_context, await self._card_action(turn_context))
         if name == "application/search":
-            return await self._search(turn_context)
+            return _answer(turn_context, await self._search(turn_context))
         return await super().on_invoke_activity(turn_context)
 
     async def _card_action(self, context: TurnContext) -> InvokeResponse:
@@ -309,6 +309,15 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
 
 
+def _answer(context: TurnContext, response: InvokeResponse) -> InvokeResponse:
+    """Hand the invoke response straight to the adapter: sent as an activity, botbuilder
+    would deep-copy the whole card first, the costliest step of a turn."""
+    context.turn_state[TurnContext._INVOKE_RESPONSE_KEY] = Activity(
+        type=ActivityTypes.invoke_response, value=response
+    )
+    return response
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -325,4 +334,3 @@ def _delivery_key(activity: Activity) -> str | None:
     return f"{_tenant_id(activity)}|{activity.conversation.id}|{activity.id}"
 
 
-__all__ = ["ActivityTypes", "SwitchboardBot", "parse_command"]

@@ -21,6 +21,7 @@ from aiohttp import web
 from bot.auth import BotSettings
 from cards.actions import Verb
 from services.models import AdminRole, LicenceProduct
+from tests.bench.bench_directory import fresh_postgres_url
 from tests.support.activities import DEFAULT_TENANT_ID, TeamsActivities, TeamsUser
 from tests.support.connector import FakeConnector
 from tests.support.fixtures import bot_settings_for
@@ -57,8 +58,7 @@ def _serve_switchboard(database_url: str, key_file: str, settings: BotSettings, 
 def _serve_echo(settings: BotSettings, port: int) -> None:
     from tests.bench.echo_baseline import create_echo_app
 
-    web.run_app(create_echo_app(settings), host="127.0.0.1", port=port, print=None,
-                access_log=None)
+    web.run_app(create_echo_app(settings), host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 async def _seed(database_url: str, key_file: str, admins: list[TeamsUser]) -> None:
@@ -67,23 +67,35 @@ async def _seed(database_url: str, key_file: str, admins: list[TeamsUser]) -> No
     from services.users import NewUser
     from services.views import Actor
 
-    directory = await open_directory(Settings(database_url=database_url, secret_key_file=Path(key_file)))
+    directory = await open_directory(
+        Settings(database_url=database_url, secret_key_file=Path(key_file))
+    )
     operator = Actor("bench", "Bench", AdminRole.SERVICE_PROVIDER, None)
     try:
         enterprise = await directory.enterprises.create(
-            operator, name="Bench", tenant_id=DEFAULT_TENANT_ID, main_number="+442071110000",
+            operator,
+            name="Bench",
+            tenant_id=DEFAULT_TENANT_ID,
+            main_number="+442071110000",
             extensions=(10000, 19999),
         )
-        await directory.inventory.import_range(operator, enterprise.id, "+442080000000", "+442080009999")
+        await directory.inventory.import_range(
+            operator, enterprise.id, "+442080000000", "+442080009999"
+        )
         for product in LicenceProduct:
             await directory.licences.set_pool(operator, enterprise.id, product, 10000)
         for admin in admins:
             await directory.enterprises.grant(
-                operator, aad_object_id=admin.aad_object_id, role=AdminRole.ENTERPRISE_ADMIN,
-                enterprise_id=enterprise.id, display_name=admin.name,
+                operator,
+                aad_object_id=admin.aad_object_id,
+                role=AdminRole.ENTERPRISE_ADMIN,
+                enterprise_id=enterprise.id,
+                display_name=admin.name,
             )
         for i in range(200):
-            await directory.users.create(operator, enterprise.id, NewUser(f"Existing {i}", f"e{i}@bench.example"))
+            await directory.users.create(
+                operator, enterprise.id, NewUser(f"Existing {i}", f"e{i}@bench.example")
+            )
     finally:
         await directory.db.dispose()
 
@@ -102,7 +114,9 @@ async def _wait_until_up(url: str) -> None:
 
 
 async def _load(
-    url: str, admins: list[TeamsActivities], minter: ChannelTokenMinter,
+    url: str,
+    admins: list[TeamsActivities],
+    minter: ChannelTokenMinter,
     activity_for: Callable[[TeamsActivities, int, int], dict[str, Any]],
 ) -> tuple[float, list[float], int]:
     """Every admin sends its turns one after another; all admins at once."""
@@ -117,21 +131,29 @@ async def _load(
             for turn in range(turns):
                 activity = activity_for(teams, index, turn if record else -turn - 1)
                 started = time.perf_counter()
-                async with session.post(url, json=activity, headers={"Authorization": auth}) as response:
+                async with session.post(
+                    url, json=activity, headers={"Authorization": auth}
+                ) as response:
                     await response.read()
                     ok = response.status == 200
                 if record:
                     latencies.append((time.perf_counter() - started) * 1000)
                     failures += 0 if ok else 1
 
-        await asyncio.gather(*(admin_loop(i, t, WARMUP_PER_ADMIN, False) for i, t in enumerate(admins)))
+        await asyncio.gather(
+            *(admin_loop(i, t, WARMUP_PER_ADMIN, False) for i, t in enumerate(admins))
+        )
         started = time.perf_counter()
-        await asyncio.gather(*(admin_loop(i, t, TURNS_PER_ADMIN, True) for i, t in enumerate(admins)))
+        await asyncio.gather(
+            *(admin_loop(i, t, TURNS_PER_ADMIN, True) for i, t in enumerate(admins))
+        )
         elapsed = time.perf_counter() - started
     return elapsed, latencies, failures
 
 
-def _summary(label: str, elapsed: float, latencies: list[float], failures: int) -> tuple[float, str]:
+def _summary(
+    label: str, elapsed: float, latencies: list[float], failures: int
+) -> tuple[float, str]:
     ordered = sorted(latencies)
     rate = len(latencies) / elapsed
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
@@ -143,10 +165,14 @@ def _summary(label: str, elapsed: float, latencies: list[float], failures: int) 
 
 def _create_user(teams: TeamsActivities, admin: int, turn: int) -> dict[str, Any]:
     data = {
-        "verb": Verb.USER_CREATE_SUBMIT.value, "display_name": f"Bench {admin}-{turn}",
-        "email": f"b{admin}.{turn}@bench.example".replace("-", "w"), "licence": "essentials",
-        "number_mode": "auto", "extension_mode": "auto",
-        "send_password_email": "false", "notify_user": "false",
+        "verb": Verb.USER_CREATE_SUBMIT.value,
+        "display_name": f"Bench {admin}-{turn}",
+        "email": f"b{admin}.{turn}@bench.example".replace("-", "w"),
+        "licence": "essentials",
+        "number_mode": "auto",
+        "extension_mode": "auto",
+        "send_password_email": "false",
+        "notify_user": "false",
     }
     return teams.card_action(data["verb"], data)
 
@@ -176,30 +202,49 @@ async def run() -> list[str]:
                 TeamsActivities(service_url=connector.url, bot_app_id=settings.app_id, user=p)
                 for p in people
             ]
-            database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
             key_file = str(workdir / "secret.key")
-            await _seed(database_url, key_file, people)
-            echo_port, bot_port = _free_port(), _free_port()
-            processes = [
-                context.Process(target=_serve_echo, args=(settings, echo_port), daemon=True),
-                context.Process(target=_serve_switchboard, args=(database_url, key_file, settings, bot_port), daemon=True),
-            ]
-            for process in processes:
-                process.start()
+            echo_port = _free_port()
+            echo = context.Process(target=_serve_echo, args=(settings, echo_port), daemon=True)
+            processes.append(echo)
+            echo.start()
             echo_url = f"http://127.0.0.1:{echo_port}/api/messages"
-            bot_url = f"http://127.0.0.1:{bot_port}/api/messages"
             await _wait_until_up(echo_url)
-            await _wait_until_up(bot_url)
-            echo_rate, echo_line = _summary("echo bot (stock botbuilder)", *await _load(echo_url, admins, minter, _echo))
-            read_rate, read_line = _summary("switchboard directory page", *await _load(bot_url, admins, minter, _open_directory))
-            write_rate, write_line = _summary("switchboard create user", *await _load(bot_url, admins, minter, _create_user))
-            return [
-                f"{ADMINS} concurrent admins, {TURNS_PER_ADMIN} card submits each, SQLite, tokens checked",
+            echo_rate, echo_line = _summary(
+                "echo bot (stock botbuilder)", *await _load(echo_url, admins, minter, _echo)
+            )
+            lines = [
+                f"{ADMINS} concurrent admins, {TURNS_PER_ADMIN} card submits each, tokens checked",
                 echo_line,
-                read_line + f" -> {read_rate / echo_rate:.2f}x echo",
-                write_line + f" -> {write_rate / echo_rate:.2f}x echo",
-                "targets: at least 0.7x the echo bot's throughput, p99 under 150 ms",
             ]
+            databases = [("SQLite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}")]
+            postgres = await fresh_postgres_url()
+            if postgres:
+                databases.append(("PostgreSQL", postgres))
+            for label, database_url in databases:
+                await _seed(database_url, key_file, people)
+                port = _free_port()
+                server = context.Process(
+                    target=_serve_switchboard,
+                    args=(database_url, key_file, settings, port),
+                    daemon=True,
+                )
+                processes.append(server)
+                server.start()
+                url = f"http://127.0.0.1:{port}/api/messages"
+                await _wait_until_up(url)
+                for name, activity in (
+                    ("directory page", _open_directory),
+                    ("create user", _create_user),
+                ):
+                    rate, line = _summary(
+                        f"switchboard {name} ({label})",
+                        *await _load(url, admins, minter, activity),
+                    )
+                    lines.append(f"{line} -> {rate / echo_rate:.2f}x echo")
+                server.kill()
+                server.join(timeout=5)
+            lines.append("targets: at least 0.7x the echo bot's throughput, p99 under 150 ms")
+            return lines
         finally:
             for process in processes:
                 process.kill()
