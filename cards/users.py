@@ -94,6 +94,48 @@ def _toggle(field: str, title: str, value: bool) -> ToggleInput:
     )
 
 
+def _allocation_fields(
+    enterprise: EnterpriseView,
+    form: CreateUserForm | EditUserForm,
+    free_numbers: Sequence[str],
+    errors: Errors,
+    number_modes: Sequence[tuple[str, str]],
+    extension_modes: Sequence[tuple[str, str]],
+    extension_label: str,
+) -> list[CardElement]:
+    """The number and extension choices and the password toggle, shared by create and edit."""
+    return [
+        columns(
+            choice_input("number_mode", "Direct number", number_modes, form.number_mode, errors),
+            free_number_input("number", "Free number", form.number, free_numbers, errors),
+        ),
+        *text_input(
+            "number_digits",
+            "…or type the number's last digits",
+            form.number_digits,
+            errors,
+            placeholder="e.g. 1111",
+        ),
+        columns(
+            choice_input(
+                "extension_mode", "Extension", extension_modes, form.extension_mode, errors
+            ),
+            text_input(
+                "extension",
+                f"{extension_label} ({enterprise.extension_start}–{enterprise.extension_end})",
+                form.extension,
+                errors,
+                placeholder=str(enterprise.extension_start),
+            ),
+        ),
+        _toggle(
+            "send_password_email",
+            "E-mail the generated password to the user",
+            form.send_password_email,
+        ),
+    ]
+
+
 def create_user_card(
     enterprise: EnterpriseView,
     pools: Sequence[PoolView],
@@ -137,33 +179,8 @@ def create_user_card(
             errors,
             expanded=True,
         ),
-        columns(
-            choice_input("number_mode", "Direct number", NUMBER_MODES, form.number_mode, errors),
-            free_number_input("number", "Free number", form.number, free_numbers, errors),
-        ),
-        *text_input(
-            "number_digits",
-            "…or type the number's last digits",
-            form.number_digits,
-            errors,
-            placeholder="e.g. 1111",
-        ),
-        columns(
-            choice_input(
-                "extension_mode", "Extension", EXTENSION_MODES, form.extension_mode, errors
-            ),
-            text_input(
-                "extension",
-                f"Extension ({enterprise.extension_start}–{enterprise.extension_end})",
-                form.extension,
-                errors,
-                placeholder=str(enterprise.extension_start),
-            ),
-        ),
-        _toggle(
-            "send_password_email",
-            "E-mail the generated password to the user",
-            form.send_password_email,
+        *_allocation_fields(
+            enterprise, form, free_numbers, errors, NUMBER_MODES, EXTENSION_MODES, "Extension"
         ),
         _toggle("notify_user", "Tell the user about their new account", form.notify_user),
         *field_error(errors, "form"),
@@ -338,32 +355,8 @@ def user_card(
             form.licence,
             errors,
         ),
-        columns(
-            choice_input("number_mode", "Direct number", number_modes, form.number_mode, errors),
-            free_number_input("number", "Free number", form.number, free_numbers, errors),
-        ),
-        *text_input(
-            "number_digits",
-            "…or type the number's last digits",
-            form.number_digits,
-            errors,
-            placeholder="e.g. 1111",
-        ),
-        columns(
-            choice_input(
-                "extension_mode", "Extension", extension_modes, form.extension_mode, errors
-            ),
-            text_input(
-                "extension",
-                f"New extension ({enterprise.extension_start}–{enterprise.extension_end})",
-                form.extension,
-                errors,
-            ),
-        ),
-        _toggle(
-            "send_password_email",
-            "E-mail the generated password to the user",
-            form.send_password_email,
+        *_allocation_fields(
+            enterprise, form, free_numbers, errors, number_modes, extension_modes, "New extension"
         ),
         _toggle("notify_user", "Tell the user about their account", form.notify_user),
         *field_error(errors, "form"),

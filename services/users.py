@@ -320,11 +320,9 @@ class Users:
         try:
             async with self.db.unit_of_work() as uow:
                 session = uow.session
-                enterprise = await load_enterprise(session, enterprise_id)
-                user = await _load_user(session, enterprise_id, user_id)
-                _check_version(user, expected_version)
-                number = await user_number(session, user.id)
-                extension = await user_extension(session, user.id)
+                enterprise, user, number, extension = await _load_for_edit(
+                    session, enterprise_id, user_id, expected_version
+                )
                 before = _snapshot(user, number, extension)
                 if display_name is not None:
                     user.display_name = display_name
@@ -440,11 +438,9 @@ class Users:
         try:
             async with self.db.unit_of_work() as uow:
                 session = uow.session
-                enterprise = await load_enterprise(session, enterprise_id)
-                user = await _load_user(session, enterprise_id, user_id)
-                _check_version(user, expected_version)
-                number = await user_number(session, user.id)
-                extension = await user_extension(session, user.id)
+                enterprise, user, number, extension = await _load_for_edit(
+                    session, enterprise_id, user_id, expected_version
+                )
                 before = _snapshot(user, number, extension)
                 await callerid.apply(session, enterprise, user, number, change)
                 after = _snapshot(user, number, extension)
@@ -644,6 +640,19 @@ def _search_conditions(search: str) -> list[ColumnElement[bool]]:
         options.append(PhoneNumber.e164.contains(digits, autoescape=True))
         options.append(cast(Extension.number, String).contains(digits, autoescape=True))
     return [or_(*options)]
+
+
+async def _load_for_edit(
+    session: AsyncSession, enterprise_id: int, user_id: int, expected_version: int
+) -> tuple[Enterprise, User, str | None, int | None]:
+    """The user to edit, refused if someone saved after `expected_version`; with their number
+    and extension."""
+    enterprise = await load_enterprise(session, enterprise_id)
+    user = await _load_user(session, enterprise_id, user_id)
+    _check_version(user, expected_version)
+    number = await user_number(session, user.id)
+    extension = await user_extension(session, user.id)
+    return enterprise, user, number, extension
 
 
 def _check_version(user: User, expected_version: int) -> None:
