@@ -51,10 +51,12 @@ SORT_NAMES: dict[DirectorySort, str] = {
 # The table's columns, each sortable from its heading; e-mail sorts from the choice below.
 TABLE_COLUMNS: list[tuple[DirectorySort, float]] = [
     (DirectorySort.NAME, 3),
-    (DirectorySort.NUMBER, 2),
-    (DirectorySort.EXTENSION, 1),
+    (DirectorySort.NUMBER, 3),
+    (DirectorySort.EXTENSION, 2),
     (DirectorySort.STATUS, 2),
 ]
+# Column headings are buttons: short words keep them whole in a narrow card.
+HEADINGS = {**SORT_NAMES, DirectorySort.EXTENSION: "Ext."}
 ORDER_CHOICES = [("Ascending (A to Z, lowest first)", "false"), ("Descending", "true")]
 
 
@@ -91,7 +93,7 @@ def _heading_cell(
             ActionSet(
                 actions=[
                     _view_button(
-                        f"{SORT_NAMES[column]}{arrow}",
+                        f"{HEADINGS[column]}{arrow}",
                         ent,
                         sort=column,
                         desc=not desc if current else False,

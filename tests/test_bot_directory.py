@@ -64,7 +64,7 @@ EXPECTED = {
     "extension": ([CARA, BEA, ALAN, DAN], [ALAN, BEA, CARA, DAN]),
     "status": ([BEA, ALAN, DAN, CARA], [CARA, DAN, ALAN, BEA]),
 }
-HEADINGS = {"name": "Name", "number": "Number", "extension": "Extension", "status": "Status"}
+HEADINGS = {"name": "Name", "number": "Number", "extension": "Ext.", "status": "Status"}
 
 
 async def _seed_people(harness: BotHarness) -> dict[str, int]:
