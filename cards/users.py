@@ -219,8 +219,10 @@ def user_summary(
     return summary
 
 
-def user_created_card(user: UserView, enterprise: EnterpriseView) -> Card:
-    """The result of creating a user, with the next steps."""
+def user_created_card(
+    user: UserView, enterprise: EnterpriseView, *, is_global_admin: bool = False
+) -> Card:
+    """The result of creating a user, with the next steps for the admin who created them."""
     steps = [
         "**Next steps**",
         "1. Check the caller ID"
@@ -233,6 +235,8 @@ def user_created_card(user: UserView, enterprise: EnterpriseView) -> Card:
         + (
             "The change syncs to Microsoft automatically."
             if enterprise.syncs_automatically
+            else "Run **Sync Teams Users** (Sync status) so the user can call from Teams."
+            if is_global_admin
             else "Ask your Global Admin to run **Sync Teams Users** so the user can call from Teams."
         ),
     ]

@@ -15,7 +15,7 @@ from cards.common import Card, Errors
 from cards.users import create_user_card, find_user_card, user_card, user_created_card
 from services.errors import ValidationError
 from services.inventory import AUTO, Auto, DigitMatch, parse_extension
-from services.models import LicenceProduct
+from services.models import AdminRole, LicenceProduct
 from services.phone import pretty
 from services.users import RELEASE, NewUser, Release, UserChanges
 from services.views import UserView
@@ -137,7 +137,9 @@ async def create_user(turn: Turn, form: CreateUserForm) -> Card:
             notify_user=form.notify_user,
         ),
     )
-    return user_created_card(user, enterprise)
+    return user_created_card(
+        user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
+    )
 
 
 @router.action(FindUser)
