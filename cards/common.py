@@ -19,6 +19,7 @@ from microsoft_teams.cards import (
     ExecuteAction,
     Fact,
     FactSet,
+    RefreshDefinition,
     TeamsCardProperties,
     TextBlock,
     TextColor,
@@ -167,8 +168,13 @@ def frame(
     home: bool = True,
     notice: str | None = None,
     success: str | None = None,
+    refresh: ActionData | None = None,
 ) -> Card:
-    """A full card: title, optional banner, body, a collapsible help section, and buttons."""
+    """A full card: title, optional banner, body, a collapsible help section, and buttons.
+
+    With `refresh`, Teams re-runs that (read-only) action whenever the card is shown again,
+    so a card about work in progress never shows a stale state.
+    """
     items: list[CardElement] = [heading(title)]
     if success:
         items.append(banner(success, good=True))
@@ -192,6 +198,8 @@ def frame(
         buttons.append(button("Home", Home(ent=ent)))
     buttons.append(ToggleVisibilityAction(title="Help", target_elements=["help"]))
     card = AdaptiveCard(version="1.5", body=items, actions=buttons)
+    if refresh is not None:
+        card.refresh = RefreshDefinition(action=button("Refresh", refresh))
     card.msteams = TeamsCardProperties(width="full")
     return card.model_dump(by_alias=True, exclude_none=True)
 

@@ -244,4 +244,5 @@ def build_sync_status_card(
         notice=notice,
         success=success,
         actions=actions,
+        refresh=OpenSync(ent=ent) if overview.open_run is not None else None,
     )

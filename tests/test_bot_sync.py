@@ -150,6 +150,9 @@ async def test_global_admin_starts_one_sync_and_a_second_press_shows_it(
     assert run_facts["Expected by"].endswith("(in about 24 h)")
     assert run_facts["Promised within"] == "24 hours (first sync)"
     assert "Sync Teams Users" not in buttons(started)  # no second run while one is open
+    # while the run is open, Teams re-reads the card whenever it is shown
+    assert started["refresh"]["action"]["verb"] == Verb.SYNC_OPEN.value
+    assert "refresh" not in card
     assert _user_rows(started) == {"Ada King": "🟡 Pending", "Bob Stone": "🟡 Pending"}
     # the old card's button pressed again, twice at once: still the same single run
     again = await asyncio.gather(
