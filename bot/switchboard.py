@@ -332,5 +332,3 @@ def _delivery_key(activity: Activity) -> str | None:
     if not activity.id or not activity.conversation:
         return None
     return f"{_tenant_id(activity)}|{activity.conversation.id}|{activity.id}"
-
-
