@@ -1316,7 +1316,9 @@ class ProvisioningEngine:
                 subject, body = password_mail(person, password)
                 await mailer.send_mail(sender, person.email, subject, body)
         elif person.send_password_email and work.entra_created and not sender:
-            logger.warning("No sender mailbox is configured: the password e-mail was not sent")
+            logger.warning(
+                "No sender mailbox is configured (MAIL_SENDER): the sign-in e-mail asked for was not sent"
+            )
         if person.password_ciphertext and claimed.user_id is not None:
             async with self.db.unit_of_work() as uow:
                 await uow.session.execute(
