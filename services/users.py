@@ -264,8 +264,6 @@ class Users:
                 await session.flush()
             except IntegrityError:
                 raise _duplicate_email(email) from None
-            if new.licence is not None:
-                await take_licences(session, enterprise.id, new.licence)
             number = (
                 await _give_number(session, enterprise, user, new.number)
                 if new.number is not None
@@ -293,6 +291,9 @@ class Users:
                 | {"send_password_email": new.send_password_email},
             )
             await session.flush()
+            if new.licence is not None:
+                # Last: the pool's row stays locked until commit, and every create needs it.
+                await take_licences(session, enterprise.id, new.licence)
             view = _view(user, enterprise, number, extension)
             await uow.commit()
         return view
