@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import random
 import socket
 import statistics
 import tempfile
@@ -30,6 +31,7 @@ from tests.support.identity import ChannelTokenMinter, IdentityStandIns
 ADMINS = 50
 TURNS_PER_ADMIN = int(os.environ.get("BENCH_TURNS", "30"))
 WARMUP_PER_ADMIN = 3
+PACED_TURNS = 10
 
 
 def _free_port() -> int:
@@ -118,8 +120,14 @@ async def _load(
     admins: list[TeamsActivities],
     minter: ChannelTokenMinter,
     activity_for: Callable[[TeamsActivities, int, int], dict[str, Any]],
+    *,
+    turns: int = TURNS_PER_ADMIN,
+    think: float = 0.0,
+    offset: int = 0,
 ) -> tuple[float, list[float], int]:
-    """Every admin sends its turns one after another; all admins at once."""
+    """Every admin sends its turns one after another, all admins at once; with `think`, each
+    admin pauses about that many seconds between submits, as people do."""
+    rng = random.Random(11)
     latencies: list[float] = []
     failures = 0
     connector = aiohttp.TCPConnector(limit=ADMINS)
@@ -128,8 +136,10 @@ async def _load(
         async def admin_loop(index: int, teams: TeamsActivities, turns: int, record: bool) -> None:
             nonlocal failures
             auth = minter.authorization(service_url=teams.service_url)
+            if think and record:
+                await asyncio.sleep(rng.uniform(0, think))  # people don't all start at once
             for turn in range(turns):
-                activity = activity_for(teams, index, turn if record else -turn - 1)
+                activity = activity_for(teams, index, offset + turn if record else -turn - 1)
                 started = time.perf_counter()
                 async with session.post(
                     url, json=activity, headers={"Authorization": auth}
@@ -139,14 +149,14 @@ async def _load(
                 if record:
                     latencies.append((time.perf_counter() - started) * 1000)
                     failures += 0 if ok else 1
+                if think:
+                    await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
         await asyncio.gather(
             *(admin_loop(i, t, WARMUP_PER_ADMIN, False) for i, t in enumerate(admins))
         )
         started = time.perf_counter()
-        await asyncio.gather(
-            *(admin_loop(i, t, TURNS_PER_ADMIN, True) for i, t in enumerate(admins))
-        )
+        await asyncio.gather(*(admin_loop(i, t, turns, True) for i, t in enumerate(admins)))
         elapsed = time.perf_counter() - started
     return elapsed, latencies, failures
 
@@ -213,9 +223,15 @@ async def run() -> list[str]:
                 "echo bot (stock botbuilder)", *await _load(echo_url, admins, minter, _echo)
             )
             lines = [
-                f"{ADMINS} concurrent admins, {TURNS_PER_ADMIN} card submits each, tokens checked",
+                f"{ADMINS} concurrent admins, {TURNS_PER_ADMIN} card submits each back to back "
+                f"(saturation), then {PACED_TURNS} each at about one a second; tokens checked",
                 echo_line,
             ]
+            _, echo_paced = _summary(
+                "  paced, each admin about 1 submit/s (echo)",
+                *await _load(echo_url, admins, minter, _echo, turns=PACED_TURNS, think=1.0),
+            )
+            lines.append(echo_paced)
             databases = [("SQLite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}")]
             postgres = await fresh_postgres_url()
             if postgres:
@@ -241,6 +257,19 @@ async def run() -> list[str]:
                         *await _load(url, admins, minter, activity),
                     )
                     lines.append(f"{line} -> {rate / echo_rate:.2f}x echo")
+                    _, paced = _summary(
+                        f"  paced, each admin about 1 submit/s ({label})",
+                        *await _load(
+                            url,
+                            admins,
+                            minter,
+                            activity,
+                            turns=PACED_TURNS,
+                            think=1.0,
+                            offset=100_000,
+                        ),
+                    )
+                    lines.append(paced)
                 server.kill()
                 server.join(timeout=5)
             lines.append("targets: at least 0.7x the echo bot's throughput, p99 under 150 ms")
