@@ -65,11 +65,17 @@ def enqueue_for_microsoft(
             payload=payload,
         )
     )
+    waiting = waiting_status(enterprise)
+    if user.provisioning_status is not waiting:
+        user.provisioning_status = waiting
+    if user.provisioning_error is not None:
+        user.provisioning_error = None
+
+
+def waiting_status(enterprise: Enterprise) -> ProvisioningStatus:
+    """How a change waits for Microsoft: pending when it syncs by itself, else not synced."""
     automatic = enterprise.sp_management_consent and enterprise.first_sync_completed_at is not None
-    user.provisioning_status = (
-        ProvisioningStatus.PENDING if automatic else ProvisioningStatus.NOT_SYNCED
-    )
-    user.provisioning_error = None
+    return ProvisioningStatus.PENDING if automatic else ProvisioningStatus.NOT_SYNCED
 
 
 def enqueue_for_pbx(session: AsyncSession, enterprise_id: int, user_id: int, kind: str) -> None:

@@ -257,7 +257,12 @@ class Users:
                 password_ciphertext=self.vault.seal(generate_password()),
                 send_password_email=new.send_password_email,
                 notify_user=new.notify_user,
-                callerid_mode=CallerIdMode.COMPANY_MAIN,
+                # Decided before the insert, so the row is written once: a licensed Essentials
+                # user or a chosen number means a number of their own (or nothing commits).
+                callerid_mode=CallerIdMode.OWN_DDI
+                if new.number is not None or new.licence is LicenceProduct.ESSENTIALS
+                else CallerIdMode.COMPANY_MAIN,
+                provisioning_status=journal.waiting_status(enterprise),
             )
             session.add(user)
             try:
@@ -277,8 +282,6 @@ class Users:
             number, extension = await _fill_licence_needs(
                 session, enterprise, user, number, extension
             )
-            if number is not None:
-                user.callerid_mode = CallerIdMode.OWN_DDI
             journal.enqueue_for_microsoft(session, enterprise, user, "user.create")
             journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.create")
             journal.audit(
