@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint typecheck unit bench package clean
+.PHONY: demo test lint typecheck unit bench package clean .chromium
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
