@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.db import Database
@@ -162,10 +162,12 @@ class ActivityLedger:
     async def complete(self, key: str, response: dict[str, Any] | None) -> None:
         """Keep the answer given, for a redelivery to receive the same one."""
         async with self.db.unit_of_work() as uow:
-            row = await uow.session.get(ProcessedActivity, key[:600])
-            if row is not None:
-                row.response = response
-                await uow.commit()
+            await uow.session.execute(
+                update(ProcessedActivity)
+                .where(ProcessedActivity.activity_key == key[:600])
+                .values(response=response)
+            )
+            await uow.commit()
 
     async def forget(self, key: str) -> None:
         """Drop a claim whose turn failed, so a redelivery may try again."""
