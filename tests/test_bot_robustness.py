@@ -79,3 +79,30 @@ async def test_typeahead_survives_garbage(harness: BotHarness) -> None:
     for dataset in [d.value for d in Dataset] + ["", "x"]:
         for query in ["", "💥", "x" * 500, "'; --", "%_%"]:
             assert isinstance(await harness.search(query, dataset), list)
+
+
+async def test_malformed_activities_never_get_a_500(harness: BotHarness) -> None:
+    teams = harness.teams
+    cases: list[dict[str, Any]] = []
+    message = teams.message("help")
+    message["value"] = ["not", "a", "dict"]
+    cases.append(message)
+    no_tenant = teams.message("help")
+    no_tenant["channelData"] = "nonsense"
+    cases.append(no_tenant)
+    no_sender = teams.message("help")
+    no_sender["from"] = {"id": "29:x"}
+    cases.append(no_sender)
+    action = teams.card_action("user.create.submit")
+    action["value"] = {"action": "user.create.submit"}
+    cases.append(action)
+    search = teams.search("11", Dataset.FREE_NUMBERS.value)
+    search["value"]["queryOptions"] = {"top": "lots", "skip": None}
+    cases.append(search)
+    for activity in cases:
+        response = await harness.client.post(activity)
+        assert response.status < 500, (activity, response.text)
+    # an invoke the bot does not offer is "not implemented", as Bot Framework expects
+    unknown = teams.card_action("home")
+    unknown["name"] = "composeExtension/query"
+    assert (await harness.client.post(unknown)).status == 501
