@@ -20,6 +20,7 @@ from microsoft_teams.cards import (
     Fact,
     FactSet,
     RefreshDefinition,
+    TableCell,
     TeamsCardProperties,
     TextBlock,
     TextColor,
@@ -27,7 +28,7 @@ from microsoft_teams.cards import (
     ToggleVisibilityAction,
 )
 
-from cards.actions import ActionData, Home
+from cards.actions import ActionData, Home, UserRef
 from services.models import LicenceProduct, ProvisioningStatus
 from services.phone import pretty
 
@@ -202,6 +203,19 @@ def frame(
         card.refresh = RefreshDefinition(action=button("Refresh", refresh))
     card.msteams = TeamsCardProperties(width="full")
     return card.model_dump(by_alias=True, exclude_none=True)
+
+
+def user_link_cell(
+    name: str, ent: int, user_id: int, *extra: CardElement, bold: bool = False
+) -> TableCell:
+    """A table cell with a user's name (and `extra` lines) that opens the user when selected."""
+    return TableCell(
+        items=[
+            TextBlock(text=name, wrap=True, color="Accent", weight="Bolder" if bold else None),
+            *extra,
+        ],
+        select_action=button(f"Open {name}", UserRef(ent=ent, user_id=user_id)),
+    )
 
 
 def action_row(*actions: Action) -> ActionSet:

@@ -13,7 +13,7 @@ from microsoft_teams.cards import (
     TextBlock,
 )
 
-from cards.actions import OpenCreateUser, OpenDirectory, OpenNumbers, OpenUnlicensed, UserRef
+from cards.actions import OpenCreateUser, OpenDirectory, OpenNumbers, OpenUnlicensed
 from cards.common import (
     Card,
     Errors,
@@ -27,6 +27,7 @@ from cards.common import (
     paragraph,
     status_label,
     text_input,
+    user_link_cell,
 )
 from services.users import DirectorySort
 from services.views import EnterpriseView, Page, UserView
@@ -107,12 +108,12 @@ def _heading_cell(
 
 
 def _user_row(user: UserView, ent: int) -> TableRow:
-    name_cell = TableCell(
-        items=[
-            TextBlock(text=user.display_name, wrap=True, weight="Bolder", color="Accent"),
-            TextBlock(text=user.email, wrap=True, is_subtle=True, size="Small", spacing="None"),
-        ],
-        select_action=button(f"Open {user.display_name}", UserRef(ent=ent, user_id=user.id)),
+    name_cell = user_link_cell(
+        user.display_name,
+        ent,
+        user.id,
+        TextBlock(text=user.email, wrap=True, is_subtle=True, size="Small", spacing="None"),
+        bold=True,
     )
     extension = str(user.extension) if user.extension is not None else "—"
     return TableRow(

@@ -15,7 +15,7 @@ from microsoft_teams.cards import (
     TextBlock,
 )
 
-from cards.actions import OpenDirectory, OpenSync, StartSync, UserRef
+from cards.actions import OpenDirectory, OpenSync, StartSync
 from cards.common import (
     STATUS_LABELS,
     Card,
@@ -24,6 +24,7 @@ from cards.common import (
     frame,
     paragraph,
     status_label,
+    user_link_cell,
 )
 from services.models import ProvisioningStatus, SyncStatus
 from services.views import EnterpriseView, SyncOverview, SyncRunView
@@ -172,12 +173,7 @@ def _users(overview: SyncOverview) -> list[CardElement]:
     rows = [
         TableRow(
             cells=[
-                TableCell(
-                    items=[TextBlock(text=user.display_name, wrap=True, color="Accent")],
-                    select_action=button(
-                        f"Open {user.display_name}", UserRef(ent=ent, user_id=user.user_id)
-                    ),
-                ),
+                user_link_cell(user.display_name, ent, user.user_id),
                 TableCell(items=[TextBlock(text=status_label(user.status, user.error), wrap=True)]),
             ]
         )

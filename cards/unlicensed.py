@@ -15,7 +15,7 @@ from microsoft_teams.cards import (
     TextBlock,
 )
 
-from cards.actions import EnableUsersForm, OpenDirectory, OpenSync, OpenUnlicensed, UserRef
+from cards.actions import EnableUsersForm, OpenDirectory, OpenSync, OpenUnlicensed
 from cards.common import (
     Card,
     Errors,
@@ -26,6 +26,7 @@ from cards.common import (
     number_text,
     paragraph,
     status_label,
+    user_link_cell,
 )
 from services.models import LicenceProduct
 from services.views import EnterpriseView, Page, PoolView, UserView
@@ -187,12 +188,7 @@ def users_enabled_card(
     rows = [
         TableRow(
             cells=[
-                TableCell(
-                    items=[TextBlock(text=user.display_name, wrap=True, color="Accent")],
-                    select_action=button(
-                        f"Open {user.display_name}", UserRef(ent=ent, user_id=user.id)
-                    ),
-                ),
+                user_link_cell(user.display_name, ent, user.id),
                 TableCell(items=[TextBlock(text=number_text(user.number), wrap=True)]),
                 TableCell(
                     items=[
