@@ -10,18 +10,19 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 _SYMBOLS = "!@#$%^&*-_=+?"
-_ALPHABET = string.ascii_letters + string.digits + _SYMBOLS
 
 
-def generate_password(length: int = 20) -> str:
-    """A strong password that meets Entra's complexity rules (all four character classes)."""
+def generate_password(length: int = 20, *, symbols: str = _SYMBOLS) -> str:
+    """A random password with lower and upper case letters, digits and, unless `symbols` is
+    empty, one of those symbols: Entra's complexity rules by default."""
+    alphabet = string.ascii_letters + string.digits + symbols
     while True:
-        candidate = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+        candidate = "".join(secrets.choice(alphabet) for _ in range(length))
         if (
             any(c.islower() for c in candidate)
             and any(c.isupper() for c in candidate)
             and any(c.isdigit() for c in candidate)
-            and any(c in _SYMBOLS for c in candidate)
+            and (not symbols or any(c in symbols for c in candidate))
         ):
             return candidate
 

@@ -7,8 +7,6 @@ The password itself is never stored, logged or audited; issuing again replaces i
 from __future__ import annotations
 
 import hashlib
-import secrets
-import string
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete
@@ -18,11 +16,11 @@ from services.db import Database
 from services.errors import NotFoundError, ValidationError
 from services.inventory import load_enterprise
 from services.models import SipCredential, User, utcnow
+from services.passwords import generate_password
 from services.pbx.lines import endpoint_id
 from services.views import Actor
 
 # Letters and digits only: desk phones' keypads and provisioning files mangle symbols.
-_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 24
 
 
@@ -32,15 +30,8 @@ def md5_cred(username: str, realm: str, password: str) -> str:
 
 
 def generate_sip_password(length: int = PASSWORD_LENGTH) -> str:
-    """A random SIP password with letters of both cases and digits."""
-    while True:
-        candidate = "".join(secrets.choice(_ALPHABET) for _ in range(length))
-        if (
-            any(c.islower() for c in candidate)
-            and any(c.isupper() for c in candidate)
-            and any(c.isdigit() for c in candidate)
-        ):
-            return candidate
+    """A random SIP password of letters of both cases and digits."""
+    return generate_password(length, symbols="")
 
 
 @dataclass(frozen=True)
