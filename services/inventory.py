@@ -12,8 +12,9 @@ import io
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import TypeVarTuple
 
-from sqlalchemy import ColumnElement, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Row, Select, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
@@ -64,6 +65,20 @@ def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+Columns = TypeVarTuple("Columns")
+
+
+async def _lowest_unclaimed(
+    session: AsyncSession, query: Select[*Columns]
+) -> Row[*Columns] | None:
+    """The first row of an ordered query over free rows, locked so that concurrent claims on
+    PostgreSQL each get another row (SKIP LOCKED); SQLite's single writer serialises them."""
+    query = query.limit(1)
+    if _is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return (await session.execute(query)).first()
+
+
 async def sweep_quarantine(session: AsyncSession, enterprise_id: int) -> int:
     """Free every number whose quarantine has ended; returns how many."""
     result = await session.execute(
@@ -81,15 +96,12 @@ async def sweep_quarantine(session: AsyncSession, enterprise_id: int) -> int:
 async def claim_next_number(session: AsyncSession, enterprise_id: int, user_id: int) -> str:
     """Give the user the lowest free number; race-free across transactions and processes."""
     await sweep_quarantine(session, enterprise_id)
-    query = (
+    row = await _lowest_unclaimed(
+        session,
         select(PhoneNumber.id, PhoneNumber.e164)
         .where(PhoneNumber.enterprise_id == enterprise_id, PhoneNumber.status == NumberStatus.FREE)
-        .order_by(PhoneNumber.e164)
-        .limit(1)
+        .order_by(PhoneNumber.e164),
     )
-    if _is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    row = (await session.execute(query)).first()
     if row is None:
         raise NoFreeNumberError(
             "No free number is left in this enterprise's inventory. "
@@ -186,19 +198,16 @@ async def ensure_extension_range(session: AsyncSession, enterprise: Enterprise) 
 
 async def claim_next_extension(session: AsyncSession, enterprise: Enterprise, user_id: int) -> int:
     """Give the user the lowest free extension of the enterprise's range."""
-    query = (
+    row = await _lowest_unclaimed(
+        session,
         select(Extension.id, Extension.number)
         .where(
             Extension.enterprise_id == enterprise.id,
             Extension.user_id.is_(None),
             Extension.number.between(enterprise.extension_start, enterprise.extension_end),
         )
-        .order_by(Extension.number)
-        .limit(1)
+        .order_by(Extension.number),
     )
-    if _is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    row = (await session.execute(query)).first()
     if row is None:
         raise NoFreeNumberError(
             f"Every extension from {enterprise.extension_start} to {enterprise.extension_end} "
