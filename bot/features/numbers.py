@@ -7,9 +7,9 @@ from cards.actions import AssignNumber, AutoAssignNumber, OpenNumbers, ReleaseNu
 from cards.common import Card, Errors
 from cards.numbers import NumbersForm, numbers_card
 from services.errors import NotFoundError, ValidationError
-from services.inventory import AUTO
+from services.inventory import AUTO, Auto
 from services.phone import pretty
-from services.users import RELEASE, UserChanges
+from services.users import RELEASE, Release, UserChanges
 from services.views import Page, UserView
 
 router = Router()
@@ -124,15 +124,24 @@ async def open_numbers(turn: Turn, data: OpenNumbers) -> Card:
     )
 
 
-@router.action(AutoAssignNumber, form=show_refused)
-async def auto_assign(turn: Turn, data: AutoAssignNumber) -> Card:
-    """Give the user the next free number (their old one goes into quarantine)."""
+async def _change_number(
+    turn: Turn, data: NumberAction, choice: Auto | Release | str
+) -> tuple[UserView, UserView]:
+    """The user before and after giving them `choice`, on the version the admin saw."""
     enterprise = turn.require_enterprise()
     users = turn.directory.users
     before = await users.get(enterprise.id, data.user_id)
     after = await users.update(
-        turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=AUTO)
+        turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=choice)
     )
+    return before, after
+
+
+@router.action(AutoAssignNumber, form=show_refused)
+async def auto_assign(turn: Turn, data: AutoAssignNumber) -> Card:
+    """Give the user the next free number (their old one goes into quarantine)."""
+    users = turn.directory.users
+    before, after = await _change_number(turn, data, AUTO)
     return await show_numbers(
         turn, user=after, success=_assigned(before, after, users.quarantine_days)
     )
@@ -153,10 +162,7 @@ async def assign(turn: Turn, data: AssignNumber) -> Card:
         raise ValidationError(
             "Pick a free number in the list, or type its last digits.", field="number"
         )
-    before = await users.get(enterprise.id, data.user_id)
-    after = await users.update(
-        turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=wanted)
-    )
+    before, after = await _change_number(turn, data, wanted)
     return await show_numbers(
         turn, user=after, success=_assigned(before, after, users.quarantine_days)
     )
@@ -165,12 +171,8 @@ async def assign(turn: Turn, data: AssignNumber) -> Card:
 @router.action(ReleaseNumber, form=show_refused)
 async def release(turn: Turn, data: ReleaseNumber) -> Card:
     """Take the user's number away; it goes into quarantine before anyone else can have it."""
-    enterprise = turn.require_enterprise()
     users = turn.directory.users
-    before = await users.get(enterprise.id, data.user_id)
-    after = await users.update(
-        turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=RELEASE)
-    )
+    before, after = await _change_number(turn, data, RELEASE)
     if before.number is None:
         success = f"{after.display_name} had no direct number; nothing was released."
     else:
