@@ -27,6 +27,7 @@ from bot.router import Router, Turn
 from cards.actions import Verb
 from cards.common import Card, apology_card
 from cards.home import home_card, unknown_admin_card
+from services.conversations import RedeliveredError
 from services.directory import Directory
 from services.models import AdminRole
 from services.views import Actor, AdminView, EnterpriseView
@@ -153,32 +154,43 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
     ) -> Card:
         """Run a turn's work once per activity id, answering a redelivery with the first card.
 
-        Only actions that change something are guarded: reading twice does no harm.
+        Only actions that change something are guarded: reading twice does no harm. The claim
+        on the activity commits with the turn's first change, so a redelivery can never repeat
+        a change, and a turn refused before changing anything may simply run again.
         """
         key = _delivery_key(context.activity)
         if key is None or not self.router.changes_state(verb):
             return await self._safely(context, work)
-        claim = await self.directory.ledger.claim(key)
-        if not claim.first:
-            waited = 0.0
-            while claim.response is None and waited < DUPLICATE_WAIT_SECONDS:
-                await asyncio.sleep(0.1)
-                waited += 0.1
-                claim = await self.directory.ledger.peek(key)
-            logger.info("Duplicate delivery of activity %s answered from the ledger", key)
-            return claim.response or apology_card(reference_id(context))
-        try:
-            card = await self._safely(context, work)
-        except BaseException:
-            await self.directory.ledger.forget(key)
-            raise
-        # A card showing a secret is answered, never stored: the ledger keeps its stand-in.
-        await self.directory.ledger.complete(key, context.turn_state.get(REDELIVERY_CARD, card))
+        with self.directory.ledger.claiming(key) as claim:
+            try:
+                card = await self._safely(context, work)
+            except RedeliveredError:
+                return await self._first_answer(context, key)
+        if claim.claimed:
+            # A card showing a secret is answered, never stored: the ledger keeps its stand-in.
+            await self.directory.ledger.complete(key, context.turn_state.get(REDELIVERY_CARD, card))
+        elif await self.directory.ledger.peek(key) is not None:
+            # Refused before changing anything because another delivery of this very activity
+            # had changed it: the admin gets that delivery's answer, not the refusal.
+            return await self._first_answer(context, key)
         return card
+
+    async def _first_answer(self, context: TurnContext, key: str) -> Card:
+        """The card the first delivery of this activity answered, once it has answered."""
+        waited = 0.0
+        claim = await self.directory.ledger.peek(key)
+        while (claim is None or claim.response is None) and waited < DUPLICATE_WAIT_SECONDS:
+            await asyncio.sleep(0.1)
+            waited += 0.1
+            claim = await self.directory.ledger.peek(key)
+        logger.info("Duplicate delivery of activity %s answered from the ledger", key)
+        return (claim.response if claim else None) or apology_card(reference_id(context))
 
     async def _safely(self, context: TurnContext, work: Callable[[], Awaitable[Card]]) -> Card:
         try:
             return await work()
+        except RedeliveredError:
+            raise
         except Exception:
             reference = reference_id(context)
             logger.exception("A card action failed (reference %s)", reference)

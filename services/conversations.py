@@ -3,14 +3,18 @@ of activities already handled so a redelivered one is not acted on twice."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.db import Database
+from services.db import Database, first_write
 from services.models import Admin, AdminRole, ConversationRef, ProcessedActivity, utcnow
 
 LEDGER_RETENTION = timedelta(days=2)
@@ -136,52 +140,96 @@ class Claim:
     response: dict[str, Any] | None
 
 
+class RedeliveredError(Exception):
+    """Another delivery of this activity has already claimed it: answer with its card."""
+
+
+_LEDGER = cast(Table, ProcessedActivity.__table__)
+_KEY_LENGTH = 600
+
+
+class DeliveryClaim:
+    """A claim on one activity id that commits with the first write transaction of its turn.
+
+    The claim and the change it guards commit together or not at all: a redelivery can never
+    repeat a committed change, and a turn that changed nothing leaves nothing behind.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key[:_KEY_LENGTH]
+        self.claimed = False
+        # Tasks copy their context: only the turn's own task may write the claim.
+        self._task = asyncio.current_task()
+
+    @property
+    def pending(self) -> bool:
+        """Whether the next write transaction of this turn must carry the claim."""
+        return not self.claimed and asyncio.current_task() is self._task
+
+    async def write(self, session: AsyncSession) -> None:
+        """Insert the claim into the transaction; a claim already there means a redelivery."""
+        try:
+            await session.execute(insert(_LEDGER).values(activity_key=self.key, at=utcnow()))
+        except IntegrityError:
+            raise RedeliveredError(self.key) from None
+
+    def committed(self) -> None:
+        """The transaction carrying the claim has committed."""
+        self.claimed = True
+
+
 class ActivityLedger:
     """Activity ids already handled: Teams may deliver one activity twice."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, key: str) -> Claim:
-        """Record the activity as being handled; a repeat gets the first answer, if any yet."""
-        async with self.db.unit_of_work() as uow:
-            uow.session.add(ProcessedActivity(activity_key=key[:600], at=utcnow()))
-            try:
-                await uow.commit()
-                return Claim(first=True, response=None)
-            except IntegrityError:
-                pass
-        return await self.peek(key)
+    @contextmanager
+    def claiming(self, key: str) -> Iterator[DeliveryClaim]:
+        """Within the block, the first write transaction also claims the activity `key`."""
+        claim = DeliveryClaim(key)
+        token = first_write.set(claim)
+        try:
+            yield claim
+        finally:
+            first_write.reset(token)
 
-    async def peek(self, key: str) -> Claim:
-        """What the first delivery of an activity answered, if it has answered yet."""
-        async with self.db.unit_of_work(readonly=True) as uow:
-            row = await uow.session.get(ProcessedActivity, key[:600])
-            return Claim(first=False, response=row.response if row else None)
+    async def claim(self, key: str) -> Claim:
+        """Record the activity as handled now; a repeat gets the first answer, if any yet."""
+        try:
+            async with self.db.write_engine.begin() as connection:
+                await connection.execute(
+                    insert(_LEDGER).values(activity_key=key[:_KEY_LENGTH], at=utcnow())
+                )
+            return Claim(first=True, response=None)
+        except IntegrityError:
+            return await self.peek(key) or Claim(first=False, response=None)
+
+    async def peek(self, key: str) -> Claim | None:
+        """Whether another delivery claimed the activity, with its answer once it has one."""
+        async with self.db.read_engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(_LEDGER.c.response).where(
+                        _LEDGER.c.activity_key == key[:_KEY_LENGTH]
+                    )
+                )
+            ).first()
+        return None if row is None else Claim(first=False, response=row.response)
 
     async def complete(self, key: str, response: dict[str, Any] | None) -> None:
         """Keep the answer given, for a redelivery to receive the same one."""
-        async with self.db.unit_of_work() as uow:
-            await uow.session.execute(
-                update(ProcessedActivity)
-                .where(ProcessedActivity.activity_key == key[:600])
+        async with self.db.write_engine.begin() as connection:
+            await connection.execute(
+                update(_LEDGER)
+                .where(_LEDGER.c.activity_key == key[:_KEY_LENGTH])
                 .values(response=response)
             )
-            await uow.commit()
-
-    async def forget(self, key: str) -> None:
-        """Drop a claim whose turn failed, so a redelivery may try again."""
-        async with self.db.unit_of_work() as uow:
-            await uow.session.execute(
-                delete(ProcessedActivity).where(ProcessedActivity.activity_key == key[:600])
-            )
-            await uow.commit()
 
     async def prune(self) -> int:
         """Forget activities older than the retention period."""
-        async with self.db.unit_of_work() as uow:
-            result = await uow.session.execute(
-                delete(ProcessedActivity).where(ProcessedActivity.at < utcnow() - LEDGER_RETENTION)
+        async with self.db.write_engine.begin() as connection:
+            result = await connection.execute(
+                delete(_LEDGER).where(_LEDGER.c.at < utcnow() - LEDGER_RETENTION)
             )
-            await uow.commit()
-            return int(getattr(result, "rowcount", 0) or 0)
+            return int(result.rowcount or 0)

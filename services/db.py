@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
@@ -60,8 +61,15 @@ class Database:
             self.write_engine = create_async_engine(
                 url, echo=echo, pool_size=1, max_overflow=0, pool_reset_on_return=None
             )
+            # Readers never BEGIN, so there is never anything to roll back: skipping the
+            # rollback saves a trip to the driver's thread each time a reader is done.
             self.read_engine = create_async_engine(
-                url, echo=echo, pool_size=5, max_overflow=10, pool_reset_on_return=None
+                url,
+                echo=echo,
+                pool_size=5,
+                max_overflow=10,
+                pool_reset_on_return=None,
+                skip_autocommit_rollback=True,
             )
             _prepare_sqlite(self.write_engine, immediate=True)
             _prepare_sqlite(self.read_engine, immediate=False)
@@ -85,7 +93,7 @@ class Database:
 
     def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
         """A new transaction; read-only ones do not take SQLite's write lock."""
-        return UnitOfWork(self._reader() if readonly else self._writer())
+        return UnitOfWork(self._reader() if readonly else self._writer(), readonly=readonly)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration."""
@@ -112,13 +120,42 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "heads")
 
 
+class FirstWrite(Protocol):
+    """Something that must commit with the first write transaction of a piece of work, or not
+    at all (the delivery ledger's claim on an activity: see services.conversations)."""
+
+    @property
+    def pending(self) -> bool:
+        """Whether the next write transaction must carry this."""
+
+    async def write(self, session: AsyncSession) -> None:
+        """Add this to the transaction; raise to refuse the transaction altogether."""
+
+    def committed(self) -> None:
+        """The transaction carrying this has committed."""
+
+
+# Set around a piece of work (a bot turn) whose first write transaction must carry something.
+first_write: ContextVar[FirstWrite | None] = ContextVar("switchboard_first_write", default=None)
+
+
 class UnitOfWork:
     """One transaction: commit explicitly; anything not committed is rolled back on exit."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, readonly: bool = False) -> None:
         self.session = session
+        self._carried: FirstWrite | None = None
+        if not readonly:
+            carried = first_write.get()
+            self._carried = carried if carried is not None and carried.pending else None
 
     async def __aenter__(self) -> UnitOfWork:
+        if self._carried is not None:
+            try:
+                await self._carried.write(self.session)
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
         return self
 
     async def __aexit__(
@@ -136,3 +173,6 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Make the work of this transaction durable."""
         await self.session.commit()
+        if self._carried is not None:
+            self._carried.committed()
+            self._carried = None

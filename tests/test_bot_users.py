@@ -117,6 +117,39 @@ async def test_duplicate_delivery_creates_one_user(harness: BotHarness) -> None:
     assert len(await _users(harness)) == 1
 
 
+async def test_many_concurrent_deliveries_of_one_create_make_one_user(
+    harness: BotHarness,
+) -> None:
+    activity = harness.teams.card_action(
+        Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
+    )
+    responses = await asyncio.gather(*(harness.client.post(activity) for _ in range(6)))
+    answers = [response.json()["value"] for response in responses]
+    assert all(answer == answers[0] for answer in answers)
+    assert "Ada Lovelace" in card_text(answers[0]) and "Sorry" not in card_text(answers[0])
+    assert len(await _users(harness)) == 1
+
+
+async def test_a_refused_action_leaves_no_claim_so_its_redelivery_runs_again(
+    harness: BotHarness,
+) -> None:
+    directory, ent = harness.directory, harness.ent
+    await directory.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 0)
+    activity = harness.teams.card_action(
+        Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
+    )
+    refused = (await harness.client.post(activity)).json()["value"]
+    assert "Not enough subscriptions" in card_text(refused)
+    assert await _users(harness) == []
+    # nothing changed, so nothing was claimed: once licences arrive, the retry creates the user
+    await directory.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 5)
+    created = (await harness.client.post(activity)).json()["value"]
+    assert "Not enough subscriptions" not in card_text(created)
+    assert [user.email for user in await _users(harness)] == ["ada@contoso.com"]
+    # and from now on that answer is the one every redelivery gets
+    assert (await harness.client.post(activity)).json()["value"] == created
+
+
 async def test_find_and_edit_user_with_conflict(harness: BotHarness) -> None:
     await harness.act(Verb.USER_CREATE_SUBMIT, ADA)
     found = await harness.act(Verb.USER_FIND, {"query": "lovelace"})
