@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -23,6 +24,26 @@ from services.provisioning import ProvisioningEngine
 logger = logging.getLogger(__name__)
 
 DIRECTORY_KEY = web.AppKey("switchboard.directory", Directory)
+HOUSEKEEPING_SECONDS = 300.0
+
+
+async def keep_house(directory: Directory, stop: asyncio.Event, interval: float) -> None:
+    """Every `interval` seconds: free numbers whose quarantine has ended, and forget handled
+    activities older than the ledger keeps them."""
+    while not stop.is_set():
+        try:
+            freed = await directory.inventory.sweep(None)
+            forgotten = await directory.ledger.prune()
+            if freed or forgotten:
+                logger.info(
+                    "Housekeeping: %d numbers out of quarantine, %d old activities forgotten",
+                    freed,
+                    forgotten,
+                )
+        except Exception:  # the next round tries again
+            logger.exception("Housekeeping failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 def build_app(directory: Directory, bot_settings: BotSettings) -> web.Application:
@@ -54,6 +75,7 @@ class BackgroundWork:
         self.pbx: Pbx | None = None
         self._pbx_stop = asyncio.Event()
         self._pbx_task: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self._own_graph = False
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
@@ -71,6 +93,9 @@ class BackgroundWork:
         self.pbx = Pbx.build(settings, self.directory.db)
         self._pbx_stop.clear()
         self._pbx_task = asyncio.create_task(self.pbx.pusher.run_forever(self._pbx_stop))
+        self._housekeeping = asyncio.create_task(
+            keep_house(self.directory, self._pbx_stop, HOUSEKEEPING_SECONDS)
+        )
         if self.graph is None and settings.graph.enabled:
             self.graph = GraphService(settings.graph)
             self._own_graph = True
@@ -99,10 +124,11 @@ class BackgroundWork:
         for engine in self.engines:
             await engine.stop()
         self.engines = []
-        if self._pbx_task is not None:
-            self._pbx_stop.set()
-            await self._pbx_task
-            self._pbx_task = None
+        self._pbx_stop.set()
+        for task in (self._pbx_task, self._housekeeping):
+            if task is not None:
+                await task
+        self._pbx_task = self._housekeeping = None
         if self.pbx is not None:
             await self.pbx.close()
             self.pbx = None

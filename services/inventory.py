@@ -12,9 +12,9 @@ import io
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import TypeVarTuple
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Table, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
@@ -65,26 +65,42 @@ def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-Columns = TypeVarTuple("Columns")
+_NUMBERS = cast(Table, PhoneNumber.__table__)
+_EXTENSIONS = cast(Table, Extension.__table__)
 
 
-async def _lowest_unclaimed(
-    session: AsyncSession, query: Select[*Columns]
-) -> Row[*Columns] | None:
-    """The first row of an ordered query over free rows, locked so that concurrent claims on
-    PostgreSQL each get another row (SKIP LOCKED); SQLite's single writer serialises them."""
-    query = query.limit(1)
+async def _claim_lowest(
+    session: AsyncSession,
+    table: Table,
+    conditions: list[ColumnElement[bool]],
+    order: ColumnElement[Any],
+    values: dict[str, Any],
+) -> Any | None:
+    """Claim the first free row of an order in one statement, returning its `order` column.
+
+    On PostgreSQL the row is locked with SKIP LOCKED, so concurrent claims each get another
+    row; SQLite's single writer serialises them.
+    """
+    lowest = select(table.c.id).where(*conditions).order_by(order).limit(1)
     if _is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    return (await session.execute(query)).first()
+        lowest = lowest.with_for_update(skip_locked=True)
+    claimed = await session.execute(
+        update(table)
+        .where(table.c.id == lowest.scalar_subquery())
+        .values(values)
+        .returning(order)
+    )
+    return claimed.scalar_one_or_none()
 
 
-async def sweep_quarantine(session: AsyncSession, enterprise_id: int) -> int:
-    """Free every number whose quarantine has ended; returns how many."""
+async def sweep_quarantine(session: AsyncSession, enterprise_id: int | None) -> int:
+    """Free every number whose quarantine has ended (in one enterprise, or in all); returns
+    how many."""
+    in_enterprise = [] if enterprise_id is None else [PhoneNumber.enterprise_id == enterprise_id]
     result = await session.execute(
         update(PhoneNumber)
         .where(
-            PhoneNumber.enterprise_id == enterprise_id,
+            *in_enterprise,
             PhoneNumber.status == NumberStatus.QUARANTINED,
             PhoneNumber.quarantined_until <= utcnow(),
         )
@@ -94,26 +110,31 @@ async def sweep_quarantine(session: AsyncSession, enterprise_id: int) -> int:
 
 
 async def claim_next_number(session: AsyncSession, enterprise_id: int, user_id: int) -> str:
-    """Give the user the lowest free number; race-free across transactions and processes."""
-    await sweep_quarantine(session, enterprise_id)
-    row = await _lowest_unclaimed(
-        session,
-        select(PhoneNumber.id, PhoneNumber.e164)
-        .where(PhoneNumber.enterprise_id == enterprise_id, PhoneNumber.status == NumberStatus.FREE)
-        .order_by(PhoneNumber.e164),
-    )
-    if row is None:
-        raise NoFreeNumberError(
-            "No free number is left in this enterprise's inventory. "
-            "Ask your service provider to add numbers, or release one.",
-            field="number",
+    """Give the user the lowest free number; race-free across transactions and processes.
+
+    Numbers whose quarantine has ended are freed by housekeeping (`Inventory.sweep_all`), and
+    here too when nothing else is free.
+    """
+    for attempt in range(2):
+        e164 = await _claim_lowest(
+            session,
+            _NUMBERS,
+            [
+                _NUMBERS.c.enterprise_id == enterprise_id,
+                _NUMBERS.c.status == NumberStatus.FREE,
+            ],
+            _NUMBERS.c.e164,
+            {"status": NumberStatus.ASSIGNED, "user_id": user_id},
         )
-    await session.execute(
-        update(PhoneNumber)
-        .where(PhoneNumber.id == row.id)
-        .values(status=NumberStatus.ASSIGNED, user_id=user_id)
+        if e164 is not None:
+            return str(e164)
+        if attempt == 0 and not await sweep_quarantine(session, enterprise_id):
+            break
+    raise NoFreeNumberError(
+        "No free number is left in this enterprise's inventory. "
+        "Ask your service provider to add numbers, or release one.",
+        field="number",
     )
-    return str(row.e164)
 
 
 async def claim_number(
@@ -198,24 +219,24 @@ async def ensure_extension_range(session: AsyncSession, enterprise: Enterprise) 
 
 async def claim_next_extension(session: AsyncSession, enterprise: Enterprise, user_id: int) -> int:
     """Give the user the lowest free extension of the enterprise's range."""
-    row = await _lowest_unclaimed(
+    number = await _claim_lowest(
         session,
-        select(Extension.id, Extension.number)
-        .where(
-            Extension.enterprise_id == enterprise.id,
-            Extension.user_id.is_(None),
-            Extension.number.between(enterprise.extension_start, enterprise.extension_end),
-        )
-        .order_by(Extension.number),
+        _EXTENSIONS,
+        [
+            _EXTENSIONS.c.enterprise_id == enterprise.id,
+            _EXTENSIONS.c.user_id.is_(None),
+            _EXTENSIONS.c.number.between(enterprise.extension_start, enterprise.extension_end),
+        ],
+        _EXTENSIONS.c.number,
+        {"user_id": user_id},
     )
-    if row is None:
+    if number is None:
         raise NoFreeNumberError(
             f"Every extension from {enterprise.extension_start} to {enterprise.extension_end} "
             "is taken. Ask your service provider to widen the range.",
             field="extension",
         )
-    await session.execute(update(Extension).where(Extension.id == row.id).values(user_id=user_id))
-    return int(row.number)
+    return int(number)
 
 
 async def claim_extension(
@@ -493,8 +514,9 @@ class Inventory:
             await uow.commit()
         return e164
 
-    async def sweep(self, enterprise_id: int) -> int:
-        """Return numbers whose quarantine has ended to the free pool."""
+    async def sweep(self, enterprise_id: int | None) -> int:
+        """Return numbers whose quarantine has ended to the free pool (None: every
+        enterprise's)."""
         async with self.db.unit_of_work() as uow:
             freed = await sweep_quarantine(uow.session, enterprise_id)
             await uow.commit()

@@ -247,8 +247,6 @@ class Users:
         async with self.db.unit_of_work() as uow:
             session = uow.session
             enterprise = await load_enterprise(session, enterprise_id)
-            if await _email_taken(session, enterprise.id, email):
-                raise _duplicate_email(email)
             user = User(
                 enterprise_id=enterprise.id,
                 display_name=display_name,
@@ -268,6 +266,7 @@ class Users:
             try:
                 await session.flush()
             except IntegrityError:
+                # The e-mail's unique constraint is the check: no read before the insert.
                 raise _duplicate_email(email) from None
             number = (
                 await _give_number(session, enterprise, user, new.number)

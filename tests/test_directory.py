@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
+from bot.app import keep_house
 from services.callerid import CallerIdChange
 from services.directory import Directory
 from services.errors import (
@@ -27,6 +29,7 @@ from services.models import (
     NumberStatus,
     OutboxItem,
     PhoneNumber,
+    ProcessedActivity,
     ProvisioningStatus,
     SyncStatus,
     User,
@@ -141,6 +144,81 @@ async def test_release_quarantines_then_frees_after_the_period(directory: Direct
         await uow.commit()
     assert await directory.inventory.sweep(ent) == 1
     assert (await directory.inventory.search_free(ent)).total == 2
+
+
+async def test_auto_assignment_frees_ended_quarantines_when_nothing_else_is_free(
+    directory: Directory,
+) -> None:
+    ent = await seed_enterprise(directory, numbers=("+442079460000", "+442079460001"))
+    admin = admin_of(ent)
+    ada = await directory.users.create(
+        admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
+    )
+    await directory.users.update(
+        admin, ent, ada.id, ada.version, UserChanges(number=RELEASE, licence=LicenceProduct.BASIC)
+    )
+    bob = await directory.users.create(
+        admin, ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
+    )
+    assert bob.number == "+442079460001"
+    # still in quarantine: there is no free number
+    with pytest.raises(NoFreeNumberError):
+        await directory.users.create(
+            admin, ent, NewUser("Cy", "cy@contoso.com", LicenceProduct.ESSENTIALS)
+        )
+    async with directory.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(PhoneNumber)
+            .values(quarantined_until=utcnow() - timedelta(seconds=1))
+            .where(PhoneNumber.status == NumberStatus.QUARANTINED)
+        )
+        await uow.commit()
+    cy = await directory.users.create(
+        admin, ent, NewUser("Cy", "cy@contoso.com", LicenceProduct.ESSENTIALS)
+    )
+    assert cy.number == "+442079460000"
+
+
+async def test_housekeeping_sweeps_every_enterprise_and_prunes_the_ledger(
+    directory: Directory,
+) -> None:
+    first = await seed_enterprise(directory, tenant_id="t-one", numbers=("+442079460000", "+442079460000"))
+    second = await seed_enterprise(directory, tenant_id="t-two", numbers=("+442079460100", "+442079460100"))
+    for ent, email in ((first, "a@one.example"), (second, "b@two.example")):
+        user = await directory.users.create(
+            admin_of(ent), ent, NewUser("Someone", email, LicenceProduct.ESSENTIALS)
+        )
+        await directory.users.update(
+            admin_of(ent),
+            ent,
+            user.id,
+            user.version,
+            UserChanges(number=RELEASE, licence=LicenceProduct.BASIC),
+        )
+    await directory.ledger.claim("old-activity")
+    await directory.ledger.claim("new-activity")
+    async with directory.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(PhoneNumber).values(quarantined_until=utcnow() - timedelta(seconds=1))
+        )
+        await uow.session.execute(
+            update(ProcessedActivity)
+            .where(ProcessedActivity.activity_key == "old-activity")
+            .values(at=utcnow() - timedelta(days=3))
+        )
+        await uow.commit()
+    stop = asyncio.Event()
+    task = asyncio.create_task(keep_house(directory, stop, interval=60))
+    for _ in range(100):
+        if await directory.ledger.peek("old-activity") is None:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert (await directory.inventory.search_free(first)).total == 1
+    assert (await directory.inventory.search_free(second)).total == 1
+    assert await directory.ledger.peek("old-activity") is None
+    assert await directory.ledger.peek("new-activity") is not None
 
 
 async def test_reserved_numbers_are_not_auto_assigned(directory: Directory) -> None:
