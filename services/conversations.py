@@ -210,9 +210,7 @@ class ActivityLedger:
         async with self.db.read_engine.connect() as connection:
             row = (
                 await connection.execute(
-                    select(_LEDGER.c.response).where(
-                        _LEDGER.c.activity_key == key[:_KEY_LENGTH]
-                    )
+                    select(_LEDGER.c.response).where(_LEDGER.c.activity_key == key[:_KEY_LENGTH])
                 )
             ).first()
         return None if row is None else Claim(first=False, response=row.response)

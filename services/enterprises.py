@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from services import journal
@@ -12,6 +14,26 @@ from services.inventory import ensure_extension_range, load_enterprise
 from services.models import Admin, AdminRole, Enterprise
 from services.phone import to_e164
 from services.views import Actor, AdminView, EnterpriseView
+
+_ADMINS = cast(Table, Admin.__table__)
+_ENTERPRISES = cast(Table, Enterprise.__table__)
+_IDENTIFY = (
+    select(
+        _ADMINS.c.enterprise_id,
+        _ADMINS.c.role,
+        _ADMINS.c.display_name,
+        _ENTERPRISES.c.name,
+        _ENTERPRISES.c.tenant_id,
+        _ENTERPRISES.c.main_number,
+        _ENTERPRISES.c.region,
+        _ENTERPRISES.c.extension_start,
+        _ENTERPRISES.c.extension_end,
+        _ENTERPRISES.c.sp_management_consent,
+        _ENTERPRISES.c.first_sync_completed_at,
+    )
+    .select_from(_ADMINS.outerjoin(_ENTERPRISES, _ENTERPRISES.c.id == _ADMINS.c.enterprise_id))
+    .where(_ADMINS.c.aad_object_id == bindparam("object_id"))
+)
 
 
 def enterprise_view(enterprise: Enterprise) -> EnterpriseView:
@@ -227,22 +249,24 @@ class Enterprises:
         object_id = (aad_object_id or "").strip().lower()
         if not object_id:
             return None
-        async with self.db.unit_of_work(readonly=True) as uow:
-            rows = await uow.session.execute(
-                select(Admin, Enterprise)
-                .outerjoin(Enterprise, Enterprise.id == Admin.enterprise_id)
-                .where(Admin.aad_object_id == object_id)
-            )
-            provider: AdminView | None = None
-            for admin, enterprise in rows:
-                if enterprise is None:
-                    provider = AdminView(object_id, admin.display_name, admin.role, None)
-                elif enterprise.tenant_id == (tenant_id or "").lower():
-                    return AdminView(
-                        object_id,
-                        admin.display_name,
-                        admin.role,
-                        enterprise.id,
-                        enterprise_view(enterprise),
-                    )
-            return provider
+        # Every turn asks this: one prepared Core statement, no ORM objects.
+        async with self.db.read_engine.connect() as connection:
+            rows = (await connection.execute(_IDENTIFY, {"object_id": object_id})).all()
+        provider: AdminView | None = None
+        for row in rows:
+            if row.enterprise_id is None:
+                provider = AdminView(object_id, row.display_name, row.role, None)
+            elif row.tenant_id == (tenant_id or "").lower():
+                enterprise = EnterpriseView(
+                    id=row.enterprise_id,
+                    name=row.name,
+                    tenant_id=row.tenant_id,
+                    main_number=row.main_number,
+                    region=row.region,
+                    extension_start=row.extension_start,
+                    extension_end=row.extension_end,
+                    sp_management_consent=row.sp_management_consent,
+                    first_sync_completed_at=row.first_sync_completed_at,
+                )
+                return AdminView(object_id, row.display_name, row.role, enterprise.id, enterprise)
+        return provider

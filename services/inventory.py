@@ -85,10 +85,7 @@ async def _claim_lowest(
     if _is_postgres(session):
         lowest = lowest.with_for_update(skip_locked=True)
     claimed = await session.execute(
-        update(table)
-        .where(table.c.id == lowest.scalar_subquery())
-        .values(values)
-        .returning(order)
+        update(table).where(table.c.id == lowest.scalar_subquery()).values(values).returning(order)
     )
     return claimed.scalar_one_or_none()
 

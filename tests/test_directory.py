@@ -182,8 +182,12 @@ async def test_auto_assignment_frees_ended_quarantines_when_nothing_else_is_free
 async def test_housekeeping_sweeps_every_enterprise_and_prunes_the_ledger(
     directory: Directory,
 ) -> None:
-    first = await seed_enterprise(directory, tenant_id="t-one", numbers=("+442079460000", "+442079460000"))
-    second = await seed_enterprise(directory, tenant_id="t-two", numbers=("+442079460100", "+442079460100"))
+    first = await seed_enterprise(
+        directory, tenant_id="t-one", numbers=("+442079460000", "+442079460000")
+    )
+    second = await seed_enterprise(
+        directory, tenant_id="t-two", numbers=("+442079460100", "+442079460100")
+    )
     for ent, email in ((first, "a@one.example"), (second, "b@two.example")):
         user = await directory.users.create(
             admin_of(ent), ent, NewUser("Someone", email, LicenceProduct.ESSENTIALS)
