@@ -28,12 +28,17 @@ from botframework.connector.auth import (
     AuthenticateRequestResult,
     AuthenticationConstants,
     BotFrameworkAuthentication,
+    ClaimsIdentity,
     JwtTokenExtractor,
     ManagedIdentityServiceClientCredentialsFactory,
     MicrosoftAppCredentials,
     ServiceClientCredentialsFactory,
 )
+from botframework.connector.auth._built_in_bot_framework_authentication import (
+    _BuiltinBotFrameworkAuthentication,
+)
 from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
+from botframework.connector.auth.user_token_client import UserTokenClient
 from msrest.authentication import Authentication
 
 logger = logging.getLogger(__name__)
@@ -313,9 +318,26 @@ def create_bot_framework_authentication(settings: BotSettings) -> BotFrameworkAu
         TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=EMULATOR_OPENID_METADATA_URL,
         CALLER_ID=CallerIdConstants.public_azure_channel,
     )
-    return ConfigurationBotFrameworkAuthentication(
-        configuration, credentials_factory=create_credentials_factory(settings)
-    )
+    return _Authentication(configuration, credentials_factory=create_credentials_factory(settings))
+
+
+class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
+    """botbuilder's authentication, with one user-token client per app id instead of one per
+    turn: botbuilder builds it for every activity (a requests session and an msrest pipeline,
+    the costliest part of its turn setup), and it holds nothing specific to a turn."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._user_token_clients: dict[str, UserTokenClient] = {}
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
+        """The app's user-token client, built on first use."""
+        app_id = _BuiltinBotFrameworkAuthentication.get_app_id(claims_identity) or ""
+        client = self._user_token_clients.get(app_id)
+        if client is None:
+            client = await super().create_user_token_client(claims_identity)
+            self._user_token_clients[app_id] = client
+        return client
 
 
 class _ThreadedOpenIdMetadata(_OpenIdMetadata):  # type: ignore[misc]
