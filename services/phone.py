@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from services.errors import ValidationError
@@ -29,8 +31,13 @@ def to_e164(raw: str, region: str, *, field: str = "number") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=65_536)
 def pretty(e164: str) -> str:
-    """The number in international format for display ("+44 20 7946 0000")."""
+    """The number in international format for display ("+44 20 7946 0000").
+
+    Cached: every directory page and card shows numbers, and formatting one means parsing it
+    against the numbering plan of its country, which costs more than building its card row.
+    """
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
