@@ -87,7 +87,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         self.directory = directory
         self.router = router
         # Conversation references already stored by this process, to skip unchanged saves.
-        self._known_references: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._known_references: dict[tuple[str, str, str], tuple[Any, ...]] = {}
 
     # --- identity ------------------------------------------------------------------------
 
@@ -202,11 +202,13 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         person = activity.from_property.aad_object_id if activity.from_property else None
         if not tenant or not person or not activity.conversation:
             return
+        key = (tenant, person, activity.conversation.id)
+        # What a reference is made of, compared before building one: most turns change none.
+        fingerprint = _reference_fingerprint(activity)
+        if self._known_references.get(key) == fingerprint:
+            return
         reference = TurnContext.get_conversation_reference(activity).serialize()
         reference.pop("activityId", None)  # proactive messages start new threads
-        key = (tenant, person, activity.conversation.id)
-        if self._known_references.get(key) == reference:
-            return
         await self.directory.conversations.save(
             tenant_id=tenant,
             aad_object_id=person,
@@ -216,7 +218,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         )
         if len(self._known_references) > 10_000:
             self._known_references.clear()
-        self._known_references[key] = reference
+        self._known_references[key] = fingerprint
 
     # --- activities -----------------------------------------------------------------------
 
@@ -328,6 +330,26 @@ def _answer(context: TurnContext, response: InvokeResponse) -> InvokeResponse:
         type=ActivityTypes.invoke_response, value=response
     )
     return response
+
+
+def _reference_fingerprint(activity: Activity) -> tuple[Any, ...]:
+    """Every field of an activity that its conversation reference keeps."""
+    people = [
+        (account.id, account.name, account.aad_object_id, account.role) if account else None
+        for account in (activity.from_property, activity.recipient)
+    ]
+    conversation = activity.conversation
+    return (
+        activity.service_url,
+        activity.channel_id,
+        activity.locale,
+        *people,
+        conversation.id,
+        conversation.name,
+        conversation.conversation_type,
+        conversation.tenant_id,
+        conversation.is_group,
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -270,3 +270,15 @@ async def test_install_welcomes_once_and_stores_the_conversation(harness: BotHar
         harness.teams.tenant_id, harness.teams.user.aad_object_id
     )
     assert stored is not None and stored.reference["serviceUrl"] == harness.connector.url
+
+
+async def test_a_changed_conversation_reference_is_saved_again(harness: BotHarness) -> None:
+    await harness.say("help")
+    # the admin switched Teams to French: proactive cards must follow
+    activity = harness.teams.message("help")
+    activity["locale"] = "fr-FR"
+    assert (await harness.client.post(activity)).status == 200
+    stored = await harness.directory.conversations.personal(
+        harness.teams.tenant_id, harness.teams.user.aad_object_id
+    )
+    assert stored is not None and stored.reference["locale"] == "fr-FR"
