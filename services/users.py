@@ -6,12 +6,24 @@ claims, its audit entry and the outbox row the sync to Microsoft consumes.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, String, cast, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    String,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -578,37 +590,16 @@ class Users:
         """All users with name, number and extension: searchable, sortable, paged."""
         page = max(1, page)
         page_size = max(1, min(MAX_PAGE_SIZE, page_size))
+        shape, params = _search_params(search)
+        page_query, count_query = _directory_queries(sort, descending, shape, unlicensed_only)
         async with self.db.unit_of_work(readonly=True) as uow:
             enterprise = await load_enterprise(uow.session, enterprise_id)
-            base = (
-                select(User, PhoneNumber.e164, Extension.number)
-                .outerjoin(PhoneNumber, PhoneNumber.user_id == User.id)
-                .outerjoin(Extension, Extension.user_id == User.id)
-                .where(User.enterprise_id == enterprise.id)
-            )
-            conditions = _search_conditions(search)
-            if unlicensed_only:
-                conditions.append(User.licence.is_(None))
-            base = base.where(*conditions)
-            key = _SORT_KEYS[sort]
-            ordered = base.order_by(
-                (key.desc() if descending else key.asc()).nulls_last(), User.display_name, User.id
-            )
+            params["enterprise_id"] = enterprise.id
             rows = await uow.session.execute(
-                ordered.offset((page - 1) * page_size).limit(page_size)
+                page_query, {**params, "offset": (page - 1) * page_size, "limit": page_size}
             )
             items = [_view(user, enterprise, number, ext) for user, number, ext in rows]
-            total = int(
-                (
-                    await uow.session.execute(
-                        select(func.count())
-                        .select_from(User)
-                        .outerjoin(PhoneNumber, PhoneNumber.user_id == User.id)
-                        .outerjoin(Extension, Extension.user_id == User.id)
-                        .where(User.enterprise_id == enterprise.id, *conditions)
-                    )
-                ).scalar_one()
-            )
+            total = int((await uow.session.execute(count_query, params)).scalar_one())
         return Page(items=items, total=total, page=page, page_size=page_size)
 
     async def unlicensed(self, enterprise_id: int, *, page_size: int = 100) -> list[UserView]:
@@ -630,19 +621,70 @@ _SORT_KEYS: dict[DirectorySort, SQLColumnExpression[Any]] = {
 }
 
 
-def _search_conditions(search: str) -> list[ColumnElement[bool]]:
+class _Search(enum.Enum):
+    """What a directory search looks at: nothing, names and e-mails, or numbers as well."""
+
+    NONE = "none"
+    TEXT = "text"
+    TEXT_AND_DIGITS = "digits"
+
+
+def _contains_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its wildcards escaped with "/"."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
+def _search_params(search: str) -> tuple[_Search, dict[str, Any]]:
+    """How a typed search matches, and the values its query binds."""
     text = " ".join((search or "").split()).lower()[:100]
     if not text:
-        return []
+        return _Search.NONE, {}
+    params = {"text": _contains_pattern(text)}
     digits = "".join(ch for ch in text if ch.isdigit())
-    options: list[ColumnElement[bool]] = [
-        func.lower(User.display_name).contains(text, autoescape=True),
-        User.email.contains(text, autoescape=True),
-    ]
     if digits and len(digits) == len(text.replace("+", "").replace(" ", "")):
-        options.append(PhoneNumber.e164.contains(digits, autoescape=True))
-        options.append(cast(Extension.number, String).contains(digits, autoescape=True))
-    return [or_(*options)]
+        return _Search.TEXT_AND_DIGITS, params | {"digits": _contains_pattern(digits)}
+    return _Search.TEXT, params
+
+
+@lru_cache(maxsize=64)
+def _directory_queries(
+    sort: DirectorySort, descending: bool, search: _Search, unlicensed_only: bool
+) -> tuple[Select[User, str, int], Select[int]]:
+    """The page and count queries of one shape of directory view, built once: the values
+    (enterprise, search text, page) are bound when they run."""
+    conditions: list[ColumnElement[bool]] = [User.enterprise_id == bindparam("enterprise_id")]
+    if search is not _Search.NONE:
+        options = [
+            func.lower(User.display_name).like(bindparam("text"), escape="/"),
+            User.email.like(bindparam("text"), escape="/"),
+        ]
+        if search is _Search.TEXT_AND_DIGITS:
+            options.append(PhoneNumber.e164.like(bindparam("digits"), escape="/"))
+            options.append(cast(Extension.number, String).like(bindparam("digits"), escape="/"))
+        conditions.append(or_(*options))
+    if unlicensed_only:
+        conditions.append(User.licence.is_(None))
+    key = _SORT_KEYS[sort]
+    page = (
+        select(User, PhoneNumber.e164, Extension.number)
+        .outerjoin(PhoneNumber, PhoneNumber.user_id == User.id)
+        .outerjoin(Extension, Extension.user_id == User.id)
+        .where(*conditions)
+        .order_by(
+            (key.desc() if descending else key.asc()).nulls_last(), User.display_name, User.id
+        )
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+    count = (
+        select(func.count())
+        .select_from(User)
+        .outerjoin(PhoneNumber, PhoneNumber.user_id == User.id)
+        .outerjoin(Extension, Extension.user_id == User.id)
+        .where(*conditions)
+    )
+    return page, count
 
 
 async def _load_for_edit(

@@ -521,6 +521,10 @@ async def test_directory_sort_search_and_paging(directory: Directory) -> None:
     assert [u.display_name for u in (await directory.users.search(ent, "0090"))] == ["Zoe"]
     assert [u.display_name for u in (await directory.users.search(ent, "1050"))] == ["Mia"]
     assert (await directory.users.directory(ent, search="%")).total == 0
+    # typed wildcards match only themselves
+    assert (await directory.users.directory(ent, search="zo_")).total == 0
+    assert (await directory.users.directory(ent, search="m/a")).total == 0
+    assert (await directory.users.directory(ent, search="zo")).total == 1
 
 
 async def test_remove_user_returns_everything_to_the_pools(directory: Directory) -> None:
