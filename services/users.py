@@ -666,14 +666,17 @@ def _directory_queries(
     if unlicensed_only:
         conditions.append(User.licence.is_(None))
     key = _SORT_KEYS[sort]
+    first = key.desc() if descending else key.asc()
+    if sort in (DirectorySort.NUMBER, DirectorySort.EXTENSION):
+        # Users without one come last either way; the other columns are never empty, and an
+        # order without NULLS LAST can be read straight off an index.
+        first = first.nulls_last()
     page = (
         select(User, PhoneNumber.e164, Extension.number)
         .outerjoin(PhoneNumber, PhoneNumber.user_id == User.id)
         .outerjoin(Extension, Extension.user_id == User.id)
         .where(*conditions)
-        .order_by(
-            (key.desc() if descending else key.asc()).nulls_last(), User.display_name, User.id
-        )
+        .order_by(first, User.display_name, User.id)
         .offset(bindparam("offset"))
         .limit(bindparam("limit"))
     )
