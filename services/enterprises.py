@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import cast
+from dataclasses import fields
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from services import journal
@@ -17,38 +18,22 @@ from services.views import Actor, AdminView, EnterpriseView
 
 _ADMINS = cast(Table, Admin.__table__)
 _ENTERPRISES = cast(Table, Enterprise.__table__)
+_VIEW_FIELDS = tuple(field.name for field in fields(EnterpriseView))
+# Who someone is, and the enterprise each of their roles is for (none for a provider admin).
 _IDENTIFY = (
     select(
-        _ADMINS.c.enterprise_id,
         _ADMINS.c.role,
-        _ADMINS.c.display_name,
-        _ENTERPRISES.c.name,
-        _ENTERPRISES.c.tenant_id,
-        _ENTERPRISES.c.main_number,
-        _ENTERPRISES.c.region,
-        _ENTERPRISES.c.extension_start,
-        _ENTERPRISES.c.extension_end,
-        _ENTERPRISES.c.sp_management_consent,
-        _ENTERPRISES.c.first_sync_completed_at,
+        _ADMINS.c.display_name.label("admin_name"),
+        *(_ENTERPRISES.c[name] for name in _VIEW_FIELDS),
     )
     .select_from(_ADMINS.outerjoin(_ENTERPRISES, _ENTERPRISES.c.id == _ADMINS.c.enterprise_id))
     .where(_ADMINS.c.aad_object_id == bindparam("object_id"))
 )
 
 
-def enterprise_view(enterprise: Enterprise) -> EnterpriseView:
-    """The enterprise as a plain value."""
-    return EnterpriseView(
-        id=enterprise.id,
-        name=enterprise.name,
-        tenant_id=enterprise.tenant_id,
-        main_number=enterprise.main_number,
-        region=enterprise.region,
-        extension_start=enterprise.extension_start,
-        extension_end=enterprise.extension_end,
-        sp_management_consent=enterprise.sp_management_consent,
-        first_sync_completed_at=enterprise.first_sync_completed_at,
-    )
+def enterprise_view(enterprise: Enterprise | Row[Any]) -> EnterpriseView:
+    """The enterprise (a model, or a row with its columns) as a plain value."""
+    return EnterpriseView(**{name: getattr(enterprise, name) for name in _VIEW_FIELDS})
 
 
 def parse_extension_range(text: str) -> tuple[int, int]:
@@ -254,19 +239,8 @@ class Enterprises:
             rows = (await connection.execute(_IDENTIFY, {"object_id": object_id})).all()
         provider: AdminView | None = None
         for row in rows:
-            if row.enterprise_id is None:
-                provider = AdminView(object_id, row.display_name, row.role, None)
+            if row.id is None:
+                provider = AdminView(object_id, row.admin_name, row.role, None)
             elif row.tenant_id == (tenant_id or "").lower():
-                enterprise = EnterpriseView(
-                    id=row.enterprise_id,
-                    name=row.name,
-                    tenant_id=row.tenant_id,
-                    main_number=row.main_number,
-                    region=row.region,
-                    extension_start=row.extension_start,
-                    extension_end=row.extension_end,
-                    sp_management_consent=row.sp_management_consent,
-                    first_sync_completed_at=row.first_sync_completed_at,
-                )
-                return AdminView(object_id, row.display_name, row.role, enterprise.id, enterprise)
+                return AdminView(object_id, row.admin_name, row.role, row.id, enterprise_view(row))
         return provider
