@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Insert, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -148,6 +148,12 @@ _LEDGER = cast(Table, ProcessedActivity.__table__)
 _KEY_LENGTH = 600
 
 
+def _claim_row(key: str) -> Insert:
+    """The ledger row that claims an activity: its key is the primary key, so only one
+    delivery can insert it."""
+    return insert(_LEDGER).values(activity_key=key[:_KEY_LENGTH], at=utcnow())
+
+
 class DeliveryClaim:
     """A claim on one activity id that commits with the first write transaction of its turn.
 
@@ -169,7 +175,7 @@ class DeliveryClaim:
     async def write(self, session: AsyncSession) -> None:
         """Insert the claim into the transaction; a claim already there means a redelivery."""
         try:
-            await session.execute(insert(_LEDGER).values(activity_key=self.key, at=utcnow()))
+            await session.execute(_claim_row(self.key))
         except IntegrityError:
             raise RedeliveredError(self.key) from None
 
@@ -198,9 +204,7 @@ class ActivityLedger:
         """Record the activity as handled now; a repeat gets the first answer, if any yet."""
         try:
             async with self.db.write_engine.begin() as connection:
-                await connection.execute(
-                    insert(_LEDGER).values(activity_key=key[:_KEY_LENGTH], at=utcnow())
-                )
+                await connection.execute(_claim_row(key))
             return Claim(first=True, response=None)
         except IntegrityError:
             return await self.peek(key) or Claim(first=False, response=None)
