@@ -73,7 +73,7 @@ class BackgroundWork:
         self.engines: list[ProvisioningEngine] = []
         self.notifier: ProactiveNotifier | None = None
         self.pbx: Pbx | None = None
-        self._pbx_stop = asyncio.Event()
+        self._stop = asyncio.Event()
         self._pbx_task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._own_graph = False
@@ -91,10 +91,10 @@ class BackgroundWork:
         settings = self.settings
         # The PBX applies changes at once: its pusher wakes on every directory commit.
         self.pbx = Pbx.build(settings, self.directory.db)
-        self._pbx_stop.clear()
-        self._pbx_task = asyncio.create_task(self.pbx.pusher.run_forever(self._pbx_stop))
+        self._stop.clear()
+        self._pbx_task = asyncio.create_task(self.pbx.pusher.run_forever(self._stop))
         self._housekeeping = asyncio.create_task(
-            keep_house(self.directory, self._pbx_stop, HOUSEKEEPING_SECONDS)
+            keep_house(self.directory, self._stop, HOUSEKEEPING_SECONDS)
         )
         if self.graph is None and settings.graph.enabled:
             self.graph = GraphService(settings.graph)
@@ -124,7 +124,7 @@ class BackgroundWork:
         for engine in self.engines:
             await engine.stop()
         self.engines = []
-        self._pbx_stop.set()
+        self._stop.set()
         for task in (self._pbx_task, self._housekeeping):
             if task is not None:
                 await task

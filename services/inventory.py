@@ -109,7 +109,7 @@ async def sweep_quarantine(session: AsyncSession, enterprise_id: int | None) -> 
 async def claim_next_number(session: AsyncSession, enterprise_id: int, user_id: int) -> str:
     """Give the user the lowest free number; race-free across transactions and processes.
 
-    Numbers whose quarantine has ended are freed by housekeeping (`Inventory.sweep_all`), and
+    Numbers whose quarantine has ended are freed by housekeeping (`Inventory.sweep`), and
     here too when nothing else is free.
     """
     for attempt in range(2):
