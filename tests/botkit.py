@@ -11,7 +11,9 @@ import pytest
 from bot.app import build_app
 from cards.actions import Verb
 from services.directory import Directory
-from services.models import AdminRole
+from services.models import AdminRole, LicenceProduct
+from services.users import NewUser
+from services.views import UserView
 from tests.cardcheck import assert_valid_cards
 from tests.conftest import PROVIDER, seed_enterprise
 from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER, TeamsActivities
@@ -65,6 +67,20 @@ class BotHarness:
         body = response.json()
         assert body["type"] == "application/vnd.microsoft.search.searchResponse"
         return body["value"]["results"]
+
+
+async def user_of_another_enterprise(
+    harness: BotHarness, name: str = "Vic Other"
+) -> tuple[int, UserView]:
+    """A second enterprise (another tenant) and an Essentials user of it: what a crafted
+    payload from the harness's admin must never reach."""
+    other = await seed_enterprise(
+        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+    )
+    vic = await harness.directory.users.create(
+        PROVIDER, other, NewUser(name, "vic@other.com", LicenceProduct.ESSENTIALS)
+    )
+    return other, vic
 
 
 def card_text(card: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from services.callerid import CallerIdChange
 from services.models import CallerIdMode, LicenceProduct
 from services.users import NewUser, UserChanges
 from services.views import UserView
-from tests.botkit import BotHarness, buttons, card_text, find_input
+from tests.botkit import BotHarness, buttons, card_text, find_input, user_of_another_enterprise
 from tests.conftest import PROVIDER, seed_enterprise
 
 ON_SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -228,12 +228,7 @@ async def test_stale_card_is_refused_and_reloaded_keeping_the_input(harness: Bot
 
 @ON_SQLITE
 async def test_another_enterprises_user_is_out_of_reach(harness: BotHarness) -> None:
-    other = await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
-    )
-    vic = await harness.directory.users.create(
-        PROVIDER, other, NewUser("Vic Other", "vic@other.com", LicenceProduct.ESSENTIALS)
-    )
+    other, vic = await user_of_another_enterprise(harness)
     opened = await harness.act(Verb.CALLER_ID_OPEN, {"ent": other, "user_id": vic.id})
     assert "does not exist in this enterprise" in card_text(opened)
     assert "Vic" not in card_text(opened)

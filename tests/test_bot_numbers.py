@@ -11,7 +11,7 @@ from cards.actions import Dataset, Verb
 from services.models import LicenceProduct, NumberStatus
 from services.users import NewUser, UserChanges
 from services.views import UserView
-from tests.botkit import BotHarness, buttons, card_text, find_input
+from tests.botkit import BotHarness, buttons, card_text, find_input, user_of_another_enterprise
 from tests.conftest import PROVIDER, seed_enterprise
 
 ON_SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -279,12 +279,7 @@ async def test_stale_card_gets_the_conflict_and_the_reloaded_user(harness: BotHa
 
 @ON_SQLITE
 async def test_another_enterprises_user_and_numbers_are_out_of_reach(harness: BotHarness) -> None:
-    other = await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
-    )
-    vic = await harness.directory.users.create(
-        PROVIDER, other, NewUser("Vic Other", "vic@other.com", LicenceProduct.ESSENTIALS)
-    )
+    other, vic = await user_of_another_enterprise(harness)
     opened = await harness.act(Verb.NUMBERS_OPEN, {"ent": other, "user_id": vic.id})
     assert "Vic" not in card_text(opened)
     assert "does not exist in this enterprise" in card_text(opened)

@@ -25,8 +25,8 @@ from services.models import (
 from services.pbx.credentials import md5_cred
 from services.users import NewUser
 from services.views import UserView
-from tests.botkit import BotHarness, buttons, card_text, find_input
-from tests.conftest import PROVIDER, seed_enterprise
+from tests.botkit import BotHarness, buttons, card_text, find_input, user_of_another_enterprise
+from tests.conftest import PROVIDER
 
 ON_SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 ON_POSTGRES = pytest.mark.parametrize(
@@ -267,13 +267,8 @@ async def test_unlicensed_user_is_refused_next_to_the_field(harness: BotHarness)
 async def test_unknown_and_other_enterprises_ids_are_refused(harness: BotHarness) -> None:
     ada = await _ada(harness)
     ids = await _groups(harness, "Sales")
-    other = await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
-    )
+    other, vic = await user_of_another_enterprise(harness, "Vic")
     theirs = await harness.directory.hunt_groups.create(PROVIDER, other, "Their desk")
-    vic = await harness.directory.users.create(
-        PROVIDER, other, NewUser("Vic", "vic@other.com", LicenceProduct.ESSENTIALS)
-    )
     card = await _open(harness, ada)
     for crafted in (f"{ids['Sales']},{theirs.id}", "999999"):
         refused = await harness.act(
