@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services.sqlite import one_trip_dbapi
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -58,8 +60,9 @@ class Database:
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             # Every unit of work ends in an explicit commit or rollback: no reset on return.
+            driver = {"module": one_trip_dbapi()} if parsed.get_driver_name() == "aiosqlite" else {}
             self.write_engine = create_async_engine(
-                url, echo=echo, pool_size=1, max_overflow=0, pool_reset_on_return=None
+                url, echo=echo, pool_size=1, max_overflow=0, pool_reset_on_return=None, **driver
             )
             # Each connection is a thread of its own, and threads fight over the interpreter
             # lock: two readers keep the queries flowing, more only add switching (measured
@@ -73,6 +76,7 @@ class Database:
                 max_overflow=0,
                 pool_reset_on_return=None,
                 skip_autocommit_rollback=True,
+                **driver,
             )
             _prepare_sqlite(self.write_engine, immediate=True)
             _prepare_sqlite(self.read_engine, immediate=False)

@@ -256,6 +256,8 @@ class Users:
                 "leave the number empty or choose Essentials.",
                 field="number",
             )
+        # Sealed before the transaction: SQLite has one writer, and it waits for no one's CPU.
+        password_ciphertext = self.vault.seal(generate_password())
         async with self.db.unit_of_work() as uow:
             session = uow.session
             enterprise = await load_enterprise(session, enterprise_id)
@@ -264,7 +266,7 @@ class Users:
                 display_name=display_name,
                 email=email,
                 licence=new.licence,
-                password_ciphertext=self.vault.seal(generate_password()),
+                password_ciphertext=password_ciphertext,
                 send_password_email=new.send_password_email,
                 notify_user=new.notify_user,
                 # Decided before the insert, so the row is written once: a licensed Essentials
