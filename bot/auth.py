@@ -24,11 +24,13 @@ import msal
 import requests
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, CallerIdConstants
+from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
     AuthenticateRequestResult,
     AuthenticationConstants,
     BotFrameworkAuthentication,
     ClaimsIdentity,
+    ConnectorFactory,
     JwtTokenExtractor,
     ManagedIdentityServiceClientCredentialsFactory,
     MicrosoftAppCredentials,
@@ -322,13 +324,29 @@ def create_bot_framework_authentication(settings: BotSettings) -> BotFrameworkAu
 
 
 class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
-    """botbuilder's authentication, with one user-token client per app id instead of one per
-    turn: botbuilder builds it for every activity (a requests session and an msrest pipeline,
-    the costliest part of its turn setup), and it holds nothing specific to a turn."""
+    """botbuilder's authentication, with one user-token client per app id and one connector
+    client per service URL instead of one of each per turn: botbuilder builds both for every
+    activity (a requests session and msrest pipelines, the costliest part of its turn setup),
+    and neither holds anything specific to a turn."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._user_token_clients: dict[str, UserTokenClient] = {}
+        self._connector_clients: dict[tuple[str, str, str | None], ConnectorClient] = {}
+
+    async def authenticate_request(
+        self, activity: Activity, auth_header: str
+    ) -> AuthenticateRequestResult:
+        """botbuilder's check, answering with a connector factory that reuses its clients."""
+        result: AuthenticateRequestResult = await super().authenticate_request(
+            activity, auth_header
+        )
+        if result.connector_factory is not None:
+            app_id = _BuiltinBotFrameworkAuthentication.get_app_id(result.claims_identity) or ""
+            result.connector_factory = _ReusingConnectorFactory(
+                result.connector_factory, app_id, self._connector_clients
+            )
+        return result
 
     async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
         """The app's user-token client, built on first use."""
@@ -337,6 +355,35 @@ class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[
         if client is None:
             client = await super().create_user_token_client(claims_identity)
             self._user_token_clients[app_id] = client
+        return client
+
+
+# Service URLs are a handful per cloud region; this only bounds a misbehaving channel.
+_MAX_CONNECTOR_CLIENTS = 64
+
+
+class _ReusingConnectorFactory(ConnectorFactory):  # type: ignore[misc]
+    """Hands out the connector client already built for an app id, service URL and audience."""
+
+    def __init__(
+        self,
+        builder: ConnectorFactory,
+        app_id: str,
+        clients: dict[tuple[str, str, str | None], ConnectorClient],
+    ) -> None:
+        self._builder = builder
+        self._app_id = app_id
+        self._clients = clients
+
+    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        """The client for `service_url`, built on first use."""
+        key = (self._app_id, service_url, audience)
+        client = self._clients.get(key)
+        if client is None:
+            client = await self._builder.create(service_url, audience)
+            if len(self._clients) >= _MAX_CONNECTOR_CLIENTS:
+                self._clients.pop(next(iter(self._clients)))
+            self._clients[key] = client
         return client
 
 

@@ -41,12 +41,16 @@ class RecordingEchoBot(ActivityHandler):  # type: ignore[misc]
         self.turns: list[Activity] = []
         self.reference_ids: list[str] = []
         self.request_ids: list[str | None] = []
+        self.connector_clients: list[object] = []
         self.failure: Exception | None = None
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         self.turns.append(turn_context.activity)
         self.reference_ids.append(reference_id(turn_context))
         self.request_ids.append(current_request_id())
+        self.connector_clients.append(
+            turn_context.turn_state.get(turn_context.adapter.BOT_CONNECTOR_CLIENT_KEY)
+        )
         if self.failure is not None:
             raise self.failure
         await super().on_turn(turn_context)
@@ -154,6 +158,34 @@ async def test_the_bot_token_is_fetched_once_and_reused_across_turns(
     replies = {(await fake_connector.next_message()).text for _ in range(7)}
     assert replies == {f"echo: {text}" for text in ("0", "1", "2", "3", "4", "six", "seven")}
     assert identity.authority.token_requests - requests_before == 1
+
+
+async def test_turns_from_one_service_url_share_a_connector_client_and_others_get_their_own(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    bot = await serve_bot(echo_bot)
+    other_connector = await FakeConnector().start()
+    try:
+        elsewhere = TeamsActivities(
+            service_url=other_connector.url, bot_app_id=bot_settings.app_id
+        )
+        for activity in (teams.message("one"), teams.message("two"), elsewhere.message("three")):
+            assert (await bot.post(activity)).status == 200
+
+        assert {(await fake_connector.next_message()).text for _ in range(2)} == {
+            "echo: one",
+            "echo: two",
+        }
+        assert (await other_connector.next_message()).text == "echo: three"
+    finally:
+        await other_connector.close()
+    first, second, third = echo_bot.connector_clients
+    assert first is not None and first is second
+    assert third is not None and third is not first
 
 
 @pytest.mark.parametrize(
