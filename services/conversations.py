@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, delete, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -184,11 +184,25 @@ class DeliveryClaim:
         self.claimed = True
 
 
+# One statement for a whole batch of answers (see ActivityLedger.complete).
+_ANSWER = (
+    update(_LEDGER)
+    .where(_LEDGER.c.activity_key == bindparam("answered_key"))
+    .values(response=bindparam("answer"))
+)
+
+# Answers waiting for their transaction: the answer, and the turn waiting for it to commit.
+_Answers = dict[str, tuple[dict[str, Any] | None, "asyncio.Future[None]"]]
+
+
 class ActivityLedger:
     """Activity ids already handled: Teams may deliver one activity twice."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._waiting: _Answers = {}
+        self._writing: _Answers = {}
+        self._writer: asyncio.Task[None] | None = None
 
     @contextmanager
     def claiming(self, key: str) -> Iterator[DeliveryClaim]:
@@ -211,22 +225,52 @@ class ActivityLedger:
 
     async def peek(self, key: str) -> Claim | None:
         """Whether another delivery claimed the activity, with its answer once it has one."""
+        key = key[:_KEY_LENGTH]
+        answered = self._waiting.get(key) or self._writing.get(key)
+        if answered is not None:
+            return Claim(first=False, response=answered[0])
         async with self.db.read_engine.connect() as connection:
             row = (
                 await connection.execute(
-                    select(_LEDGER.c.response).where(_LEDGER.c.activity_key == key[:_KEY_LENGTH])
+                    select(_LEDGER.c.response).where(_LEDGER.c.activity_key == key)
                 )
             ).first()
         return None if row is None else Claim(first=False, response=row.response)
 
     async def complete(self, key: str, response: dict[str, Any] | None) -> None:
-        """Keep the answer given, for a redelivery to receive the same one."""
-        async with self.db.write_engine.begin() as connection:
-            await connection.execute(
-                update(_LEDGER)
-                .where(_LEDGER.c.activity_key == key[:_KEY_LENGTH])
-                .values(response=response)
-            )
+        """Keep the answer given, for a redelivery to receive the same one.
+
+        Answers given while another batch is being written wait and go together in the next
+        transaction: on SQLite's single writer, one transaction per answer would queue every
+        change behind them. Returns once this answer has committed.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[key[:_KEY_LENGTH]] = (response, done)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_answers())
+        # A turn cancelled while waiting leaves its answer to be written all the same.
+        await asyncio.shield(done)
+
+    async def _write_answers(self) -> None:
+        while self._waiting:
+            self._writing, self._waiting = self._waiting, {}
+            try:
+                async with self.db.write_engine.begin() as connection:
+                    await connection.execute(
+                        _ANSWER,
+                        [
+                            {"answered_key": key, "answer": answer}
+                            for key, (answer, _) in self._writing.items()
+                        ],
+                    )
+            except Exception as error:
+                for _, done in self._writing.values():
+                    done.set_exception(error)
+            else:
+                for _, done in self._writing.values():
+                    done.set_result(None)
+            finally:
+                self._writing = {}
 
     async def prune(self) -> int:
         """Forget activities older than the retention period."""

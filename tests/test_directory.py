@@ -6,10 +6,11 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from bot.app import keep_house
 from services.callerid import CallerIdChange
+from services.conversations import ActivityLedger
 from services.directory import Directory
 from services.errors import (
     BulkRefusedError,
@@ -223,6 +224,29 @@ async def test_housekeeping_sweeps_every_enterprise_and_prunes_the_ledger(
     assert (await directory.inventory.search_free(second)).total == 1
     assert await directory.ledger.peek("old-activity") is None
     assert await directory.ledger.peek("new-activity") is not None
+
+
+async def test_answers_given_together_commit_together_and_are_kept(directory: Directory) -> None:
+    keys = [f"activity-{n}" for n in range(20)]
+    for key in keys:
+        await directory.ledger.claim(key)
+    commits: list[object] = []
+
+    def count(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(directory.db.write_engine.sync_engine, "commit", count)
+    try:
+        await asyncio.gather(*(directory.ledger.complete(key, {"card": key}) for key in keys))
+    finally:
+        event.remove(directory.db.write_engine.sync_engine, "commit", count)
+
+    # All twenty were given before the writer's first turn: one transaction carries them all.
+    assert len(commits) == 1
+    from_the_database = ActivityLedger(directory.db)
+    for key in keys:
+        claim = await from_the_database.peek(key)
+        assert claim is not None and claim.response == {"card": key}
 
 
 async def test_reserved_numbers_are_not_auto_assigned(directory: Directory) -> None:
