@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from microsoft_teams.cards import (
     ActionSet,
     CardElement,
@@ -84,6 +86,13 @@ def _view_button(
     return action
 
 
+# Rows and headings are immutable once built, and a page mostly shows users seen before:
+# each is built once and shared by every card that shows it. A user who changes is a new
+# view, hence a new row.
+_ROWS_KEPT = 4096
+
+
+@lru_cache(maxsize=256)
 def _heading_cell(
     column: DirectorySort, ent: int, sort: DirectorySort, desc: bool, query: str
 ) -> TableCell:
@@ -107,6 +116,7 @@ def _heading_cell(
     )
 
 
+@lru_cache(maxsize=_ROWS_KEPT)
 def _user_row(user: UserView, ent: int) -> TableRow:
     name_cell = user_link_cell(
         user.display_name,

@@ -165,6 +165,27 @@ async def test_table_shows_every_column_and_opens_a_user(harness: BotHarness) ->
 
 
 @ON_SQLITE
+async def test_a_user_changed_since_the_last_view_is_shown_as_they_are_now(
+    harness: BotHarness,
+) -> None:
+    ids = await _seed_people(harness)
+    before = _row_texts(await harness.say("directory"))
+    assert before[BEA][1:] == ["+44 20 7946 0010", "1030", "🔴 Failed: Entra refused the licence"]
+    async with harness.directory.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(User)
+            .where(User.id == ids[BEA])
+            .values(provisioning_status=ProvisioningStatus.PROVISIONED, provisioning_error=None)
+        )
+        await uow.commit()
+
+    after = _row_texts(await harness.say("directory"))
+
+    assert after[BEA][1:] == ["+44 20 7946 0010", "1030", "🟢 Provisioned"]
+    assert after[CARA] == before[CARA]
+
+
+@ON_SQLITE
 @pytest.mark.parametrize("column", ["name", "number", "extension", "status"])
 async def test_heading_sorts_by_its_column_both_ways(harness: BotHarness, column: str) -> None:
     await _seed_people(harness)
