@@ -300,13 +300,21 @@ def create_credentials_factory(settings: BotSettings) -> ServiceClientCredential
 
 
 def create_bot_framework_authentication(settings: BotSettings) -> BotFrameworkAuthentication:
-    """Return botbuilder's authentication for ``settings`` (public cloud, overridable keys).
+    """Return botbuilder's authentication for ``settings``, reusing its clients across turns."""
+    return _Authentication(
+        bot_framework_configuration(settings),
+        credentials_factory=create_credentials_factory(settings),
+    )
+
+
+def bot_framework_configuration(settings: BotSettings) -> SimpleNamespace:
+    """botbuilder's configuration for ``settings`` (public cloud, overridable keys).
 
     Every public-cloud value is spelled out, which puts botbuilder on its
     "parameterized" path: the only way to choose the OpenID metadata document per
     adapter instead of through a process-wide class attribute.
     """
-    configuration = SimpleNamespace(
+    return SimpleNamespace(
         APP_ID=settings.app_id,
         APP_PASSWORD=settings.app_password,
         APP_TYPE=settings.app_type.value,
@@ -320,7 +328,6 @@ def create_bot_framework_authentication(settings: BotSettings) -> BotFrameworkAu
         TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=EMULATOR_OPENID_METADATA_URL,
         CALLER_ID=CallerIdConstants.public_azure_channel,
     )
-    return _Authentication(configuration, credentials_factory=create_credentials_factory(settings))
 
 
 class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]

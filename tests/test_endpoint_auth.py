@@ -403,16 +403,21 @@ async def test_when_even_the_apology_cannot_be_sent_the_answer_is_500_with_the_r
     assert fake_connector.throttled
 
 
-@pytest.mark.parametrize("authenticated", [True, False], ids=["app-id", "no-app-id"])
-async def test_the_stock_echo_baseline_answers_messages_and_card_actions(
+@pytest.mark.parametrize(
+    ("authenticated", "reuse_clients"),
+    [(True, False), (True, True), (False, False)],
+    ids=["app-id", "app-id-reusing-clients", "no-app-id"],
+)
+async def test_the_echo_baseline_answers_messages_and_card_actions(
     authenticated: bool,
+    reuse_clients: bool,
     bot_settings: BotSettings,
     open_bot_settings: BotSettings,
     token_minter: ChannelTokenMinter,
     fake_connector: FakeConnector,
 ) -> None:
     settings = bot_settings if authenticated else open_bot_settings
-    runner = await start_echo_bot(settings=settings)
+    runner = await start_echo_bot(settings=settings, reuse_clients=reuse_clients)
     client = RunningBot(
         runner,
         aiohttp.ClientSession(),

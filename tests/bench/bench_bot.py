@@ -1,6 +1,10 @@
 """Card-submit turns over real HTTP at 50 concurrent admins, beside a bare botbuilder echo bot
-served the stock way in the same run. Both check real Bot Framework tokens. Each server runs
+served the stock way in the same run. All check real Bot Framework tokens. Each server runs
 in its own process; the load comes from this one. Prints figures; asserts nothing about time.
+
+The target compares with the stock echo bot. A second echo bot keeps botbuilder's connector
+and user-token clients from turn to turn, as Switchboard does: the ratio against it shows
+what is left once that saving is set aside.
 
 Shared machines speed up and slow down by tens of percent from one minute to the next, so the
 servers take turns: each round loads the echo bot, then each Switchboard turn, and a ratio
@@ -63,10 +67,16 @@ def _serve_switchboard(database_url: str, key_file: str, settings: BotSettings, 
     asyncio.run(main())
 
 
-def _serve_echo(settings: BotSettings, port: int) -> None:
+def _serve_echo(settings: BotSettings, port: int, reuse_clients: bool) -> None:
     from tests.bench.echo_baseline import create_echo_app
 
-    web.run_app(create_echo_app(settings), host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(
+        create_echo_app(settings, reuse_clients=reuse_clients),
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+    )
 
 
 async def _seed(database_url: str, key_file: str, admins: list[TeamsUser]) -> None:
@@ -244,14 +254,17 @@ async def run() -> list[str]:
                 for p in people
             ]
             key_file = str(workdir / "secret.key")
-            echo_port = _free_port()
-            echo_server = context.Process(
-                target=_serve_echo, args=(settings, echo_port), daemon=True
-            )
-            processes.append(echo_server)
-            echo_server.start()
-            echo_url = f"http://127.0.0.1:{echo_port}/api/messages"
-            await _wait_until_up(echo_url)
+            echo_urls: list[str] = []
+            for reuse_clients in (False, True):
+                echo_port = _free_port()
+                echo_server = context.Process(
+                    target=_serve_echo, args=(settings, echo_port, reuse_clients), daemon=True
+                )
+                processes.append(echo_server)
+                echo_server.start()
+                echo_urls.append(f"http://127.0.0.1:{echo_port}/api/messages")
+                await _wait_until_up(echo_urls[-1])
+            echo_url, reusing_echo_url = echo_urls
             databases = [("SQLite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}")]
             postgres = await fresh_postgres_url()
             if postgres:
@@ -271,31 +284,39 @@ async def run() -> list[str]:
                 await _wait_until_up(servers[label])
             turns = {"directory page": _open_directory, "create user": _create_user}
             echo = Series("echo bot (stock botbuilder)")
+            reusing_echo = Series("echo bot, clients kept across turns as Switchboard keeps them")
             series = {
                 (label, name): Series(f"switchboard {name} ({label})")
                 for label in servers
                 for name in turns
             }
             ratios: dict[tuple[str, str], list[float]] = {key: [] for key in series}
+            reusing_ratios: dict[tuple[str, str], list[float]] = {key: [] for key in series}
             for round_number in range(ROUNDS):
                 offset = round_number * TURNS_PER_ADMIN
                 echo_rate = echo.add(*await _load(echo_url, admins, minter, _echo, offset=offset))
+                reusing_rate = reusing_echo.add(
+                    *await _load(reusing_echo_url, admins, minter, _echo, offset=offset)
+                )
                 for (label, name), measured in series.items():
                     rate = measured.add(
                         *await _load(servers[label], admins, minter, turns[name], offset=offset)
                     )
                     ratios[(label, name)].append(rate / echo_rate)
+                    reusing_ratios[(label, name)].append(rate / reusing_rate)
             lines = [
                 f"{ADMINS} concurrent admins submitting cards back to back (saturation), "
                 f"{ROUNDS} rounds of {TURNS_PER_ADMIN} submits each, the servers taking turns; "
                 f"then {PACED_TURNS} each at about one a second (paced); tokens checked",
                 echo.line(),
+                reusing_echo.line(),
             ]
             for key, measured in series.items():
                 spread = ", ".join(f"{r:.2f}" for r in ratios[key])
                 lines.append(
                     f"{measured.line()} -> {statistics.median(ratios[key]):.2f}x echo "
-                    f"(rounds: {spread})"
+                    f"(rounds: {spread}); "
+                    f"{statistics.median(reusing_ratios[key]):.2f}x the echo keeping its clients"
                 )
             lines.append(
                 _paced(

@@ -2,9 +2,13 @@
 
 It answers a message with ``echo: <text>`` and an ``adaptiveCard/action`` invoke with
 a one-line card, through ``CloudAdapter.process`` exactly as Microsoft's samples do.
-Give it the same BotSettings as the bot under test so both authenticate alike (its
-outbound token then comes from Switchboard's msal factory: botbuilder's own cannot
-reach a local authority, and would fetch a new token on every turn).
+Give it the same BotSettings as the bot under test so both check tokens against the same
+keys. Its authentication is botbuilder's own class, which builds a connector client and a
+user-token client for every turn; only its outbound token comes from Switchboard's msal
+factory (botbuilder's own cannot reach a local authority, and would fetch a new token on
+every turn). With ``reuse_clients`` it authenticates as Switchboard does instead, keeping
+those clients from turn to turn: the benchmark shows both, so the part of the difference
+that is client reuse can be told apart.
 """
 
 from __future__ import annotations
@@ -16,8 +20,14 @@ from aiohttp import web
 from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import AdaptiveCardInvokeResponse
+from botframework.connector.auth import BotFrameworkAuthentication
 
-from bot.auth import BotSettings, create_bot_framework_authentication
+from bot.auth import (
+    BotSettings,
+    bot_framework_configuration,
+    create_bot_framework_authentication,
+    create_credentials_factory,
+)
 
 CARD_ACTION_INVOKE = "adaptiveCard/action"
 
@@ -58,10 +68,18 @@ def _echo_card(verb: str) -> dict[str, Any]:
     }
 
 
-def create_echo_app(settings: BotSettings | None = None) -> web.Application:
+def create_echo_app(
+    settings: BotSettings | None = None, *, reuse_clients: bool = False
+) -> web.Application:
     """Return an app serving the echo bot at /api/messages through ``CloudAdapter.process``."""
-    if settings is not None and settings.auth_enabled:
+    authentication: BotFrameworkAuthentication
+    if settings is not None and reuse_clients:
         authentication = create_bot_framework_authentication(settings)
+    elif settings is not None and settings.auth_enabled:
+        authentication = ConfigurationBotFrameworkAuthentication(
+            bot_framework_configuration(settings),
+            credentials_factory=create_credentials_factory(settings),
+        )
     else:
         # botbuilder's default (public cloud) authentication, with no app id.
         authentication = ConfigurationBotFrameworkAuthentication(
@@ -80,7 +98,11 @@ def create_echo_app(settings: BotSettings | None = None) -> web.Application:
 
 
 async def start_echo_bot(
-    port: int = 0, *, settings: BotSettings | None = None, host: str = "127.0.0.1"
+    port: int = 0,
+    *,
+    settings: BotSettings | None = None,
+    host: str = "127.0.0.1",
+    reuse_clients: bool = False,
 ) -> web.AppRunner:
     """Serve the echo bot on ``host:port`` (0: a free port; see ``runner.addresses``).
 
@@ -88,7 +110,7 @@ async def start_echo_bot(
     connector. Without settings the bot runs unauthenticated. Stop it with
     ``await runner.cleanup()``.
     """
-    runner = web.AppRunner(create_echo_app(settings), access_log=None)
+    runner = web.AppRunner(create_echo_app(settings, reuse_clients=reuse_clients), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
