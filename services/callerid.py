@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.errors import ValidationError
@@ -27,13 +28,14 @@ class CallerIdChange:
     pai_digits: str = ""
 
 
-def describe(user: User, own_number: str | None, enterprise: Enterprise) -> CallerIdView:
-    """The user's caller ID with the number actually presented resolved."""
+def describe(user: User | Row[Any], own_number: str | None, main_number: str) -> CallerIdView:
+    """The user's caller ID (a model, or a row with its columns) with the number actually
+    presented resolved; `main_number` is the enterprise's."""
     presented: str | None
     if user.callerid_mode is CallerIdMode.OWN_DDI:
         presented = own_number
     elif user.callerid_mode is CallerIdMode.COMPANY_MAIN:
-        presented = enterprise.main_number
+        presented = main_number
     elif user.callerid_mode is CallerIdMode.OTHER:
         presented = user.callerid_number
     else:
@@ -44,10 +46,10 @@ def describe(user: User, own_number: str | None, enterprise: Enterprise) -> Call
         chosen_number=user.callerid_number,
         caller_name=user.caller_name,
         send_pai=user.send_pai,
-        pai_number=(user.pai_number or presented or own_number or enterprise.main_number)
+        pai_number=(user.pai_number or presented or own_number or main_number)
         if user.send_pai
         else None,
-        presents_company_main=presented == enterprise.main_number,
+        presents_company_main=presented == main_number,
     )
 
 

@@ -113,7 +113,7 @@ def fit_caller_name(name: str, number: str) -> str:
 
 def caller_id_line(user: User, enterprise: Enterprise, number: str | None) -> CallerIdLine:
     """The user's caller ID settings mapped to what the PBX presents and asserts."""
-    view = callerid.describe(user, number, enterprise)
+    view = callerid.describe(user, number, enterprise.main_number)
     private = view.mode is CallerIdMode.ANONYMOUS
     if private:
         # Withheld from the called party, but the network still learns who calls.
