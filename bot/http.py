@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from aiohttp import web
 from botbuilder.core import Bot, InvokeResponse
 from botbuilder.core import serializer_helper as to_json_dict
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 MESSAGES_PATH = "/api/messages"
 HEALTH_PATH = "/healthz"
+_JSON = "application/json"
 
 BOT_SETTINGS_KEY = web.AppKey("switchboard.bot_settings", BotSettings)
 BOT_ADAPTER_KEY = web.AppKey("switchboard.bot_adapter", CloudAdapter)
@@ -137,6 +139,8 @@ class MessagesEndpoint:
 
 def _parse_activity(body: bytes) -> Activity | web.Response:
     try:
+        # The standard library keeps integers of any size exact (orjson would make 10**30 a
+        # float): a card's typed values reach the handlers as sent.
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return _error(HTTPStatus.BAD_REQUEST, "body is not JSON")
@@ -159,7 +163,7 @@ def _http_response(invoke_response: InvokeResponse | None) -> web.Response:
     status = int(invoke_response.status or HTTPStatus.OK)
     if invoke_response.body is None:
         return web.Response(status=status)
-    return web.json_response(invoke_response.body, status=status, dumps=_dumps)
+    return web.Response(body=_dumps(invoke_response.body), status=status, content_type=_JSON)
 
 
 def _model_to_json(value: Any) -> Any:
@@ -168,9 +172,14 @@ def _model_to_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: Any) -> bytes:
     """JSON for an invoke body: plain values as they are, botbuilder models serialized once."""
-    return json.dumps(value, default=_model_to_json)
+    try:
+        return orjson.dumps(value, default=_model_to_json)
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits, which orjson refuses (and anything it cannot serialize,
+        # which the standard library refuses just the same).
+        return json.dumps(value, default=_model_to_json).encode()
 
 
 def _error(status: HTTPStatus, message: str) -> web.Response:

@@ -249,6 +249,17 @@ async def test_answers_given_together_commit_together_and_are_kept(directory: Di
         assert claim is not None and claim.response == {"card": key}
 
 
+async def test_an_answer_with_an_integer_beyond_64_bits_is_kept_exactly(
+    directory: Directory,
+) -> None:
+    await directory.ledger.claim("huge-page")
+    await directory.ledger.complete("huge-page", {"page": 10**30})
+
+    claim = await ActivityLedger(directory.db).peek("huge-page")
+
+    assert claim is not None and claim.response == {"page": 10**30}
+
+
 async def test_reserved_numbers_are_not_auto_assigned(directory: Directory) -> None:
     ent = await seed_enterprise(directory, numbers=("+442079460000", "+442079460001"))
     await directory.inventory.set_reserved(PROVIDER, ent, "+442079460000", True)

@@ -235,6 +235,22 @@ async def test_an_invoke_returning_a_dict_body_is_sent_back_as_is(
     }
 
 
+class _HugeNumberBot(ActivityHandler):  # type: ignore[misc]
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        return InvokeResponse(status=200, body={"value": 10**30})
+
+
+async def test_an_invoke_body_with_an_integer_beyond_64_bits_is_sent_exactly(
+    serve_bot: ServeBot, teams: TeamsActivities
+) -> None:
+    bot = await serve_bot(_HugeNumberBot())
+
+    response = await bot.post(teams.search("1", dataset="free-numbers"))
+
+    assert response.status == 200
+    assert response.json() == {"value": 10**30}
+
+
 async def test_an_adaptive_card_action_response_is_serialized_once(
     serve_bot: ServeBot, echo_bot: RecordingEchoBot, teams: TeamsActivities
 ) -> None:
