@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -148,10 +148,13 @@ _LEDGER = cast(Table, ProcessedActivity.__table__)
 _KEY_LENGTH = 600
 
 
-def _claim_row(key: str) -> Insert:
-    """The ledger row that claims an activity: its key is the primary key, so only one
-    delivery can insert it."""
-    return insert(_LEDGER).values(activity_key=key[:_KEY_LENGTH], at=utcnow())
+# The ledger row that claims an activity: its key is the primary key, so only one delivery
+# can insert it.
+_CLAIM = insert(_LEDGER)
+
+
+def _claim_row(key: str) -> dict[str, Any]:
+    return {"activity_key": key[:_KEY_LENGTH], "at": utcnow()}
 
 
 class DeliveryClaim:
@@ -175,7 +178,7 @@ class DeliveryClaim:
     async def write(self, session: AsyncSession) -> None:
         """Insert the claim into the transaction; a claim already there means a redelivery."""
         try:
-            await session.execute(_claim_row(self.key))
+            await session.execute(_CLAIM, _claim_row(self.key))
         except IntegrityError:
             raise RedeliveredError(self.key) from None
 
@@ -218,7 +221,7 @@ class ActivityLedger:
         """Record the activity as handled now; a repeat gets the first answer, if any yet."""
         try:
             async with self.db.write_engine.begin() as connection:
-                await connection.execute(_claim_row(key))
+                await connection.execute(_CLAIM, _claim_row(key))
             return Claim(first=True, response=None)
         except IntegrityError:
             return await self.peek(key) or Claim(first=False, response=None)

@@ -12,9 +12,10 @@ import io
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Table, Update, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
@@ -69,25 +70,54 @@ _NUMBERS = cast(Table, PhoneNumber.__table__)
 _EXTENSIONS = cast(Table, Extension.__table__)
 
 
-async def _claim_lowest(
-    session: AsyncSession,
+def _claim_lowest_statement(
     table: Table,
     conditions: list[ColumnElement[bool]],
     order: ColumnElement[Any],
     values: dict[str, Any],
-) -> Any | None:
+    postgres: bool,
+) -> Update:
     """Claim the first free row of an order in one statement, returning its `order` column.
 
     On PostgreSQL the row is locked with SKIP LOCKED, so concurrent claims each get another
     row; SQLite's single writer serialises them.
     """
     lowest = select(table.c.id).where(*conditions).order_by(order).limit(1)
-    if _is_postgres(session):
+    if postgres:
         lowest = lowest.with_for_update(skip_locked=True)
-    claimed = await session.execute(
+    return (
         update(table).where(table.c.id == lowest.scalar_subquery()).values(values).returning(order)
     )
-    return claimed.scalar_one_or_none()
+
+
+# Built once per database kind: building a statement costs more than SQLite running it.
+@cache
+def _next_number_statement(postgres: bool) -> Update:
+    return _claim_lowest_statement(
+        _NUMBERS,
+        [
+            _NUMBERS.c.enterprise_id == bindparam("ent"),
+            _NUMBERS.c.status == NumberStatus.FREE,
+        ],
+        _NUMBERS.c.e164,
+        {"status": NumberStatus.ASSIGNED, "user_id": bindparam("claimant")},
+        postgres,
+    )
+
+
+@cache
+def _next_extension_statement(postgres: bool) -> Update:
+    return _claim_lowest_statement(
+        _EXTENSIONS,
+        [
+            _EXTENSIONS.c.enterprise_id == bindparam("ent"),
+            _EXTENSIONS.c.user_id.is_(None),
+            _EXTENSIONS.c.number.between(bindparam("first"), bindparam("last")),
+        ],
+        _EXTENSIONS.c.number,
+        {"user_id": bindparam("claimant")},
+        postgres,
+    )
 
 
 async def sweep_quarantine(session: AsyncSession, enterprise_id: int | None) -> int:
@@ -113,16 +143,12 @@ async def claim_next_number(session: AsyncSession, enterprise_id: int, user_id: 
     here too when nothing else is free.
     """
     for attempt in range(2):
-        e164 = await _claim_lowest(
-            session,
-            _NUMBERS,
-            [
-                _NUMBERS.c.enterprise_id == enterprise_id,
-                _NUMBERS.c.status == NumberStatus.FREE,
-            ],
-            _NUMBERS.c.e164,
-            {"status": NumberStatus.ASSIGNED, "user_id": user_id},
-        )
+        e164 = (
+            await session.execute(
+                _next_number_statement(_is_postgres(session)),
+                {"ent": enterprise_id, "claimant": user_id},
+            )
+        ).scalar_one_or_none()
         if e164 is not None:
             return str(e164)
         if attempt == 0 and not await sweep_quarantine(session, enterprise_id):
@@ -216,17 +242,17 @@ async def ensure_extension_range(session: AsyncSession, enterprise: Enterprise) 
 
 async def claim_next_extension(session: AsyncSession, enterprise: Enterprise, user_id: int) -> int:
     """Give the user the lowest free extension of the enterprise's range."""
-    number = await _claim_lowest(
-        session,
-        _EXTENSIONS,
-        [
-            _EXTENSIONS.c.enterprise_id == enterprise.id,
-            _EXTENSIONS.c.user_id.is_(None),
-            _EXTENSIONS.c.number.between(enterprise.extension_start, enterprise.extension_end),
-        ],
-        _EXTENSIONS.c.number,
-        {"user_id": user_id},
-    )
+    number = (
+        await session.execute(
+            _next_extension_statement(_is_postgres(session)),
+            {
+                "ent": enterprise.id,
+                "first": enterprise.extension_start,
+                "last": enterprise.extension_end,
+                "claimant": user_id,
+            },
+        )
+    ).scalar_one_or_none()
     if number is None:
         raise NoFreeNumberError(
             f"Every extension from {enterprise.extension_start} to {enterprise.extension_end} "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
@@ -12,20 +14,24 @@ from services.inventory import load_enterprise
 from services.models import LicencePool, LicenceProduct
 from services.views import Actor, PoolView
 
+# Built once, on the table rather than the model: no objects in the session to keep in step.
+_POOLS = cast(Table, LicencePool.__table__)
+_TAKE = (
+    update(_POOLS)
+    .where(
+        _POOLS.c.enterprise_id == bindparam("ent"),
+        _POOLS.c.product == bindparam("pooled"),
+        _POOLS.c.used + bindparam("count") <= _POOLS.c.total,
+    )
+    .values(used=_POOLS.c.used + bindparam("count"))
+)
+
 
 async def take_licences(
     session: AsyncSession, enterprise_id: int, product: LicenceProduct, count: int = 1
 ) -> None:
     """Take `count` licences from the pool in one atomic step, or refuse with the pool's counts."""
-    taken = await session.execute(
-        update(LicencePool)
-        .where(
-            LicencePool.enterprise_id == enterprise_id,
-            LicencePool.product == product,
-            LicencePool.used + count <= LicencePool.total,
-        )
-        .values(used=LicencePool.used + count)
-    )
+    taken = await session.execute(_TAKE, {"ent": enterprise_id, "pooled": product, "count": count})
     if getattr(taken, "rowcount", 0) == 1:
         return
     pool = await _pool(session, enterprise_id, product)

@@ -162,8 +162,8 @@ async def _load(
                 async with session.post(
                     url, json=activity, headers={"Authorization": auth}
                 ) as response:
-                    await response.read()
-                    ok = response.status == 200
+                    body = await response.read()
+                    ok = response.status == 200 and _answered(activity_for, activity, body)
                 if record:
                     latencies.append((time.perf_counter() - started) * 1000)
                     failures += 0 if ok else 1
@@ -235,6 +235,22 @@ def _open_directory(teams: TeamsActivities, admin: int, turn: int) -> dict[str, 
 
 def _echo(teams: TeamsActivities, admin: int, turn: int) -> dict[str, Any]:
     return teams.card_action(Verb.USER_CREATE_SUBMIT.value, {"n": turn})
+
+
+def _answered(
+    activity_for: Callable[[TeamsActivities, int, int], dict[str, Any]],
+    activity: dict[str, Any],
+    body: bytes,
+) -> bool:
+    """Whether the answer is the card the turn is for: an apology, or a form sent back with
+    an error, also comes with status 200, and counts as a failure."""
+    if activity_for is _create_user:
+        # The new user's card names them; a refused form would carry an error message.
+        email = str(activity["value"]["action"]["data"]["email"]).encode()
+        return email in body and b"is already" not in body and b"Sorry" not in body
+    if activity_for is _open_directory:
+        return b'"type":"Table"' in body
+    return b"echo: " in body
 
 
 async def run() -> list[str]:
