@@ -51,6 +51,12 @@ def build_app(directory: Directory, bot_settings: BotSettings) -> web.Applicatio
     bot = SwitchboardBot(directory, build_router())
     app = create_bot_app(bot_settings, bot)
     app[DIRECTORY_KEY] = directory
+
+    async def keep_last_answers(_: web.Application) -> None:
+        await directory.ledger.flush()
+
+    # Registered before anything that closes the directory, so the last answers are written.
+    app.on_cleanup.append(keep_last_answers)
     return app
 
 

@@ -168,7 +168,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
                 return await self._first_answer(context, key)
         if claim.claimed:
             # A card showing a secret is answered, never stored: the ledger keeps its stand-in.
-            await self.directory.ledger.complete(key, context.turn_state.get(REDELIVERY_CARD, card))
+            self.directory.ledger.keep(key, context.turn_state.get(REDELIVERY_CARD, card))
         elif await self.directory.ledger.peek(key) is not None:
             # Refused before changing anything because another delivery of this very activity
             # had changed it: the admin gets that delivery's answer, not the refusal.

@@ -4,6 +4,7 @@ of activities already handled so a redelivered one is not acted on twice."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from services.db import Database, first_write
 from services.models import Admin, AdminRole, ConversationRef, ProcessedActivity, utcnow
 
 LEDGER_RETENTION = timedelta(days=2)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -194,8 +197,8 @@ _ANSWER = (
     .values(response=bindparam("answer"))
 )
 
-# Answers waiting for their transaction: the answer, and the turn waiting for it to commit.
-_Answers = dict[str, tuple[dict[str, Any] | None, "asyncio.Future[None]"]]
+# Answers waiting for their transaction, by activity key.
+_Answers = dict[str, dict[str, Any] | None]
 
 
 class ActivityLedger:
@@ -229,9 +232,9 @@ class ActivityLedger:
     async def peek(self, key: str) -> Claim | None:
         """Whether another delivery claimed the activity, with its answer once it has one."""
         key = key[:_KEY_LENGTH]
-        answered = self._waiting.get(key) or self._writing.get(key)
-        if answered is not None:
-            return Claim(first=False, response=answered[0])
+        for answers in (self._waiting, self._writing):
+            if key in answers:
+                return Claim(first=False, response=answers[key])
         async with self.db.read_engine.connect() as connection:
             row = (
                 await connection.execute(
@@ -240,19 +243,23 @@ class ActivityLedger:
             ).first()
         return None if row is None else Claim(first=False, response=row.response)
 
-    async def complete(self, key: str, response: dict[str, Any] | None) -> None:
+    def keep(self, key: str, response: dict[str, Any] | None) -> None:
         """Keep the answer given, for a redelivery to receive the same one.
 
-        Answers given while another batch is being written wait and go together in the next
-        transaction: on SQLite's single writer, one transaction per answer would queue every
-        change behind them. Returns once this answer has committed.
+        The turn does not wait for it: the change itself committed with the claim, so a
+        redelivery can never repeat it, and this process answers a redelivery from memory
+        until the answer is written. Answers kept while another batch is being written go
+        together in the next transaction: on SQLite's single writer, one transaction per
+        answer would queue every change behind them.
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[key[:_KEY_LENGTH]] = (response, done)
+        self._waiting[key[:_KEY_LENGTH]] = response
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_answers())
-        # A turn cancelled while waiting leaves its answer to be written all the same.
-        await asyncio.shield(done)
+
+    async def flush(self) -> None:
+        """Wait until every answer kept so far is written (or its failure logged)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def _write_answers(self) -> None:
         while self._waiting:
@@ -263,15 +270,15 @@ class ActivityLedger:
                         _ANSWER,
                         [
                             {"answered_key": key, "answer": answer}
-                            for key, (answer, _) in self._writing.items()
+                            for key, answer in self._writing.items()
                         ],
                     )
-            except Exception as error:
-                for _, done in self._writing.values():
-                    done.set_exception(error)
-            else:
-                for _, done in self._writing.values():
-                    done.set_result(None)
+            except Exception:
+                # The changes are safe; only these answers are lost, and a redelivery of one
+                # of these activities gets a stand-in card instead of the first answer.
+                logger.exception(
+                    "Could not keep the answers to these activities: %s", ", ".join(self._writing)
+                )
             finally:
                 self._writing = {}
 

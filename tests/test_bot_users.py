@@ -4,15 +4,20 @@ malformed payloads and other tenants."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
+from bot.app import build_app
+from bot.auth import BotSettings
 from cards.actions import Dataset, Verb
+from services.conversations import ActivityLedger, Claim
 from services.models import AdminRole, LicenceProduct, User
 from services.users import NewUser
 from tests.botkit import BotHarness, buttons, card_text, find_input
 from tests.conftest import PROVIDER, seed_enterprise
 from tests.support.activities import TeamsUser
+from tests.support.fixtures import ServeBot
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
@@ -114,6 +119,41 @@ async def test_duplicate_delivery_creates_one_user(harness: BotHarness) -> None:
     assert first.json()["value"] == second.json()["value"]
     third = await harness.client.post(activity)
     assert third.json()["value"] == first.json()["value"]
+    assert len(await _users(harness)) == 1
+
+
+class _UnhurriedLedger(ActivityLedger):
+    """Writes its answers only after a pause, as a busy database would."""
+
+    async def _write_answers(self) -> None:
+        await asyncio.sleep(0.3)
+        await super()._write_answers()
+
+
+async def test_a_bot_stopping_keeps_its_last_answers_for_the_other_instances(
+    harness: BotHarness, serve_bot: ServeBot, bot_settings: BotSettings
+) -> None:
+    directory = harness.directory
+    activity = harness.teams.card_action(
+        Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
+    )
+    stopping = await serve_bot(
+        build_app(replace(directory, ledger=_UnhurriedLedger(directory.db)), bot_settings)
+    )
+    first = (await stopping.post(activity)).json()["value"]
+    await stopping.close()
+    key = "|".join(
+        (activity["channelData"]["tenant"]["id"], activity["conversation"]["id"], activity["id"])
+    )
+    assert await ActivityLedger(directory.db).peek(key) == Claim(first=False, response=first)
+    # Another instance over the same database, knowing only what was written to it.
+    other = await serve_bot(
+        build_app(replace(directory, ledger=ActivityLedger(directory.db)), bot_settings)
+    )
+
+    redelivered = (await other.post(activity)).json()["value"]
+
+    assert redelivered == first and "Ada Lovelace" in card_text(first)
     assert len(await _users(harness)) == 1
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import event, select, update
 
 from bot.app import keep_house
 from services.callerid import CallerIdChange
-from services.conversations import ActivityLedger
+from services.conversations import ActivityLedger, Claim
 from services.directory import Directory
 from services.errors import (
     BulkRefusedError,
@@ -237,7 +237,13 @@ async def test_answers_given_together_commit_together_and_are_kept(directory: Di
 
     event.listen(directory.db.write_engine.sync_engine, "commit", count)
     try:
-        await asyncio.gather(*(directory.ledger.complete(key, {"card": key}) for key in keys))
+        for key in keys:
+            directory.ledger.keep(key, {"card": key})
+        # A redelivery in this process is answered before the answers are written.
+        assert await directory.ledger.peek(keys[-1]) == Claim(
+            first=False, response={"card": keys[-1]}
+        )
+        await directory.ledger.flush()
     finally:
         event.remove(directory.db.write_engine.sync_engine, "commit", count)
 
@@ -249,11 +255,29 @@ async def test_answers_given_together_commit_together_and_are_kept(directory: Di
         assert claim is not None and claim.response == {"card": key}
 
 
+async def test_an_answer_that_cannot_be_written_is_logged_and_later_answers_are_kept(
+    directory: Directory, caplog: pytest.LogCaptureFixture
+) -> None:
+    await directory.ledger.claim("unwritable")
+    await directory.ledger.claim("plain")
+
+    directory.ledger.keep("unwritable", {"not json": {1, 2}})
+    await directory.ledger.flush()
+    directory.ledger.keep("plain", {"card": "plain"})
+    await directory.ledger.flush()
+
+    assert "Could not keep the answers to these activities: unwritable" in caplog.text
+    from_the_database = ActivityLedger(directory.db)
+    assert await from_the_database.peek("unwritable") == Claim(first=False, response=None)
+    assert await from_the_database.peek("plain") == Claim(first=False, response={"card": "plain"})
+
+
 async def test_an_answer_with_an_integer_beyond_64_bits_is_kept_exactly(
     directory: Directory,
 ) -> None:
     await directory.ledger.claim("huge-page")
-    await directory.ledger.complete("huge-page", {"page": 10**30})
+    directory.ledger.keep("huge-page", {"page": 10**30})
+    await directory.ledger.flush()
 
     claim = await ActivityLedger(directory.db).peek("huge-page")
 
