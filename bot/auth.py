@@ -39,7 +39,7 @@ from botframework.connector.auth import (
 from botframework.connector.auth._built_in_bot_framework_authentication import (
     _BuiltinBotFrameworkAuthentication,
 )
-from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
+from botframework.connector.auth.jwt_token_extractor import _OpenIdConfig, _OpenIdMetadata
 from botframework.connector.auth.user_token_client import UserTokenClient
 from msrest.authentication import Authentication
 
@@ -395,11 +395,36 @@ class _ReusingConnectorFactory(ConnectorFactory):  # type: ignore[misc]
 
 
 class _ThreadedOpenIdMetadata(_OpenIdMetadata):  # type: ignore[misc]
-    """botbuilder's signing-key cache, with the fetch moved off the event loop."""
+    """botbuilder's signing-key cache, with the fetch moved off the event loop.
+
+    Turns that find the cache stale together wait for one fetch instead of each making its
+    own (a bot starting under load would otherwise fetch once per waiting turn), and each
+    key is parsed once per fetch rather than once per turn.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._refreshing = asyncio.Lock()
+        self._parsed: dict[str, _OpenIdConfig] = {}
 
     async def _refresh(self) -> None:
-        self.keys = await asyncio.to_thread(_fetch_signing_keys, self.url)
-        self.last_updated = datetime.now()
+        seen = self.last_updated
+        async with self._refreshing:
+            if self.last_updated != seen:
+                return  # fetched by another turn while this one waited
+            keys = await asyncio.to_thread(_fetch_signing_keys, self.url)
+            self.keys, self._parsed = keys, {}
+            self.last_updated = datetime.now()
+
+    def _find(self, key_id: str) -> _OpenIdConfig | None:
+        parsed = self._parsed.get(key_id)
+        if parsed is None:
+            if not any(key.get("kid") == key_id for key in self.keys):
+                # Unknown: botbuilder then fetches again (at most hourly) and, still
+                # unknown, refuses the token.
+                return None
+            parsed = self._parsed[key_id] = super()._find(key_id)
+        return parsed
 
 
 def _fetch_signing_keys(metadata_url: str) -> list[dict[str, Any]]:

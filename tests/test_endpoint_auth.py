@@ -160,6 +160,22 @@ async def test_the_bot_token_is_fetched_once_and_reused_across_turns(
     assert identity.authority.token_requests - requests_before == 1
 
 
+async def test_turns_arriving_together_at_a_cold_start_fetch_the_signing_keys_once(
+    serve_bot: ServeBot,
+    echo_bot: RecordingEchoBot,
+    teams: TeamsActivities,
+    identity: IdentityStandIns,
+) -> None:
+    bot = await serve_bot(echo_bot)
+    metadata_before, keys_before = identity.openid.metadata_fetches, identity.openid.key_fetches
+
+    turns = await asyncio.gather(*(bot.post(teams.message(str(n))) for n in range(20)))
+
+    assert [response.status for response in turns] == [200] * 20
+    assert identity.openid.metadata_fetches - metadata_before == 1
+    assert identity.openid.key_fetches - keys_before == 1
+
+
 async def test_turns_from_one_service_url_share_a_connector_client_and_others_get_their_own(
     serve_bot: ServeBot,
     echo_bot: RecordingEchoBot,
@@ -170,9 +186,7 @@ async def test_turns_from_one_service_url_share_a_connector_client_and_others_ge
     bot = await serve_bot(echo_bot)
     other_connector = await FakeConnector().start()
     try:
-        elsewhere = TeamsActivities(
-            service_url=other_connector.url, bot_app_id=bot_settings.app_id
-        )
+        elsewhere = TeamsActivities(service_url=other_connector.url, bot_app_id=bot_settings.app_id)
         for activity in (teams.message("one"), teams.message("two"), elsewhere.message("three")):
             assert (await bot.post(activity)).status == 200
 

@@ -37,4 +37,3 @@ def test_every_character_of_the_alphabet_is_equally_likely() -> None:
     # a modulo bias (keeping bytes 225 to 255) lands far above it.
     assert len(counts) == len(alphabet)
     assert chi_square < 150, chi_square
-
