@@ -158,7 +158,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         on the activity commits with the turn's first change, so a redelivery can never repeat
         a change, and a turn refused before changing anything may simply run again.
         """
-        key = _delivery_key(context.activity)
+        key = delivery_key(context.activity)
         if key is None or not self.router.changes_state(verb):
             return await self._safely(context, work)
         with self.directory.ledger.claiming(key) as claim:
@@ -362,7 +362,8 @@ def _tenant_id(activity: Activity) -> str:
     return str(tenant.get("id") or "").strip().lower()
 
 
-def _delivery_key(activity: Activity) -> str | None:
+def delivery_key(activity: Activity) -> str | None:
+    """The key the ledger knows an activity by: its tenant, conversation and id."""
     if not activity.id or not activity.conversation:
         return None
     return f"{_tenant_id(activity)}|{activity.conversation.id}|{activity.id}"

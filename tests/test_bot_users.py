@@ -7,9 +7,11 @@ import asyncio
 from dataclasses import replace
 
 import pytest
+from botbuilder.schema import Activity
 
 from bot.app import build_app
 from bot.auth import BotSettings
+from bot.switchboard import delivery_key
 from cards.actions import Dataset, Verb
 from services.conversations import ActivityLedger, Claim
 from services.models import AdminRole, LicenceProduct, User
@@ -142,9 +144,8 @@ async def test_a_bot_stopping_keeps_its_last_answers_for_the_other_instances(
     )
     first = (await stopping.post(activity)).json()["value"]
     await stopping.close()
-    key = "|".join(
-        (activity["channelData"]["tenant"]["id"], activity["conversation"]["id"], activity["id"])
-    )
+    key = delivery_key(Activity().deserialize(activity))
+    assert key is not None
     assert await ActivityLedger(directory.db).peek(key) == Claim(first=False, response=first)
     # Another instance over the same database, knowing only what was written to it.
     other = await serve_bot(
