@@ -419,11 +419,14 @@ class _ThreadedOpenIdMetadata(_OpenIdMetadata):  # type: ignore[misc]
     def _find(self, key_id: str) -> _OpenIdConfig | None:
         parsed = self._parsed.get(key_id)
         if parsed is None:
-            if not any(key.get("kid") == key_id for key in self.keys):
+            try:
+                parsed = super()._find(key_id)
+            except IndexError:
                 # Unknown: botbuilder then fetches again (at most hourly) and, still
                 # unknown, refuses the token.
                 return None
-            parsed = self._parsed[key_id] = super()._find(key_id)
+            if parsed is not None:
+                self._parsed[key_id] = parsed
         return parsed
 
 
