@@ -202,10 +202,10 @@ class Series:
 
     def line(self) -> str:
         """Turns per second (median of the rounds) and latency over every round."""
-        ordered = sorted(self.latencies)
+        latencies = self.latencies
         return (
-            f"{self.label}: {len(ordered)} turns, {statistics.median(self.rates):,.0f} turns/s, "
-            f"p50 {statistics.median(ordered):.1f} ms, p99 {_p99(ordered):.1f} ms, "
+            f"{self.label}: {len(latencies)} turns, {statistics.median(self.rates):,.0f} turns/s, "
+            f"p50 {statistics.median(latencies):.1f} ms, p99 {_p99(latencies):.1f} ms, "
             f"{self.failures} failed"
         )
 
