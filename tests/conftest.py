@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
 
 from services.config import Settings
 from services.db import Database
@@ -18,9 +22,63 @@ from services.views import Actor
 
 pytest_plugins = ["tests.support.fixtures", "tests.botkit"]
 
-PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+# TEST_DATABASE_URL names the server; each run works in databases of its own on it, so runs
+# side by side (two checkouts, CI beside a developer) never empty each other's tables.
+SERVER_URL = os.environ.get("TEST_DATABASE_URL", "")
+RUN_DATABASE = f"sb_run_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+PG_URL = (
+    make_url(SERVER_URL).set(database=RUN_DATABASE).render_as_string(hide_password=False)
+    if SERVER_URL
+    else ""
+)
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _pg_ready = False
+
+
+async def _admin(url: URL, statement: str) -> None:
+    connection = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        database=url.database,
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def run_database(name: str, *, drop: bool = False) -> None:
+    """Create (or drop) a database of this run on the test server."""
+    statement = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" if drop else f"CREATE DATABASE {name}"
+    asyncio.run(_admin(make_url(SERVER_URL), statement))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Give this run its own database when a PostgreSQL server is configured."""
+    if SERVER_URL:
+        run_database(RUN_DATABASE)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the run's databases."""
+    if SERVER_URL:
+        for name in (RUN_DATABASE, *_EXTRA_DATABASES):
+            run_database(name, drop=True)
+
+
+_EXTRA_DATABASES: list[str] = []
+
+
+async def extra_run_database(suffix: str) -> str:
+    """A further database of this run (dropped with it); returns its URL."""
+    name = f"{RUN_DATABASE}_{suffix}"
+    server = make_url(SERVER_URL)
+    await _admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await _admin(server, f"CREATE DATABASE {name}")
+    _EXTRA_DATABASES.append(name)
+    return make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -36,13 +94,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 async def _fresh_postgres() -> Database:
-    """The test database, migrated once per run and emptied before each test."""
+    """The run's database, migrated once per run and emptied before each test."""
     global _pg_ready
     db = Database(PG_URL)
     if not _pg_ready:
-        async with db.write_engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
         await db.migrate()
         _pg_ready = True
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)

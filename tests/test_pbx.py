@@ -57,12 +57,11 @@ from services.pbx.pusher import PbxPusher, RetryPolicy
 from services.pbx.reconcile import DriftKind, Reconciler, compare
 from services.pbx.status import PbxState, PbxStatuses
 from services.users import RELEASE, NewUser, UserChanges
-from tests.conftest import PG_URL, admin_of, seed_enterprise, settings_for
+from tests.conftest import PG_URL, admin_of, extra_run_database, seed_enterprise, settings_for
 
 # Asterisk's tables get a database of their own, named after the directory's test database.
-PBX_TEST_DATABASE = f"{make_url(PG_URL).database}_asterisk" if PG_URL else ""
 ASTERISK_TABLES = (ps_endpoints, ps_aors, ps_auths, extensions, queues, queue_members)
-_pbx_pg_ready = False
+_pbx_url = ""
 
 MAIN = "+442079461000"
 FIRST = "+442079460000"
@@ -73,26 +72,14 @@ FIRST = "+442079460000"
 
 async def _fresh_pbx_postgres() -> str:
     """A database of its own for Asterisk's tables, made once per run and emptied per test."""
-    global _pbx_pg_ready
-    server = make_url(PG_URL)
-    url = server.set(database=PBX_TEST_DATABASE).render_as_string(hide_password=False)
-    if not _pbx_pg_ready:
-        admin = await asyncpg.connect(
-            user=server.username,
-            password=server.password,
-            host=server.host,
-            port=server.port or 5432,
-            database=server.database,
-        )
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {PBX_TEST_DATABASE} WITH (FORCE)")
-            await admin.execute(f"CREATE DATABASE {PBX_TEST_DATABASE}")
-        finally:
-            await admin.close()
+    global _pbx_url
+    if not _pbx_url:
+        url = await extra_run_database("asterisk")
         backend = AsteriskBackend(url)
         await create_asterisk_tables(backend.engine)
         await backend.close()
-        _pbx_pg_ready = True
+        _pbx_url = url
+    url = _pbx_url
     backend = AsteriskBackend(url)
     async with backend.engine.begin() as connection:
         names = ", ".join(table.name for table in ASTERISK_TABLES)
