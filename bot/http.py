@@ -19,7 +19,6 @@ from aiohttp import web
 from botbuilder.core import Bot, InvokeResponse
 from botbuilder.core import serializer_helper as to_json_dict
 from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity
 from msrest.serialization import Model
 
 from bot.adapter import create_adapter
@@ -30,6 +29,7 @@ from bot.auth import (
     authenticate_activity,
     use_nonblocking_signing_keys,
 )
+from bot.inbound import MAX_BODY_BYTES, MalformedActivityError, parse_activity
 from bot.request_context import (
     REQUEST_ID_HEADER,
     current_request_id,
@@ -61,7 +61,7 @@ def create_bot_app(
     """
     install_request_id_log_records()
     adapter = adapter or create_adapter(settings)
-    app = web.Application(middlewares=[request_id_middleware])
+    app = web.Application(middlewares=[request_id_middleware], client_max_size=MAX_BODY_BYTES)
     app[BOT_SETTINGS_KEY] = settings
     app[BOT_ADAPTER_KEY] = adapter
     app[BOT_KEY] = bot
@@ -108,10 +108,13 @@ class MessagesEndpoint:
             # Cheap when already in place; survives tests clearing botbuilder's key cache.
             use_nonblocking_signing_keys(self._settings)
 
-        # The token is checked against the activity's serviceUrl, so parse first.
-        activity = _parse_activity(await request.read())
-        if isinstance(activity, web.Response):
-            return activity
+        # The token is checked against the activity's serviceUrl, so parse first: the parser
+        # bounds the body's size and nesting, so nothing in it can hurt before the token check.
+        try:
+            activity = parse_activity(await request.read())
+        except MalformedActivityError as malformed:
+            logger.warning("Rejected a malformed activity: %s", malformed)
+            return _error(HTTPStatus.BAD_REQUEST, str(malformed))
         try:
             auth_result = await authenticate_activity(
                 self._adapter.bot_framework_authentication, activity, auth_header
@@ -135,26 +138,6 @@ class MessagesEndpoint:
                 current_request_id(),
             )
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-
-
-def _parse_activity(body: bytes) -> Activity | web.Response:
-    try:
-        # The standard library keeps integers of any size exact (orjson would make 10**30 a
-        # float): a card's typed values reach the handlers as sent.
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _error(HTTPStatus.BAD_REQUEST, "body is not JSON")
-    if not isinstance(payload, dict):
-        return _error(HTTPStatus.BAD_REQUEST, "body is not an activity")
-    try:
-        activity = Activity().deserialize(payload)
-    except Exception:
-        return _error(HTTPStatus.BAD_REQUEST, "body is not an activity")
-    if not activity.type:
-        return _error(HTTPStatus.BAD_REQUEST, "activity has no type")
-    if not activity.service_url:
-        return _error(HTTPStatus.BAD_REQUEST, "activity has no serviceUrl")
-    return activity
 
 
 def _http_response(invoke_response: InvokeResponse | None) -> web.Response:

@@ -155,7 +155,12 @@ class Router:
             return await route.handler(turn, payload)
         except DomainError as refusal:
             if route.form is not None and not isinstance(refusal, PermissionDeniedError):
-                return await route.form(turn, payload, {refusal.field or "form": refusal.message})
+                try:
+                    return await route.form(
+                        turn, payload, {refusal.field or "form": refusal.message}
+                    )
+                except DomainError:
+                    pass  # the form itself cannot be drawn again: the refusal says why
             return notice_card("That could not be done", refusal.message, ent=turn.ent)
 
     async def run_search(

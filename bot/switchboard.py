@@ -24,7 +24,7 @@ from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
 from bot.adapter import reference_id
 from bot.router import Router, Turn
-from cards.actions import Verb
+from cards.actions import Verb, database_id
 from cards.common import Card, apology_card
 from cards.home import home_card, unknown_admin_card
 from services.conversations import RedeliveredError
@@ -72,7 +72,7 @@ _COMMANDS: list[tuple[re.Pattern[str], Verb, Callable[[re.Match[str]], dict[str,
 
 def parse_command(text: str) -> tuple[Verb, dict[str, Any]] | None:
     """The verb a typed message asks for, or None when it is not a command."""
-    cleaned = " ".join(text.strip().lower().split())
+    cleaned = " ".join(text.replace("\x00", "").strip().lower().split())
     for pattern, verb, data in _COMMANDS:
         match = pattern.match(cleaned)
         if match:
@@ -105,9 +105,9 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         enterprise: EnterpriseView | None = None
         if admin.role is AdminRole.SERVICE_PROVIDER:
             # Provider admins act for any enterprise: the one named by the card they used.
-            wanted = data.get("ent")
-            if isinstance(wanted, int | str) and str(wanted).strip().isdigit():
-                enterprise = await self.directory.enterprises.by_id(int(wanted))
+            wanted = enterprise_id(data.get("ent"))
+            if wanted is not None:
+                enterprise = await self.directory.enterprises.by_id(wanted)
         elif admin.enterprise is not None:
             # Enterprise admins only ever act for their own enterprise, whatever the card says.
             enterprise = admin.enterprise
@@ -280,7 +280,8 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         top = top if isinstance(top, int) else MAX_SEARCH_RESULTS
         limit = max(1, min(MAX_SEARCH_RESULTS, top))
         results: list[tuple[str, str]] = []
-        admin, _ = await self._identify(context)
+        # No stored value holds a NUL (PostgreSQL cannot store one): such a query finds nothing.
+        admin = None if "\x00" in query else (await self._identify(context))[0]
         if admin is not None:
             data = _dict(value.get("data"))
             turn = await self._turn(context, admin, data)
@@ -350,6 +351,13 @@ def _reference_fingerprint(activity: Activity) -> tuple[Any, ...]:
         conversation.tenant_id,
         conversation.is_group,
     )
+
+
+def enterprise_id(value: Any) -> int | None:
+    """The enterprise id a card names, if it is one the database can hold."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    return database_id(str(value))
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -4,9 +4,20 @@ the bot's handlers read them back with the same models."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+# Ids are the database's 32-bit integers: anything larger is no row of ours, and must never
+# reach the database (PostgreSQL refuses it; SQLite refuses beyond 64 bits).
+MAX_ID = 2**31 - 1
+RowId = Annotated[int, Field(gt=0, le=MAX_ID)]
+# Pages beyond this are no page of anything: a larger number reads as "beyond the last page"
+# (a card shows the last one, or says there is no such page), never as a huge offset.
+MAX_PAGE = 1_000_000
+Page = Annotated[int, AfterValidator(lambda page: max(-MAX_PAGE - 1, min(page, MAX_PAGE + 1)))]
+# No input of any card needs more: longer text is not something an admin typed into it.
+MAX_TEXT = 4000
 
 
 class Verb(StrEnum):
@@ -45,6 +56,15 @@ class Dataset(StrEnum):
     USERS = "users"
 
 
+def database_id(text: str) -> int | None:
+    """`text` as a row id, if it is the digits of one the database can hold."""
+    text = text.strip()
+    if not text.isdigit() or len(text) > len(str(MAX_ID)):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ID else None
+
+
 def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
@@ -57,11 +77,11 @@ class ActionData(BaseModel):
     Inputs of the card arrive merged into the same object, under their ids.
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, str_max_length=MAX_TEXT)
     verb: ClassVar[Verb] = Verb.HOME
     # Whether the action changes anything: only those are guarded against duplicate delivery.
     changes_state: ClassVar[bool] = False
-    ent: int | None = None
+    ent: RowId | None = None
 
     def payload(self) -> dict[str, Any]:
         """The data to put on a button: the verb and the non-empty fields."""
@@ -71,6 +91,14 @@ class ActionData(BaseModel):
     @classmethod
     def _ent(cls, value: Any) -> Any:
         return _blank_to_none(value)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # No admin types a NUL, and PostgreSQL cannot store one.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
 
 
 class Home(ActionData):
@@ -113,14 +141,14 @@ class FindUser(ActionData):
 
     verb: ClassVar[Verb] = Verb.USER_FIND
     query: str = ""
-    page: int = 1
+    page: Page = 1
 
 
 class UserRef(ActionData):
     """Open one user's card."""
 
     verb: ClassVar[Verb] = Verb.USER_OPEN
-    user_id: int = Field(gt=0)
+    user_id: RowId
 
 
 class OpenPickedUser(ActionData):
@@ -134,8 +162,8 @@ class EditUserForm(ActionData):
 
     verb: ClassVar[Verb] = Verb.USER_EDIT_SUBMIT
     changes_state: ClassVar[bool] = True
-    user_id: int = Field(gt=0)
-    version: int = Field(gt=0)
+    user_id: RowId
+    version: RowId
     display_name: str = ""
     email: str = ""
     licence: str = ""
@@ -152,9 +180,9 @@ class OpenNumbers(ActionData):
     """The free-number picker, optionally for one user, filtered by digits (input `digits`)."""
 
     verb: ClassVar[Verb] = Verb.NUMBERS_OPEN
-    user_id: int | None = Field(default=None, gt=0)
+    user_id: RowId | None = None
     digits: str = ""
-    page: int = 1
+    page: Page = 1
 
     @field_validator("user_id", mode="before")
     @classmethod
@@ -168,8 +196,8 @@ class AutoAssignNumber(ActionData):
 
     verb: ClassVar[Verb] = Verb.NUMBER_AUTO
     changes_state: ClassVar[bool] = True
-    user_id: int = Field(gt=0)
-    version: int = Field(gt=0)
+    user_id: RowId
+    version: RowId
 
 
 class AssignNumber(ActionData):
@@ -177,8 +205,8 @@ class AssignNumber(ActionData):
 
     verb: ClassVar[Verb] = Verb.NUMBER_ASSIGN
     changes_state: ClassVar[bool] = True
-    user_id: int = Field(gt=0)
-    version: int = Field(gt=0)
+    user_id: RowId
+    version: RowId
     number: str = ""
     digits: str = ""
 
@@ -188,15 +216,15 @@ class ReleaseNumber(ActionData):
 
     verb: ClassVar[Verb] = Verb.NUMBER_RELEASE
     changes_state: ClassVar[bool] = True
-    user_id: int = Field(gt=0)
-    version: int = Field(gt=0)
+    user_id: RowId
+    version: RowId
 
 
 class OpenCallerId(ActionData):
     """Open a user's caller ID card."""
 
     verb: ClassVar[Verb] = Verb.CALLER_ID_OPEN
-    user_id: int = Field(gt=0)
+    user_id: RowId
 
 
 class CallerIdForm(ActionData):
@@ -204,8 +232,8 @@ class CallerIdForm(ActionData):
 
     verb: ClassVar[Verb] = Verb.CALLER_ID_SUBMIT
     changes_state: ClassVar[bool] = True
-    user_id: int = Field(gt=0)
-    version: int = Field(gt=0)
+    user_id: RowId
+    version: RowId
     mode: str = ""
     number_digits: str = ""
     caller_name: str = ""
@@ -219,7 +247,7 @@ class OpenDirectory(ActionData):
     verb: ClassVar[Verb] = Verb.DIRECTORY_OPEN
     sort: str = "name"
     desc: bool = False
-    page: int = 1
+    page: Page = 1
     query: str = ""
 
 
@@ -251,15 +279,11 @@ class StartSync(ActionData):
     changes_state: ClassVar[bool] = True
 
 
-# Ids are the database's 32-bit integers: anything larger is no row of ours.
-MAX_ID = 2**31 - 1
-
-
 class OpenTelephony(ActionData):
     """Open a user's hunt groups and desk phone card."""
 
     verb: ClassVar[Verb] = Verb.TELEPHONY_OPEN
-    user_id: int = Field(gt=0, le=MAX_ID)
+    user_id: RowId
 
 
 class TelephonyInputs(ActionData):
@@ -268,7 +292,7 @@ class TelephonyInputs(ActionData):
     the name box), so a refused action shows them again."""
 
     changes_state: ClassVar[bool] = True
-    user_id: int = Field(gt=0, le=MAX_ID)
+    user_id: RowId
     groups: str = ""
     new_group: str = ""
 

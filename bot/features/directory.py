@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.router import Router, Turn
-from cards.actions import OpenDirectory
+from cards.actions import MAX_PAGE, OpenDirectory
 from cards.common import Card, Errors
 from cards.directory import directory_card
 from services.users import DirectorySort
@@ -12,8 +12,6 @@ from services.views import Page, UserView
 router = Router()
 PAGE_SIZE = 20
 MAX_QUERY = 100
-# Far beyond any real directory, and small enough that the page's offset stays a safe integer.
-MAX_PAGE = 1_000_000
 
 
 def directory_sort(raw: str, errors: Errors) -> DirectorySort:

@@ -10,6 +10,7 @@ from cards.actions import (
     RevokeDeskPhone,
     SaveHuntGroups,
     TelephonyInputs,
+    database_id,
 )
 from cards.common import Card, Errors, notice_card
 from cards.telephony import (
@@ -23,8 +24,6 @@ from services.errors import ConflictError, NotFoundError, ValidationError
 
 router = Router()
 MAX_GROUPS = 200
-# Ids longer than this are no group of ours, and must not reach the database as huge integers.
-MAX_ID_DIGITS = 9
 
 
 def ticked_group_ids(raw: str) -> list[int]:
@@ -32,11 +31,12 @@ def ticked_group_ids(raw: str) -> list[int]:
     parts = selected_ids(raw)
     if len(parts) > MAX_GROUPS:
         raise ValidationError(f"Tick at most {MAX_GROUPS} groups.", field="groups")
-    if not all(part.isdigit() and len(part) <= MAX_ID_DIGITS for part in parts):
+    ids = [database_id(part) for part in parts]
+    if None in ids:
         raise ValidationError(
             "Switchboard could not read that selection. Tick the groups again.", field="groups"
         )
-    return sorted({int(part) for part in parts})
+    return sorted({id_ for id_ in ids if id_ is not None})
 
 
 async def show_telephony(

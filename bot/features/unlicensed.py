@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.router import Router, Turn
-from cards.actions import EnableUsersForm, OpenUnlicensed
+from cards.actions import EnableUsersForm, OpenUnlicensed, database_id
 from cards.common import Card, Errors
 from cards.unlicensed import selected_ids, unlicensed_card, users_enabled_card
 from services.errors import BulkRefusedError, NotFoundError, ValidationError
@@ -14,8 +14,6 @@ from services.models import LicenceProduct
 router = Router()
 LISTED = 100
 MAX_SELECTED = 500
-# Ids longer than this are no user of ours, and must not reach the database as huge integers.
-MAX_ID_DIGITS = 12
 
 
 def enable_product(value: str) -> LicenceProduct:
@@ -33,11 +31,12 @@ def selected_user_ids(raw: str) -> list[int]:
         raise ValidationError("Select at least one user to enable.", field="users")
     if len(parts) > MAX_SELECTED:
         raise ValidationError(f"Select at most {MAX_SELECTED} users at a time.", field="users")
-    if not all(part.isdigit() and len(part) <= MAX_ID_DIGITS for part in parts):
+    ids = [database_id(part) for part in parts]
+    if None in ids:
         raise ValidationError(
             "Switchboard could not read that selection. Select the users again.", field="users"
         )
-    return [int(part) for part in parts]
+    return [id_ for id_ in ids if id_ is not None]
 
 
 async def show_unlicensed(
