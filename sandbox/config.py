@@ -105,5 +105,13 @@ class SandboxConfig:
 
     token_lifetime_seconds: int = 3600
     operation_delay_seconds: float = 1.0
+    # The reference pages show userConfigurations/{id} and operations/{id} wrapped in
+    # `{"value": {...}}`; the metadata describes the bare entity. Tests run both forms.
+    wrap_entities: bool = False
+    # How long after a Teams licence is assigned the user's Teams configuration appears.
+    teams_setup_delay_seconds: float = 0.0
+    # Answer a batch holding a throttled request with a 424 envelope (the throttled request
+    # 429, the ones after it not run, 424), as Graph does, rather than a 200 envelope.
+    batch_failed_dependency: bool = False
     throttle: ThrottleLimits = field(default_factory=ThrottleLimits)
     faults: FaultConfig = field(default_factory=FaultConfig)

@@ -128,7 +128,8 @@ class _EntraEndpoint:
             return refusal
         app, audience = refusal
         lifetime = self._config.token_lifetime_seconds
-        token = self._issuer.issue(tenant_id, app, audience, lifetime)
+        roles = self._state.roles_for(tenant_id, app.client_id)
+        token = self._issuer.issue(tenant_id, app, audience, lifetime, roles)
         self._stats.token(tenant_id, issued=True)
         log.info("token issued: tenant=%s app=%s audience=%s", tenant_id, app.client_id, audience)
         body = {

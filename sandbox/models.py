@@ -53,6 +53,24 @@ class Sku:
         return self.enabled_units - self.consumed_units
 
 
+@dataclass(frozen=True)
+class TeamsPolicy:
+    """A Teams policy instance of a tenant: its type, its name and its opaque id."""
+
+    policy_type: str
+    name: str
+    policy_id: str
+
+
+@dataclass
+class Group:
+    """A security group (e.g. role-assignable) and the ids of its members (users or groups)."""
+
+    id: str
+    display_name: str
+    members: set[str] = field(default_factory=set)
+
+
 @dataclass
 class PolicyAssignment:
     """A Teams policy assigned directly to a user."""
@@ -74,6 +92,8 @@ class User:
     enterprise_voice_enabled: bool = False
     teams_modified: datetime = field(default_factory=utc_now)
     policies: dict[str, PolicyAssignment] = field(default_factory=dict)
+    # When Teams knows the user (its userConfiguration exists); None: known already.
+    teams_ready_at: float | None = None
 
     @property
     def upn(self) -> str:
@@ -184,6 +204,28 @@ class Tenant:
     operations: dict[str, NumberOperation] = field(default_factory=dict)
     pending_operations: list[str] = field(default_factory=list)
     upn_index: dict[str, str] = field(default_factory=dict)
+    # Application permissions granted (admin consent) per client id; absent: the default set.
+    app_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Teams policies by (type, name), lower-cased; ids are opaque and differ per tenant.
+    teams_policies: dict[tuple[str, str], TeamsPolicy] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+
+    def policy_by_id(self, policy_type: str, policy_id: str) -> TeamsPolicy | None:
+        """The tenant's policy of this type with this id, if any."""
+        for policy in self.teams_policies.values():
+            if policy.policy_type.lower() == policy_type.lower() and policy.policy_id == policy_id:
+                return policy
+        return None
+
+    def groups_of(self, member_id: str) -> set[str]:
+        """Every group a directory object belongs to, directly or through nested groups."""
+        found: set[str] = set()
+        frontier = {member_id}
+        while frontier:
+            direct = {g.id for g in self.groups.values() if g.members & frontier} - found
+            found |= direct
+            frontier = direct
+        return found
 
     def find_user(self, key: str) -> User | None:
         """Find a user by object id or (case-insensitively) by user principal name."""

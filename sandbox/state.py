@@ -16,14 +16,18 @@ from sandbox import telephony
 from sandbox.models import (
     DEFAULT_FEATURE_TYPES,
     GLOBAL_ADMIN_ROLE_ID,
+    Group,
     Mail,
     NumberAssignment,
     RegisteredApp,
     RoleAssignment,
     Sku,
+    TeamsPolicy,
     Tenant,
     User,
+    opaque_id,
 )
+from sandbox.tokens import DEFAULT_APP_ROLES
 
 
 class SandboxState:
@@ -98,6 +102,19 @@ class SandboxState:
         """Record that a tenant's admin consented to a multi-tenant application."""
         with self.lock:
             self.add_tenant(tenant_id).consented_apps.add(client_id)
+
+    def grant_roles(self, tenant_id: str, client_id: str, roles: Iterable[str]) -> None:
+        """Set the application permissions an app holds in a tenant (its admin consent)."""
+        with self.lock:
+            self.add_tenant(tenant_id).app_roles[client_id] = tuple(roles)
+
+    def roles_for(self, tenant_id: str, client_id: str) -> tuple[str, ...]:
+        """The application permissions a token for this app in this tenant carries."""
+        with self.lock:
+            tenant = self._tenants.get(tenant_id)
+            if tenant is None:
+                return ()
+            return tenant.app_roles.get(client_id, DEFAULT_APP_ROLES)
 
     def app(self, client_id: str) -> RegisteredApp | None:
         """Look up an application registration."""
@@ -175,6 +192,39 @@ class SandboxState:
                 user.licenses.append(sku_id)
             tenant.put_user(user)
             return user
+
+    def add_policy(self, tenant_id: str, policy_type: str, name: str) -> TeamsPolicy:
+        """Create a Teams policy instance; its id is opaque and differs from tenant to tenant."""
+        with self.lock:
+            tenant = self.add_tenant(tenant_id)
+            key = (policy_type.lower(), name.lower())
+            policy = tenant.teams_policies.get(key)
+            if policy is None:
+                policy_id = opaque_id(f"{tenant_id}|{policy_type}|{name}|{uuid.uuid4().hex[:8]}")
+                policy = TeamsPolicy(policy_type, name, policy_id)
+                tenant.teams_policies[key] = policy
+            return policy
+
+    def remove_policy(self, tenant_id: str, policy_type: str, name: str) -> None:
+        """Delete a Teams policy instance (a later one of that name gets a new id)."""
+        with self.lock:
+            self.require_tenant(tenant_id).teams_policies.pop(
+                (policy_type.lower(), name.lower()), None
+            )
+
+    def add_group(
+        self, tenant_id: str, display_name: str, members: Iterable[str] = (), group_id: str = ""
+    ) -> Group:
+        """A security group; members are user ids, user principal names or group ids."""
+        with self.lock:
+            tenant = self.add_tenant(tenant_id)
+            ids = set()
+            for member in members:
+                user = tenant.find_user(member)
+                ids.add(user.id if user is not None else member)
+            group = Group(group_id or str(uuid.uuid4()), display_name, ids)
+            tenant.groups[group.id] = group
+            return group
 
     def add_role_assignment(
         self, tenant_id: str, principal_id: str, role_definition_id: str = GLOBAL_ADMIN_ROLE_ID
@@ -261,6 +311,10 @@ class SandboxState:
             )
         for client_id in entry.get("consentedApps", []):
             self.consent_app(tenant_id, client_id)
+        for client_id, roles in (entry.get("grantedRoles") or {}).items():
+            self.grant_roles(tenant_id, client_id, roles)
+        for policy in entry.get("policies", []):
+            self.add_policy(tenant_id, policy["type"], policy["name"])
         for sku in entry.get("skus", []):
             self.add_sku(
                 tenant_id,
@@ -281,6 +335,10 @@ class SandboxState:
                 licenses=fields.pop("licenses", ()),
                 password=fields.pop("password", ""),
                 **fields,
+            )
+        for group in entry.get("groups", []):
+            self.add_group(
+                tenant_id, group["displayName"], group.get("members", ()), group.get("id", "")
             )
         for admin in entry.get("globalAdmins", []):
             self.add_global_admin(tenant_id, admin)

@@ -15,11 +15,14 @@ from sandbox.models import RegisteredApp
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+# What an app is granted in a tenant unless a test or seed says otherwise: the least
+# privileged set Switchboard needs (docs/TEAMS_SETUP.md), and Mail.Send for the mailbox.
 DEFAULT_APP_ROLES = (
     "User.ReadWrite.All",
-    "Directory.Read.All",
+    "Domain.Read.All",
+    "LicenseAssignment.Read.All",
     "RoleManagement.Read.Directory",
-    "Organization.Read.All",
+    "GroupMember.Read.All",
     "Mail.Send",
     "TeamsTelephoneNumber.ReadWrite.All",
     "TeamsUserConfiguration.Read.All",
@@ -39,6 +42,7 @@ class TokenClaims:
     app_id: str
     audience: str
     expires_at: int
+    roles: frozenset[str] = frozenset()
 
 
 class TokenIssuer:
@@ -49,7 +53,12 @@ class TokenIssuer:
         self.key_id = uuid.uuid4().hex
 
     def issue(
-        self, tenant_id: str, app: RegisteredApp, audience: str, lifetime_seconds: int
+        self,
+        tenant_id: str,
+        app: RegisteredApp,
+        audience: str,
+        lifetime_seconds: int,
+        roles: tuple[str, ...] = DEFAULT_APP_ROLES,
     ) -> str:
         """Return a signed app-only access token for `audience`."""
         now = int(time.time())
@@ -67,7 +76,7 @@ class TokenIssuer:
             "idtyp": "app",
             "oid": principal,
             "sub": principal,
-            "roles": list(DEFAULT_APP_ROLES),
+            "roles": list(roles),
             "tid": tenant_id,
             "uti": uuid.uuid4().hex,
             "ver": "1.0",
@@ -95,6 +104,7 @@ class TokenIssuer:
             app_id=str(claims["appid"]),
             audience=str(claims["aud"]),
             expires_at=int(claims["exp"]),
+            roles=frozenset(str(role) for role in claims.get("roles") or []),
         )
 
     def jwks(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from services.provisioning import ProvisioningEngine
 from services.users import NewUser
 from services.views import Actor
 from tests.conftest import PROVIDER
+from tests.graph_contract import ExchangeRecorder, contract_problems
 
 PROVIDER_TENANT = "0f0f0f0f-1111-4222-8333-444444444444"
 CLIENT_ID = "5d6a7b8c-1e2f-4a3b-9c4d-0e1f2a3b4c5d"
@@ -65,14 +66,37 @@ def sandbox_server_fixture() -> Iterator[SandboxServer]:
         yield server
 
 
+# Every Graph client the sync tests build records its exchanges here (at its transport), and
+# each test using `cloud` ends by checking them against Microsoft's v1.0 metadata.
+RECORDER = ExchangeRecorder()
+
+
+def graph_service(settings: GraphSettings) -> GraphService:
+    """A Graph client whose requests and answers the contract check sees."""
+    return GraphService(settings, trace_configs=[RECORDER.trace])
+
+
 @pytest.fixture(name="cloud")
-def cloud_fixture(sandbox_server: SandboxServer) -> SandboxServer:
-    """The sandbox, emptied, with Switchboard's multi-tenant app registered at the provider."""
+def cloud_fixture(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
+    """The sandbox, emptied, with Switchboard's multi-tenant app registered at the provider.
+
+    When the test ends, every exchange its Graph clients had must agree with the metadata.
+    """
+    RECORDER.take()
+    yield _fresh_cloud(sandbox_server)
+    problems = contract_problems(RECORDER.take())
+    assert not problems, "Graph exchanges outside the v1.0 metadata:\n" + "\n".join(problems)
+
+
+def _fresh_cloud(sandbox_server: SandboxServer) -> SandboxServer:
     server = sandbox_server
     server.reset()
     server.set_faults(FaultConfig())
     server.set_throttle(ThrottleLimits())
     server.config.operation_delay_seconds = OPERATION_DELAY
+    server.config.wrap_entities = False
+    server.config.teams_setup_delay_seconds = 0.0
+    server.config.batch_failed_dependency = False
     server.state.add_tenant(PROVIDER_TENANT, "Provider", ["provider.example"])
     server.state.register_app(
         CLIENT_ID, CLIENT_SECRET, PROVIDER_TENANT, display_name="Switchboard", multi_tenant=True
@@ -92,7 +116,14 @@ def seed_tenant(server: SandboxServer, n: int, *, licences: int = 500) -> str:
         tid, f"admin@{domain(n)}", "Gloria Global", user_id=admin_object_id(n), usage_location="GB"
     )
     server.state.add_global_admin(tid, admin_object_id(n))
+    server.state.add_policy(tid, "OnlineVoiceRoutingPolicy", POLICY)
     return tid
+
+
+def voice_policy_id(server: SandboxServer, tid: str) -> str:
+    """The tenant's opaque id of the voice routing policy the sync settings name."""
+    tenant = server.state.require_tenant(tid)
+    return tenant.teams_policies[("onlinevoiceroutingpolicy", POLICY.lower())].policy_id
 
 
 def graph_settings(server: SandboxServer, **changes: Any) -> GraphSettings:
@@ -264,7 +295,7 @@ async def running_engines(
             db = directory.db if index == 0 else Database(directory.db.url)
             if index:
                 databases.append(db)
-            graph = GraphService(settings.graph)
+            graph = graph_service(settings.graph)
             graphs.append(graph)
             engine = ProvisioningEngine(
                 db, directory.users.vault, graph, settings, worker_id=f"worker-{index + 1}"

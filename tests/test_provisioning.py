@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sandbox import GLOBAL_ADMIN_ROLE_ID, SandboxServer
 from services.directory import Directory
 from services.errors import PermissionDeniedError
-from services.graph import GlobalAdminCheck, GraphService
+from services.graph import GlobalAdminCheck
 from services.models import (
     AdminRole,
     Enterprise,
@@ -40,6 +40,7 @@ from tests.provisioning_kit import (
     SQLITE_ONLY,
     cloud_fixture,  # noqa: F401
     global_admin,
+    graph_service,
     graph_settings,
     item_counts,
     make_enterprise,
@@ -48,6 +49,7 @@ from tests.provisioning_kit import (
     seed_tenant,
     settings_with,
     sync_settings,
+    voice_policy_id,
     wait_for,
     wait_for_run,
 )
@@ -110,7 +112,8 @@ async def test_first_sync_provisions_every_user_in_microsoft(
         assert entra.licenses == [wanted]
         assert [n.telephone_number for n in tenant.numbers_of(entra.id)] == [lines[user.email]]
         assert entra.enterprise_voice_enabled
-        assert entra.policies["onlinevoiceroutingpolicy"].policy_id == POLICY
+        assert entra.policies["onlinevoiceroutingpolicy"].policy_id == voice_policy_id(cloud, tid)
+        assert entra.policies["onlinevoiceroutingpolicy"].display_name == POLICY
     assert tenant.skus[ESSENTIALS_SKU].consumed_units == 9
     assert tenant.skus[BASIC_SKU].consumed_units == 3
 
@@ -174,7 +177,7 @@ async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
 ) -> None:
     tid = seed_tenant(cloud, 3)
     ent = await make_enterprise(directory, 3, users=1)
-    graph = GraphService(graph_settings(cloud))
+    graph = graph_service(graph_settings(cloud))
     directory.syncs.use_global_admin_check(GlobalAdminCheck(graph))
     try:
         enterprise_admin = Actor("someone", "Erin", AdminRole.ENTERPRISE_ADMIN, ent)
@@ -195,11 +198,13 @@ async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
         run, started = await directory.syncs.request(global_admin(ent, 3), ent)
         assert started
         stats = cloud.tenant_stats(tid)
-        assert stats.count("GET", "/roleManagement/directory/roleAssignments") == 2
+        # The impostor: no direct assignment, and in none of the role's holder groups.
+        assert stats.count("GET", "/roleManagement/directory/roleAssignments") == 3
+        assert stats.count("POST", "/users/{user}/checkMemberGroups") == 1
         assignments = cloud.state.require_tenant(tid).role_assignments
         assert [a.role_definition_id for a in assignments] == [GLOBAL_ADMIN_ROLE_ID]
         # Microsoft cannot be asked (the app's secret was rotated): refused, and said why.
-        stale = GraphService(graph_settings(cloud, client_secret="rotated-away"))
+        stale = graph_service(graph_settings(cloud, client_secret="rotated-away"))
         directory.syncs.use_global_admin_check(GlobalAdminCheck(stale))
         with pytest.raises(PermissionDeniedError, match="could not confirm with Microsoft"):
             await directory.syncs.request(global_admin(ent, 3), ent)

@@ -35,6 +35,7 @@ from tests.provisioning_kit import (
     seed_tenant,
     settings_with,
     sync_settings,
+    voice_policy_id,
     wait_for,
     wait_for_run,
 )
@@ -56,7 +57,8 @@ def assert_everyone_set_up_once(cloud: SandboxServer, tid: str, users: int) -> N
     assert [op.status for op in assigns].count("succeeded") == users
     for person in people:
         assert person.enterprise_voice_enabled
-        assert person.policies["onlinevoiceroutingpolicy"].policy_id == POLICY
+        assert person.policies["onlinevoiceroutingpolicy"].display_name == POLICY
+        assert person.policies["onlinevoiceroutingpolicy"].policy_id == voice_policy_id(cloud, tid)
     stats = cloud.tenant_stats(tid)
     # Nothing Graph refused as wrong: every repeat was a look, not a second change.
     assert stats.statuses[400] == 0 and stats.statuses[409] == 0

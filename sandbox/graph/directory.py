@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from typing import Any
 
+from sandbox.config import SandboxConfig
 from sandbox.graph.routing import (
     GraphError,
     GraphRequest,
@@ -24,6 +26,7 @@ from sandbox.graph.shapes import (
     USER_PROPERTIES,
     USER_TYPE,
     WRITABLE_USER_PROPERTIES,
+    domain_json,
     role_assignment_json,
     sku_json,
     user_filter_view,
@@ -161,8 +164,9 @@ def _apply(user: User, body: dict[str, Any]) -> None:
 class DirectoryApi:
     """Handlers for `/users`, `/subscribedSkus` and `/roleManagement`."""
 
-    def __init__(self, state: SandboxState) -> None:
+    def __init__(self, state: SandboxState, config: SandboxConfig | None = None) -> None:
         self._state = state
+        self._config = config or SandboxConfig()
 
     def register(self, router: Router) -> None:
         """Add this API's routes."""
@@ -172,7 +176,9 @@ class DirectoryApi:
         router.add("PATCH", "/users/{user}", self.update_user)
         router.add("DELETE", "/users/{user}", self.delete_user)
         router.add("POST", "/users/{user}/assignLicense", self.assign_license)
+        router.add("POST", "/users/{user}/checkMemberGroups", self.check_member_groups)
         router.add("GET", "/subscribedSkus", self.subscribed_skus)
+        router.add("GET", "/domains", self.domains)
         router.add("GET", "/roleManagement/directory/roleAssignments", self.role_assignments)
 
     def list_users(self, request: GraphRequest) -> GraphResponse:
@@ -203,7 +209,8 @@ class DirectoryApi:
                         f"A value is required for property '{name}' of resource 'User'."
                     )
             _check_properties(tenant, body, None)
-            user = User(id=str(uuid.uuid4()), props={})
+            # Teams knows a new user only once a Teams licence has been assigned.
+            user = User(id=str(uuid.uuid4()), props={}, teams_ready_at=math.inf)
             _apply(user, body)
             tenant.put_user(user)
             payload = {
@@ -288,6 +295,9 @@ class DirectoryApi:
                 if sku_id not in user.licenses:
                     user.licenses.append(sku_id)
                     tenant.skus[sku_id].consumed_units += 1
+                    if "Teams" in tenant.skus[sku_id].feature_types and user.teams_ready_at:
+                        ready = self._state.clock() + self._config.teams_setup_delay_seconds
+                        user.teams_ready_at = min(user.teams_ready_at, ready)
             payload = {
                 "@odata.context": f"{request.base_url}/$metadata#users/$entity",
                 **user_json(user),
@@ -300,6 +310,35 @@ class DirectoryApi:
             tenant = tenant_of(self._state, request)
             values = [sku_json(tenant, sku) for sku in tenant.skus.values()]
         return collection(request, "subscribedSkus", values, None)
+
+    def domains(self, request: GraphRequest) -> GraphResponse:
+        """GET /domains: the tenant's verified domains, the first one the default."""
+        with self._state.lock:
+            tenant = tenant_of(self._state, request)
+            values = [domain_json(d, i == 0) for i, d in enumerate(tenant.domains)]
+        return collection(request, "domains", values, None)
+
+    def check_member_groups(self, request: GraphRequest) -> GraphResponse:
+        """POST /users/{id}/checkMemberGroups: which of up to 20 groups hold the user, transitively."""
+        body = request.json_object()
+        for name in body:
+            if name != "groupIds":
+                raise bad_request(
+                    f"The parameter '{name}' in the request payload is not a valid parameter "
+                    "for the operation 'checkMemberGroups'."
+                )
+        group_ids = body.get("groupIds")
+        if not isinstance(group_ids, list) or not all(isinstance(g, str) for g in group_ids):
+            raise bad_request("The parameter 'groupIds' is required.")
+        if len(group_ids) > 20:
+            raise bad_request("At most 20 group ids can be checked at once.")
+        with self._state.lock:
+            tenant = tenant_of(self._state, request)
+            user = user_of(tenant, request.params["user"])
+            member_of = tenant.groups_of(user.id)
+        return collection(
+            request, "Collection(Edm.String)", [g for g in group_ids if g in member_of], None
+        )
 
     def role_assignments(self, request: GraphRequest) -> GraphResponse:
         """GET /roleManagement/directory/roleAssignments with `$filter`."""

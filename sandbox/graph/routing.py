@@ -69,6 +69,8 @@ class GraphRequest:
     app_id: str
     base_url: str
     params: dict[str, str] = field(default_factory=dict)
+    # The application permissions (`roles`) of the caller's token.
+    roles: frozenset[str] = frozenset()
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object, or Graph's 400 when there is none."""

@@ -18,6 +18,7 @@ from sandbox.cloud import Sandbox
 from sandbox.faults import Fault
 from sandbox.graph.directory import DirectoryApi
 from sandbox.graph.mail import MailApi
+from sandbox.graph.permissions import allowed
 from sandbox.graph.routing import (
     WRITE_METHODS,
     GraphError,
@@ -59,7 +60,7 @@ class GraphService:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.router = Router()
-        DirectoryApi(sandbox.state).register(self.router)
+        DirectoryApi(sandbox.state, sandbox.config).register(self.router)
         TeamsApi(sandbox.state, sandbox.config).register(self.router)
         MailApi(sandbox.state).register(self.router)
 
@@ -119,6 +120,7 @@ class GraphService:
             tenant_id=tenant_id,
             app_id=claims.app_id,
             base_url=f"{request.scheme}://{request.host}{VERSION_ROOT}",
+            roles=claims.roles,
         )
         if path.rstrip("/").lower() == BATCH_ROUTE.lower():
             response = self._batch(graph_request, request_id, client_request_id)
@@ -171,6 +173,14 @@ class GraphService:
             stats.status(request.tenant_id, error.status)
             return self._error_response(error, request_id, client_request_id)
         stats.request(request.tenant_id, request.method, route.template)
+        if not allowed(route.method, route.template, request.roles):
+            stats.status(request.tenant_id, 403)
+            denied = GraphError(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+            return self._error_response(denied, request_id, client_request_id)
         if request.method in WRITE_METHODS:
             wait = self.sandbox.throttle.admit_write(request.tenant_id, request.app_id)
             if wait is not None:
@@ -239,9 +249,16 @@ class GraphService:
             return self._error_response(error, request_id, client_request_id)
         statuses: dict[str, int] = {}
         responses = []
+        throttled: GraphResponse | None = None
         for item in items:
             inner_id = str(item["id"])
-            inner = self._run_inner(request, item, statuses)
+            if throttled is not None:
+                # Graph does not run the rest of a batch that holds a throttled request.
+                inner = self._not_run(request, item)
+            else:
+                inner = self._run_inner(request, item, statuses)
+                if inner.status == 429 and self.sandbox.config.batch_failed_dependency:
+                    throttled = inner
             statuses[inner_id] = inner.status
             entry: dict[str, Any] = {
                 "id": inner_id,
@@ -251,8 +268,23 @@ class GraphService:
             if inner.body is not None:
                 entry["body"] = inner.body
             responses.append(entry)
+        if throttled is not None:
+            stats.status(request.tenant_id, 424)
+            retry_after = throttled.headers.get("Retry-After", "1")
+            return GraphResponse(424, {"responses": responses}, {"Retry-After": retry_after})
         stats.status(request.tenant_id, 200)
         return GraphResponse(200, {"responses": responses})
+
+    def _not_run(self, outer: GraphRequest, item: dict[str, Any]) -> GraphResponse:
+        request_id = str(uuid.uuid4())
+        headers = item.get("headers") if isinstance(item.get("headers"), dict) else {}
+        client_request_id = str((headers or {}).get("client-request-id") or request_id)
+        failed = GraphError(
+            424, "FailedDependency", "The request was not run: the batch was throttled."
+        )
+        response = self._error_response(failed, request_id, client_request_id)
+        response.headers["Content-Type"] = "application/json"
+        return response
 
     @staticmethod
     def _batch_items(request: GraphRequest) -> list[dict[str, Any]]:
@@ -326,6 +358,7 @@ class GraphService:
             tenant_id=outer.tenant_id,
             app_id=outer.app_id,
             base_url=outer.base_url,
+            roles=outer.roles,
         )
         response = self.dispatch(inner, request_id, client_request_id)
         inner_headers = dict(response.headers)

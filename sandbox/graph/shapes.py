@@ -17,6 +17,9 @@ from sandbox.models import (
 )
 
 USER_TYPE = "microsoft.graph.user"
+# longRunningOperationStatus in the v1.0 metadata. A state outside it (the sandbox's
+# `skipped`, "already assigned to this user") goes out as the sentinel, as Graph sends it.
+LONG_RUNNING_STATUSES = ("notStarted", "running", "succeeded", "failed", "unknownFutureValue")
 DEFAULT_USER_PROPERTIES = (
     "businessPhones",
     "displayName",
@@ -126,7 +129,8 @@ def number_json(record: NumberAssignment) -> dict[str, Any]:
         "@odata.type": "#microsoft.graph.teamsAdministration.numberAssignment",
         "id": record.id,
         "telephoneNumber": record.telephone_number,
-        "operatorId": None,
+        # Not nullable in the metadata; Direct Routing numbers have no operator.
+        "operatorId": "",
         "numberType": record.number_type,
         "activationState": record.activation_state,
         "capabilities": ["userAssignment"],
@@ -152,7 +156,7 @@ def operation_json(base_url: str, tenant: Tenant, operation: NumberOperation) ->
         "resourceLocation": (
             f"{base_url}/admin/teams/telephoneNumberManagement/numberAssignments/{record_id}"
         ),
-        "status": operation.number_status,
+        "status": _long_running_status(operation.number_status),
         "statusDetail": operation.status_detail,
     }
     return {
@@ -162,8 +166,30 @@ def operation_json(base_url: str, tenant: Tenant, operation: NumberOperation) ->
         "@odata.type": "#microsoft.graph.teamsAdministration.telephoneNumberLongRunningOperation",
         "id": operation.id,
         "createdDateTime": graph_time(operation.created),
-        "status": operation.status,
+        "status": _long_running_status(operation.status),
         "numbers": [detail],
+    }
+
+
+def _long_running_status(status: str) -> str:
+    return status if status in LONG_RUNNING_STATUSES else "unknownFutureValue"
+
+
+def domain_json(name: str, is_default: bool) -> dict[str, Any]:
+    """A verified domain of the tenant."""
+    return {
+        "id": name,
+        "authenticationType": "Managed",
+        "availabilityStatus": None,
+        "isAdminManaged": True,
+        "isDefault": is_default,
+        "isInitial": is_default,
+        "isRoot": True,
+        "isVerified": True,
+        "supportedServices": ["Email", "OfficeCommunicationsOnline"],
+        "passwordNotificationWindowInDays": 14,
+        "passwordValidityPeriodInDays": 2147483647,
+        "state": None,
     }
 
 

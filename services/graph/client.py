@@ -15,7 +15,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -29,9 +29,12 @@ from services.graph.wire import GraphAnswer, GraphCall, TransportError
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
+# 424: a request of a batch Graph did not run because the batch held throttled requests.
+RETRYABLE_STATUSES = frozenset({0, 408, 424, 429, 500, 502, 503, 504})
 # Statuses for which Graph's Retry-After is the wait to honour.
-RETRY_AFTER_STATUSES = frozenset({429, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({424, 429, 503, 504})
+# Answers that tell us Graph did not count the write: its place in the budget is free again.
+_NOT_COUNTED = frozenset({424, 429})
 BATCH_PATH = "/$batch"
 
 
@@ -44,10 +47,13 @@ class GraphService:
         *,
         tokens: TokenProvider | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
         self.settings = settings
         self.tokens = tokens or TokenProvider(settings)
         self._ssl_context = ssl_context
+        # Observers of every request on the wire (the contract tests record them).
+        self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
         self._tenants: dict[str, TenantGraph] = {}
 
@@ -63,6 +69,7 @@ class GraphService:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_seconds),
+                trace_configs=self._trace_configs or None,
             )
         return self._session
 
@@ -105,6 +112,8 @@ class TenantGraph:
         )
         self.requests_sent = 0
         self.retries = 0
+        # The tenant's policy ids by (type, name), as getPolicyId answered them.
+        self.policy_ids: dict[tuple[str, str], str] = {}
 
     async def close(self) -> None:
         """Stop the batcher."""
@@ -206,7 +215,7 @@ class TenantGraph:
         except BaseException:
             self.pacer.release()
             raise
-        if answer.status == 429:
+        if answer.status in _NOT_COUNTED:
             self.pacer.release()
             self.pacer.pause(answer.retry_after or 1.0)
         else:
@@ -292,17 +301,18 @@ class TenantGraph:
             requests_.append(entry)
         envelope = await self._send_direct(GraphCall("POST", BATCH_PATH, {"requests": requests_}))
         responses = envelope.body.get("responses") if isinstance(envelope.body, dict) else None
-        if envelope.status != 200 or not isinstance(responses, list):
+        if envelope.status not in (200, 424) or not isinstance(responses, list):
             # The whole batch failed (outage, throttling, bad token): each request learns it.
             return [envelope for _ in calls]
+        # A 424 envelope still answers each request: the throttled ones 429, the ones Graph
+        # did not run 424; both are retried alone, the others are final.
         by_id = {str(r.get("id")): r for r in responses if isinstance(r, dict)}
         answers = []
         for index, call in enumerate(calls, start=1):
             inner = by_id.get(str(index))
             if inner is None:
-                answers.append(
-                    GraphAnswer(0, {}, {"error": {"code": "missing", "message": "no answer"}})
-                )
+                missing = {"error": {"code": "missing", "message": "no answer in the batch"}}
+                answers.append(GraphAnswer(424 if envelope.status == 424 else 0, {}, missing))
                 continue
             headers = inner.get("headers") if isinstance(inner.get("headers"), dict) else {}
             answer = GraphAnswer(

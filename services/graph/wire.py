@@ -72,5 +72,18 @@ class GraphAnswer:
         return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
 
 
+def unwrap_entity(body: Any) -> Any:
+    """A single entity as Graph sends it bare, or wrapped in `{"value": {...}}`.
+
+    The reference pages for teamsUserConfiguration and telephoneNumberLongRunningOperation
+    show the wrapped form; the metadata describes the bare entity. Both are accepted.
+    """
+    if isinstance(body, dict):
+        inner = body.get("value")
+        if isinstance(inner, dict):
+            return inner
+    return body
+
+
 class TransportError(Exception):
     """No HTTP answer: the connection failed, dropped, or timed out."""

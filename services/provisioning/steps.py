@@ -18,6 +18,7 @@ from services.graph import (
     GraphError,
     GraphOperations,
     GraphService,
+    NumberOrder,
 )
 from services.models import LicenceProduct, ProvisioningStep, User
 from services.passwords import PasswordVault, generate_password
@@ -156,43 +157,103 @@ class ProvisioningSteps:
                 for number in teams.numbers if teams else {}:
                     await self._release_number(ops, number)
             return
-        if teams is not None and teams.has_primary(line):
+        if teams is None:
+            # Teams sets a user up some time after the licence arrives; until then a number
+            # cannot be assigned. The item is tried again later, with backoff.
+            raise GraphError(
+                "Teams has not set the user up yet after the licence was assigned; "
+                "Switchboard will try again.",
+                status=503,
+            )
+        if teams.has_primary(line):
             return
         order = await ops.assign_number(line, entra.id)
-        if not order.ok and person.entra_object_id and person.entra_object_id != entra.id:
-            holder = await ops.number_holder(line)
-            if holder == person.entra_object_id:
-                # The user's previous account still holds it (the e-mail changed).
-                await self._release_number(ops, line)
-                order = await ops.assign_number(line, entra.id)
         if not order.ok:
-            raise GraphError(
-                f"Microsoft could not assign {display_line(line)}: "
-                f"{order.detail or 'the number order failed.'}",
-                status=409,
-            )
+            order = await self._recover_number(ops, person.entra_object_id, entra.id, line, order)
         work.teams = None
 
+    async def _recover_number(
+        self,
+        ops: GraphOperations,
+        previous_account: str | None,
+        account: str,
+        line: str,
+        order: NumberOrder,
+    ) -> NumberOrder:
+        """After a failed or refused order: see who holds the number, and act or explain."""
+        holder = await ops.number_holder(line)
+        if holder == account:
+            return NumberOrder("succeeded", order.detail)
+        if holder is not None and holder == previous_account:
+            # The user's previous account still holds it (the e-mail changed).
+            await self._release_number(ops, line)
+            order = await ops.assign_number(line, account)
+            if order.ok:
+                return order
+        elif holder is not None:
+            other = await ops.find_user(holder)
+            who = other.user_principal_name if other else f"the account with id {holder}"
+            raise GraphError(
+                f"Microsoft could not assign {display_line(line)}: Teams has it assigned to "
+                f"another account ({who}). Release it there, or give this user another number.",
+                status=409,
+            )
+        raise GraphError(
+            f"Microsoft could not assign {display_line(line)}: "
+            f"{order.detail or 'the number order failed.'}",
+            status=409,
+        )
+
     async def _release_number(self, ops: GraphOperations, number: str) -> None:
+        # unassign_number counts a number nobody holds as released.
         order = await ops.unassign_number(number)
-        if not order.ok and "not assigned" not in (order.detail or "").lower():
+        if not order.ok:
             raise GraphError(
                 f"Microsoft could not release {display_line(number)}: {order.detail}",
                 status=409,
             )
 
+    async def _voice_policy_id(self, work: Work, *, refresh: bool = False) -> str | None:
+        """The tenant's id of the configured voice routing policy (configured by name)."""
+        name = self.graph_settings.voice_routing_policy
+        if not name:
+            return None
+        policy_id = await work.ops.policy_id(VOICE_ROUTING_POLICY_TYPE, name, refresh=refresh)
+        if policy_id is None:
+            raise GraphError(
+                f"Teams has no voice routing policy named “{name}” in this organisation. "
+                "Create it in the Teams admin center (Voice > Voice routing policies) or "
+                "correct VOICE_ROUTING_POLICY.",
+                status=404,
+            )
+        return policy_id
+
     async def _policy(self, work: Work) -> None:
         """Give calling users the Direct Routing voice routing policy, if one is configured."""
         person = work.person
         assert person is not None
-        policy = self.graph_settings.voice_routing_policy
-        if not policy or line_uri(person, work.claimed.main_number) is None:
+        if (
+            not self.graph_settings.voice_routing_policy
+            or line_uri(person, work.claimed.main_number) is None
+        ):
             return
         entra = await self._entra(work)
+        policy_id = await self._voice_policy_id(work)
+        assert policy_id is not None
         teams = work.teams or await work.ops.teams_user(entra.id)
-        if teams is not None and teams.policy(VOICE_ROUTING_POLICY_TYPE) == policy:
+        if teams is not None and teams.policy(VOICE_ROUTING_POLICY_TYPE) == policy_id:
             return
-        await work.ops.assign_policy(entra.id, VOICE_ROUTING_POLICY_TYPE, policy)
+        try:
+            await work.ops.assign_policy(entra.id, VOICE_ROUTING_POLICY_TYPE, policy_id)
+        except GraphError as error:
+            if error.status not in (400, 404):
+                raise
+            # The cached id may be stale (the policy was recreated): ask Graph again, once.
+            fresh = await self._voice_policy_id(work, refresh=True)
+            if fresh == policy_id:
+                raise
+            assert fresh is not None
+            await work.ops.assign_policy(entra.id, VOICE_ROUTING_POLICY_TYPE, fresh)
         work.teams = None
 
     async def _verify(self, work: Work) -> None:
@@ -204,6 +265,7 @@ class ProvisioningSteps:
             return
         entra = await self._entra(work)
         policy = self.graph_settings.voice_routing_policy
+        policy_id = await self._voice_policy_id(work)
         problems: list[str] = []
         for attempt in range(self.sync.verify_attempts):
             if attempt:
@@ -214,7 +276,7 @@ class ProvisioningSteps:
                 problems.append(f"{display_line(line)} is not on the user yet")
             elif not teams.enterprise_voice:
                 problems.append("enterprise voice is not on yet")
-            if policy and (teams is None or teams.policy(VOICE_ROUTING_POLICY_TYPE) != policy):
+            if policy and (teams is None or teams.policy(VOICE_ROUTING_POLICY_TYPE) != policy_id):
                 problems.append(f"the voice routing policy {policy} is not in effect yet")
             if not problems:
                 work.teams = teams

@@ -28,6 +28,9 @@ def server(sandbox_server: SandboxServer) -> SandboxServer:
     sandbox_server.set_throttle(ThrottleLimits())
     sandbox_server.config.operation_delay_seconds = OPERATION_DELAY
     sandbox_server.config.token_lifetime_seconds = 3600
+    sandbox_server.config.wrap_entities = False
+    sandbox_server.config.teams_setup_delay_seconds = 0.0
+    sandbox_server.config.batch_failed_dependency = False
     sandbox_server.seed(base_seed())
     return sandbox_server
 
