@@ -339,7 +339,10 @@ class GraphMetadata:
         problems += self._check_query(element, dict(parse_qsl(parts.query)))
         if method == "POST":
             if not target.startswith("Collection("):
-                problems.append(f"POST to '{path}', which is not a collection")
+                last = path.rstrip("/").rsplit("/", 1)[-1]
+                problems.append(
+                    f"segment '{last}': no action of that name, and POST needs a collection"
+                )
             problems += self.check_value(element, body, "body")
         elif method == "PATCH":
             problems += self.check_value(element, body, "body")

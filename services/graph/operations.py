@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -161,6 +162,18 @@ def read_role_holder(assignment: dict[str, Any]) -> str | None:
     """The principal a unifiedRoleAssignment gives its role to."""
     principal = assignment.get("principalId")
     return str(principal) if principal else None
+
+
+# What the client reads of each Graph type, by the type's name in the v1.0 metadata: the
+# contract tests run these on the sandbox's answers and check every field they touch.
+READERS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "microsoft.graph.user": EntraUser.from_json,
+    "microsoft.graph.teamsAdministration.teamsUserConfiguration": TeamsUser.from_json,
+    "microsoft.graph.teamsAdministration.telephoneNumberLongRunningOperation": read_operation,
+    "microsoft.graph.teamsAdministration.numberAssignment": read_number_holder,
+    "microsoft.graph.teamsAdministration.policyIdentifierDetail": read_policy_id,
+    "microsoft.graph.unifiedRoleAssignment": read_role_holder,
+}
 
 
 def mail_nickname(address: str) -> str:
