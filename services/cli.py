@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,9 @@ from services.errors import DomainError, NotFoundError
 from services.inventory import DigitMatch
 from services.models import AdminRole, LicenceProduct
 from services.pbx.factory import build_backend
+from services.pbx.huntgroups import RingStrategy
 from services.pbx.reconcile import Reconciler
+from services.pbx.staticconf import EnterpriseDialplan, static_files
 from services.phone import pretty
 from services.users import DirectorySort
 from services.views import Actor
@@ -210,6 +213,82 @@ async def pbx_reconcile(directory: Directory, args: argparse.Namespace) -> None:
             print(f"remaining\t{drift.kind.value}\t{drift.detail}")
 
 
+def _write_private_files(out: Path, files: dict[str, str]) -> list[Path]:
+    """Write the files readable by their owner only (res_pgsql.conf holds a password)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in files.items():
+        path = out / name
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        written.append(path)
+    return written
+
+
+async def pbx_config(directory: Directory, args: argparse.Namespace) -> None:
+    """Write the static Asterisk configuration for the enterprises in the directory."""
+    settings = Settings.from_env()
+    if not settings.pbx_database_url:
+        raise UsageError("PBX_DATABASE_URL must name Asterisk's realtime database")
+    enterprises = [
+        EnterpriseDialplan(view.id, view.name, view.region)
+        for view in await directory.enterprises.all()
+    ]
+    files = static_files(
+        settings.pbx_trunks, settings.pbx_sip_realm, settings.pbx_database_url, enterprises
+    )
+    for path in await asyncio.to_thread(_write_private_files, Path(args.out), files):
+        print(f"wrote {path}")
+    print(
+        f"Static configuration for {len(enterprises)} enterprises. Copy the files into "
+        "Asterisk's configuration directory, then run `core reload` (docs/PBX_SETUP.md)."
+    )
+
+
+async def huntgroup_create(directory: Directory, args: argparse.Namespace) -> None:
+    """Create a hunt group, optionally with its extension, number and ring strategy."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    view = await directory.hunt_groups.create(
+        OPERATOR,
+        enterprise_id,
+        args.name,
+        extension=args.extension,
+        number=args.number,
+        strategy=args.strategy,
+    )
+    print(f"Created hunt group {view.name} ({view.queue}), reached at {view.reached_at}.")
+
+
+async def huntgroup_configure(directory: Directory, args: argparse.Namespace) -> None:
+    """Set a hunt group's extension, number and ring strategy."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    group = next(
+        (g for g in await directory.hunt_groups.all(enterprise_id) if g.name == args.name), None
+    )
+    if group is None:
+        raise NotFoundError(f"No hunt group called {args.name} in this enterprise.")
+    view = await directory.hunt_groups.configure(
+        OPERATOR,
+        enterprise_id,
+        group.id,
+        extension=args.extension if args.extension is not None else group.extension,
+        number=args.number if args.number is not None else group.number,
+        strategy=args.strategy or group.strategy,
+    )
+    print(f"Hunt group {view.name} is reached at {view.reached_at} ({view.strategy.label}).")
+
+
+async def huntgroup_list(directory: Directory, args: argparse.Namespace) -> None:
+    """List an enterprise's hunt groups."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    for group in await directory.hunt_groups.all(enterprise_id):
+        print(
+            f"{group.name}\t{group.queue}\t{group.reached_at}\t{group.strategy.value}\t"
+            f"{group.members} members"
+        )
+
+
 async def db_upgrade(directory: Directory, args: argparse.Namespace) -> None:
     """The schema is migrated on opening; say so."""
     print("The database schema is up to date.")
@@ -295,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(run=directory_list)
 
     pbx = groups.add_parser("pbx", help="the PBX (PBX_BACKEND, PBX_DATABASE_URL)")
-    reconcile = pbx.add_subparsers(dest="action", required=True).add_parser(
+    pbx_actions = pbx.add_subparsers(dest="action", required=True)
+    reconcile = pbx_actions.add_parser(
         "reconcile", help="compare the PBX with the directory and report (or --fix) drift"
     )
     reconcile.add_argument("--tenant-id", required=True)
@@ -303,6 +383,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--fix", action="store_true", help="repair the drift so the PBX matches the directory"
     )
     reconcile.set_defaults(run=pbx_reconcile)
+    config = pbx_actions.add_parser(
+        "config", help="write the static Asterisk configuration (trunks, contexts, realtime)"
+    )
+    config.add_argument("--out", required=True, help="the directory to write the files into")
+    config.set_defaults(run=pbx_config)
+
+    hunt = groups.add_parser("huntgroups", help="hunt groups: their numbers and ring strategy")
+    hunt_actions = hunt.add_subparsers(dest="action", required=True)
+    strategies = [s.value for s in RingStrategy]
+    hunt_create = hunt_actions.add_parser("create", help="create a hunt group")
+    hunt_create.add_argument("--tenant-id", required=True)
+    hunt_create.add_argument("--name", required=True)
+    hunt_create.add_argument("--extension", help="the extension that rings the group")
+    hunt_create.add_argument("--number", help="a free direct number that rings the group")
+    hunt_create.add_argument("--strategy", choices=strategies, default="ringall")
+    hunt_create.set_defaults(run=huntgroup_create)
+    hunt_conf = hunt_actions.add_parser("configure", help="change a group's numbers or strategy")
+    hunt_conf.add_argument("--tenant-id", required=True)
+    hunt_conf.add_argument("--name", required=True)
+    hunt_conf.add_argument("--extension", help="the new extension ('' for none)")
+    hunt_conf.add_argument("--number", help="the new direct number ('' for none)")
+    hunt_conf.add_argument("--strategy", choices=strategies)
+    hunt_conf.set_defaults(run=huntgroup_configure)
+    hunt_list = hunt_actions.add_parser("list", help="list the hunt groups")
+    hunt_list.add_argument("--tenant-id", required=True)
+    hunt_list.set_defaults(run=huntgroup_list)
     return parser
 
 

@@ -186,6 +186,70 @@ class SyncSettings:
         )
 
 
+# Microsoft's Direct Routing SIP proxies and the subnets their signalling comes from
+# (learn.microsoft.com, "Plan Direct Routing": SIP signaling FQDNs and IP ranges).
+TEAMS_SIP_PROXIES = (
+    "sip.pstnhub.microsoft.com:5061",
+    "sip2.pstnhub.microsoft.com:5061",
+    "sip3.pstnhub.microsoft.com:5061",
+)
+TEAMS_SIGNALLING_SUBNETS = ("52.112.0.0/14", "52.122.0.0/15")
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name, "")
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    return items or default
+
+
+@dataclass(frozen=True)
+class PbxTrunkSettings:
+    """The provider's two SIP trunks and the static Asterisk configuration around them, as
+    `switchboard pbx config` writes it (docs/PBX_SETUP.md)."""
+
+    # Where Asterisk listens for desk phones and trunks (UDP and TCP), and for TLS.
+    sip_bind: str = "0.0.0.0:5060"
+    tls_bind: str = "0.0.0.0:5061"
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # The SBC's own FQDN, as registered in Teams (New-CsOnlinePSTNGateway -Fqdn).
+    sbc_fqdn: str = ""
+    # Teams Direct Routing: Microsoft's SIP proxies (host:port) and the transport to them.
+    teams_hosts: tuple[str, ...] = TEAMS_SIP_PROXIES
+    teams_transport: str = "tls"
+    teams_match: tuple[str, ...] = TEAMS_SIGNALLING_SUBNETS
+    # The carrier's trunk: where calls to the PSTN go and where calls from it come from.
+    pstn_hosts: tuple[str, ...] = ()
+    pstn_transport: str = "udp"
+    pstn_match: tuple[str, ...] = ()
+    # How the carrier wants a called number: "e164" (+442079460000) or "e164-no-plus".
+    pstn_dial_format: str = "e164"
+    # The country of national numbers the carrier delivers (0 20 7946 0000 for GB).
+    pstn_country: str = "GB"
+    # Numbers that always go straight to the carrier, whatever the extensions are.
+    emergency_numbers: tuple[str, ...] = ("112", "999", "911")
+
+    @classmethod
+    def from_env(cls) -> PbxTrunkSettings:
+        """Read the trunk settings from PBX_* environment variables."""
+        return cls(
+            sip_bind=os.environ.get("PBX_SIP_BIND", "").strip() or "0.0.0.0:5060",
+            tls_bind=os.environ.get("PBX_TLS_BIND", "").strip() or "0.0.0.0:5061",
+            tls_cert_file=os.environ.get("PBX_TLS_CERT_FILE", "").strip(),
+            tls_key_file=os.environ.get("PBX_TLS_KEY_FILE", "").strip(),
+            sbc_fqdn=os.environ.get("PBX_SBC_FQDN", "").strip(),
+            teams_hosts=_env_list("PBX_TEAMS_HOSTS", TEAMS_SIP_PROXIES),
+            teams_transport=(os.environ.get("PBX_TEAMS_TRANSPORT") or "tls").strip().lower(),
+            teams_match=_env_list("PBX_TEAMS_MATCH", TEAMS_SIGNALLING_SUBNETS),
+            pstn_hosts=_env_list("PBX_PSTN_HOSTS", ()),
+            pstn_transport=(os.environ.get("PBX_PSTN_TRANSPORT") or "udp").strip().lower(),
+            pstn_match=_env_list("PBX_PSTN_MATCH", ()),
+            pstn_dial_format=(os.environ.get("PBX_PSTN_DIAL_FORMAT") or "e164").strip().lower(),
+            pstn_country=(os.environ.get("PBX_PSTN_COUNTRY") or "GB").strip().upper(),
+            emergency_numbers=_env_list("PBX_EMERGENCY_NUMBERS", ("112", "999", "911")),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the services need to know about their surroundings."""
@@ -200,13 +264,14 @@ class Settings:
     graph: GraphSettings = field(default_factory=GraphSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     # "builtin": the directory's own tables are the PBX configuration; "asterisk": PJSIP
-    # Realtime tables in the database at pbx_database_url (PostgreSQL or SQLite).
+    # Realtime tables in Asterisk's PostgreSQL database at pbx_database_url.
     pbx_backend: str = "builtin"
     pbx_database_url: str = ""
     # The digest realm desk phones authenticate in (Asterisk's default realm is "asterisk").
     pbx_sip_realm: str = "asterisk"
     # The SIP server address shown to the admin with a new desk phone login.
     pbx_sip_registrar: str = ""
+    pbx_trunks: PbxTrunkSettings = field(default_factory=PbxTrunkSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -225,4 +290,5 @@ class Settings:
             pbx_database_url=os.environ.get("PBX_DATABASE_URL", "").strip(),
             pbx_sip_realm=os.environ.get("PBX_SIP_REALM", "").strip() or "asterisk",
             pbx_sip_registrar=os.environ.get("PBX_SIP_REGISTRAR", "").strip(),
+            pbx_trunks=PbxTrunkSettings.from_env(),
         )

@@ -47,7 +47,7 @@ class Directory:
             syncs=Syncs(db, settings.first_sync_hours, settings.later_sync_hours),
             conversations=ConversationStore(db),
             ledger=ActivityLedger(db),
-            hunt_groups=HuntGroups(db),
+            hunt_groups=HuntGroups(db, settings.quarantine_days),
             desk_phones=DeskPhones(db, settings.pbx_sip_realm, settings.pbx_sip_registrar),
             pbx_statuses=PbxStatuses(db),
         )

@@ -112,6 +112,7 @@ def _next_extension_statement(postgres: bool) -> Update:
         [
             _EXTENSIONS.c.enterprise_id == bindparam("ent"),
             _EXTENSIONS.c.user_id.is_(None),
+            _EXTENSIONS.c.hunt_group_id.is_(None),
             _EXTENSIONS.c.number.between(bindparam("first"), bindparam("last")),
         ],
         _EXTENSIONS.c.number,
@@ -278,6 +279,7 @@ async def claim_extension(
             Extension.enterprise_id == enterprise.id,
             Extension.number == extension,
             Extension.user_id.is_(None),
+            Extension.hunt_group_id.is_(None),
         )
         .values(user_id=user_id)
     )

@@ -91,3 +91,20 @@ def enqueue_for_pbx(session: AsyncSession, enterprise_id: int, user_id: int, kin
         )
     )
     wake_after_commit(session)
+
+
+def enqueue_group_for_pbx(
+    session: AsyncSession, enterprise_id: int, group_id: int, kind: str
+) -> None:
+    """Queue a push of a hunt group's queue and numbers to the PBX, after this commits."""
+    session.add(
+        OutboxItem(
+            enterprise_id=enterprise_id,
+            user_id=None,
+            channel=PBX,
+            kind=kind,
+            # The group id survives the group: a deletion still knows which queue to remove.
+            payload={"group_id": group_id},
+        )
+    )
+    wake_after_commit(session)

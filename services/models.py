@@ -194,6 +194,10 @@ class PhoneNumber(Base):
     user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), unique=True
     )
+    # The hunt group this number rings (held back from users as RESERVED).
+    hunt_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hunt_groups.id", ondelete="SET NULL"), unique=True
+    )
     quarantined_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -214,6 +218,10 @@ class Extension(Base):
     number: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), unique=True
+    )
+    # A hunt group's extension: taken like a user's, so nobody else is given it.
+    hunt_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hunt_groups.id", ondelete="SET NULL"), unique=True
     )
 
     __table_args__ = (
@@ -403,6 +411,8 @@ class HuntGroup(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
+    # How the PBX queue rings the members (Asterisk's queue strategies).
+    strategy: Mapped[str] = mapped_column(String(16), default="ringall")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (UniqueConstraint("enterprise_id", "name"),)

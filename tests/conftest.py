@@ -20,7 +20,7 @@ from services.models import AdminRole, Base, LicenceProduct
 from services.passwords import PasswordVault
 from services.views import Actor
 
-pytest_plugins = ["tests.support.fixtures", "tests.botkit"]
+pytest_plugins = ["tests.support.fixtures", "tests.botkit", "tests.asterisk_kit"]
 
 # TEST_DATABASE_URL names the server; each run works in databases of its own on it, so runs
 # side by side (two checkouts, CI beside a developer) never empty each other's tables.

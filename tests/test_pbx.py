@@ -7,20 +7,17 @@ import asyncio
 import hashlib
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy import Table, delete, insert, select, text, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import make_url
 
 from services.callerid import CallerIdChange
-from services.db import Database
 from services.directory import Directory
 from services.errors import ConflictError, ValidationError
 from services.inventory import AUTO
@@ -39,7 +36,6 @@ from services.models import (
 )
 from services.pbx.asterisk import (
     AsteriskBackend,
-    create_asterisk_tables,
     extensions,
     ps_aors,
     ps_auths,
@@ -50,62 +46,24 @@ from services.pbx.asterisk import (
 from services.pbx.backend import PbxBackend
 from services.pbx.builtin import BuiltinBackend
 from services.pbx.credentials import DeskPhones
+from services.pbx.drift import compare
 from services.pbx.factory import Pbx
 from services.pbx.huntgroups import HuntGroups
-from services.pbx.lines import desired_lines
+from services.pbx.lines import desired_groups, desired_lines
 from services.pbx.pusher import PbxPusher, RetryPolicy
-from services.pbx.reconcile import DriftKind, Reconciler, compare
+from services.pbx.reconcile import DriftKind, Reconciler
 from services.pbx.status import PbxState, PbxStatuses
 from services.users import RELEASE, NewUser, UserChanges
-from tests.conftest import PG_URL, admin_of, extra_run_database, seed_enterprise, settings_for
+from tests.conftest import SERVER_URL, admin_of, seed_enterprise, settings_for
 
-# Asterisk's tables get a database of their own, named after the directory's test database.
-ASTERISK_TABLES = (ps_endpoints, ps_aors, ps_auths, extensions, queues, queue_members)
-_pbx_url = ""
+# Every test here writes Asterisk's real realtime schema (tests/asterisk_kit.py): PostgreSQL.
+pytestmark = pytest.mark.postgres
 
 MAIN = "+442079461000"
 FIRST = "+442079460000"
 
 
 # --- fixtures ----------------------------------------------------------------------------------
-
-
-async def _fresh_pbx_postgres() -> str:
-    """A database of its own for Asterisk's tables, made once per run and emptied per test."""
-    global _pbx_url
-    if not _pbx_url:
-        url = await extra_run_database("asterisk")
-        backend = AsteriskBackend(url)
-        await create_asterisk_tables(backend.engine)
-        await backend.close()
-        _pbx_url = url
-    url = _pbx_url
-    backend = AsteriskBackend(url)
-    async with backend.engine.begin() as connection:
-        names = ", ".join(table.name for table in ASTERISK_TABLES)
-        await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-    await backend.close()
-    return url
-
-
-@pytest.fixture
-async def asterisk_url(database: Database, tmp_path: Path) -> str:
-    """Asterisk's realtime tables, in a database of the same kind as the directory's."""
-    if database.is_postgres:
-        return await _fresh_pbx_postgres()
-    url = f"sqlite+aiosqlite:///{tmp_path / 'asterisk.db'}"
-    backend = AsteriskBackend(url)
-    await create_asterisk_tables(backend.engine)
-    await backend.close()
-    return url
-
-
-@pytest.fixture
-async def asterisk(asterisk_url: str) -> AsyncIterator[AsteriskBackend]:
-    """The Asterisk backend, quick to give up when the PBX does not answer."""
-    backend = AsteriskBackend(asterisk_url, busy_timeout=0.3, connect_timeout=2.0)
-    yield backend
-    await backend.close()
 
 
 def _pusher(directory: Directory, backend: PbxBackend, **options: Any) -> PbxPusher:
@@ -120,11 +78,16 @@ async def _rows(backend: AsteriskBackend, table: Table) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: json.dumps(row, sort_keys=True, default=str))
 
 
-async def _routes(backend: AsteriskBackend) -> list[tuple[str, str, int, str, str]]:
+async def _dialplan(backend: AsteriskBackend) -> list[tuple[str, str, int, str, str]]:
     return sorted(
         (r["context"], r["exten"], r["priority"], r["app"], r["appdata"])
         for r in await _rows(backend, extensions)
     )
+
+
+async def _routes(backend: AsteriskBackend) -> list[tuple[str, str, int, str, str]]:
+    """The extension and direct-number rows (what a number rings)."""
+    return [r for r in await _dialplan(backend) if r[0].endswith(("-ext", "-ddi"))]
 
 
 async def _plant(backend: AsteriskBackend, *statements: Any) -> None:
@@ -147,25 +110,57 @@ def _endpoint_row(
     *,
     privacy: str = "allowed_not_screened",
     pai: str | None = None,
-    auth: bool = False,
 ) -> dict[str, Any]:
+    """A desk phone's endpoint as Switchboard writes it: always with its digest auth."""
     endpoint = f"sb-e{ent}-u{user_id}"
     return {
         "id": endpoint,
         "transport": None,
         "aors": endpoint,
-        "auth": endpoint if auth else None,
-        "context": f"sb-e{ent}-ext",
+        "auth": endpoint,
+        "context": f"sb-e{ent}-dial",
         "disallow": "all",
         "allow": "g722,alaw,ulaw",
         "direct_media": "no",
         "callerid": callerid,
         "callerid_privacy": privacy,
-        "send_pai": "yes" if pai else "no",
+        "send_pai": "no",
         "send_rpid": "no",
-        "trust_id_outbound": "yes" if pai else "no",
-        "set_var": f"SWITCHBOARD_PAI={pai}" if pai else None,
+        "trust_id_inbound": "no",
+        "trust_id_outbound": "no",
+        "identify_by": "username",
+        "set_var": f"SB_USER=u{user_id}" + (f";SB_PAI={pai}" if pai else ""),
     }
+
+
+def _ring(ent: int, user_id: int, data: str, app: str = "Dial") -> tuple[str, str, int, str, str]:
+    return (f"sb-e{ent}-ring", f"u{user_id}", 1, app, data)
+
+
+def _goto(ent: int, kind: str, key: str, user_id: int) -> tuple[str, str, int, str, str]:
+    return (f"sb-e{ent}-{kind}", key, 1, "Goto", f"sb-e{ent}-ring,u{user_id},1")
+
+
+def _identity(
+    ent: int,
+    user_id: int,
+    ddi: str,
+    *,
+    number: str,
+    name: str,
+    private: bool = False,
+    pai: str = "",
+) -> list[tuple[str, str, int, str, str]]:
+    steps = [
+        ("Set", f"SB_USER=u{user_id}"),
+        ("Set", f"CALLERID(num)={number}"),
+        ("Set", f"CALLERID(name)={name}"),
+        ("Set", f"CALLERID(pres)={'prohib' if private else 'allowed_not_screened'}"),
+        ("Set", f"SB_PAI={pai}"),
+        ("Set", f"SB_DIAL=sb-e{ent}-dial"),
+        ("Return", ""),
+    ]
+    return [(f"sb-e{ent}-id", ddi, i, app, data) for i, (app, data) in enumerate(steps, 1)]
 
 
 async def _essentials(directory: Directory, ent: int, name: str, email: str, **extra: Any) -> Any:
@@ -183,15 +178,24 @@ async def _in_sync(directory: Directory, backend: PbxBackend, ent: int) -> None:
         desired = {
             line.endpoint: line for line in (await desired_lines(uow.session, enterprise)).values()
         }
+        groups = list((await desired_groups(uow.session, enterprise)).values())
     held = await backend.inventory(ent)
-    assert held.lines == desired
-    assert compare(desired, held, {}) == []
+    assert {e: line.sip for e, line in held.lines.items()} == {
+        e: line.sip for e, line in desired.items()
+    }
+    assert {e: line.hunt_groups for e, line in held.lines.items()} == {
+        e: line.hunt_groups for e, line in desired.items()
+    }
+    assert await backend.drift(ent, list(desired.values()), groups, {}) == []
+    if isinstance(backend, BuiltinBackend):
+        assert held.lines == desired
+        assert compare(desired, held, {}) == []
 
 
 # --- provisioning ------------------------------------------------------------------------------
 
 
-async def test_create_writes_endpoint_aor_and_both_routes(
+async def test_create_routes_the_user_to_teams_and_opens_no_sip_account(
     directory: Directory, asterisk: AsteriskBackend
 ) -> None:
     ent = await seed_enterprise(directory)
@@ -199,18 +203,17 @@ async def test_create_writes_endpoint_aor_and_both_routes(
     pusher = _pusher(directory, asterisk)
     result = await pusher.run_once()
     assert (result.pushed, result.failed) == (1, 0)
-    endpoint = f"sb-e{ent}-u{ada.id}"
-    assert await _rows(asterisk, ps_endpoints) == [
-        _endpoint_row(ent, ada.id, f'"Ada Lovelace" <{FIRST}>')
-    ]
-    assert await _rows(asterisk, ps_aors) == [
-        {"id": endpoint, "max_contacts": 1, "remove_existing": "yes"}
-    ]
-    assert await _rows(asterisk, ps_auths) == []
-    assert await _routes(asterisk) == [
-        (f"sb-e{ent}-ddi", FIRST, 1, "Dial", f"PJSIP/{endpoint}"),
-        (f"sb-e{ent}-ext", "1000", 1, "Dial", f"PJSIP/{endpoint}"),
-    ]
+    # No desk phone: no endpoint, AOR or auth that anyone could register or call as.
+    for table in (ps_endpoints, ps_aors, ps_auths):
+        assert await _rows(asterisk, table) == []
+    assert await _dialplan(asterisk) == sorted(
+        [
+            _goto(ent, "ddi", FIRST, ada.id),
+            _goto(ent, "ext", "1000", ada.id),
+            *_identity(ent, ada.id, FIRST, number=FIRST, name="Ada Lovelace"),
+            _ring(ent, ada.id, f"PJSIP/{FIRST}@sb-teams,30"),
+        ]
+    )
     [pbx_row] = await _directory_rows(directory, OutboxItem, OutboxItem.channel == "pbx")
     assert (pbx_row.status, pbx_row.kind, pbx_row.attempts) == (
         OutboxStatus.DONE,
@@ -242,15 +245,15 @@ async def test_edit_number_extension_and_name_moves_the_routes(
     )
     assert (await PbxStatuses(directory.db).of_user(ent, ada.id)).state is PbxState.PUSHING
     await pusher.run_once()
-    endpoint = f"sb-e{ent}-u{ada.id}"
     assert await _routes(asterisk) == [
-        (f"sb-e{ent}-ddi", "+442079460042", 1, "Dial", f"PJSIP/{endpoint}"),
-        (f"sb-e{ent}-ext", "1042", 1, "Dial", f"PJSIP/{endpoint}"),
+        _goto(ent, "ddi", "+442079460042", ada.id),
+        _goto(ent, "ext", "1042", ada.id),
     ]
-    assert await _rows(asterisk, ps_endpoints) == [
-        _endpoint_row(ent, ada.id, '"Ada King" <+442079460042>')
-    ]
-    # Basic: the direct number goes; the extension stays and still rings her.
+    line = await asterisk.read(ent, f"sb-e{ent}-u{ada.id}")
+    assert line is not None
+    assert (line.caller_id.name, line.caller_id.number) == ("Ada King", "+442079460042")
+    # Basic: the direct number goes (and with it Teams and the Teams identity); the extension
+    # stays.
     await directory.users.update(
         admin_of(ent),
         ent,
@@ -259,17 +262,15 @@ async def test_edit_number_extension_and_name_moves_the_routes(
         UserChanges(licence=LicenceProduct.BASIC, number=RELEASE),
     )
     await pusher.run_once()
-    assert await _routes(asterisk) == [
-        (f"sb-e{ent}-ext", "1042", 1, "Dial", f"PJSIP/{endpoint}"),
-    ]
-    assert await _rows(asterisk, ps_endpoints) == [
-        _endpoint_row(ent, ada.id, f'"Ada King" <{MAIN}>')
+    assert await _dialplan(asterisk) == [
+        _goto(ent, "ext", "1042", ada.id),
+        _ring(ent, ada.id, "20", app="Hangup"),
     ]
     await _in_sync(directory, asterisk, ent)
 
 
 @pytest.mark.parametrize(
-    ("change", "callerid", "privacy", "pai"),
+    ("change", "callerid", "privacy", "pai"),  # the desk phone's endpoint and Teams identity
     [
         (
             CallerIdChange(CallerIdMode.OWN_DDI),
@@ -313,7 +314,7 @@ async def test_edit_number_extension_and_name_moves_the_routes(
     ],
     ids=["own", "main", "other", "anonymous", "anonymous-pai", "own-pai-main", "main-pai"],
 )
-async def test_caller_id_modes_map_to_the_endpoint(
+async def test_caller_id_modes_map_to_the_endpoint_and_the_teams_identity(
     directory: Directory,
     asterisk: AsteriskBackend,
     change: CallerIdChange,
@@ -323,6 +324,8 @@ async def test_caller_id_modes_map_to_the_endpoint(
 ) -> None:
     ent = await seed_enterprise(directory)
     ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
+    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, ada.id)
+    ada = await directory.users.get(ent, ada.id)
     pusher = _pusher(directory, asterisk)
     await pusher.run_once()
     # Start from another mode so every case is a real change.
@@ -336,11 +339,21 @@ async def test_caller_id_modes_map_to_the_endpoint(
     kinds = [
         r.kind for r in await _directory_rows(directory, OutboxItem, OutboxItem.channel == "pbx")
     ]
-    assert kinds == ["user.create", "user.caller_id", "user.caller_id"]
+    assert kinds == ["user.create", "user.desk_phone", "user.caller_id", "user.caller_id"]
     await pusher.run_once()
     assert await _rows(asterisk, ps_endpoints) == [
         _endpoint_row(ent, ada.id, callerid, privacy=privacy, pai=pai)
     ]
+    name, number = callerid[1:].split('" <')
+    assert [r for r in await _dialplan(asterisk) if r[0].endswith("-id")] == _identity(
+        ent,
+        ada.id,
+        FIRST,
+        number=number.rstrip(">"),
+        name=name,
+        private=privacy == "prohib",
+        pai=pai or "",
+    )
     await _in_sync(directory, asterisk, ent)
 
 
@@ -349,12 +362,16 @@ async def test_long_names_are_fitted_to_asterisks_callerid_column(
 ) -> None:
     ent = await seed_enterprise(directory)
     ada = await _essentials(
-        directory, ent, 'Augusta "Ada" King, Countess of Lovelace', "ada@contoso.com"
+        directory, ent, 'Augusta "Ada" King, Countess of ${Lovelace}', "ada@contoso.com"
     )
+    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, ada.id)
     await _pusher(directory, asterisk).run_once()
     [row] = await _rows(asterisk, ps_endpoints)
     assert row["callerid"] == f'"Augusta Ada King, Coun" <{FIRST}>'
     assert len(row["callerid"]) == 40
+    # Realtime dialplan data is substituted by Asterisk: no "$" reaches it from a name.
+    names = [r[4] for r in await _dialplan(asterisk) if r[4].startswith("CALLERID(name)")]
+    assert names == ["CALLERID(name)=Augusta Ada King, Coun"]
     assert (await asterisk.read(ent, f"sb-e{ent}-u{ada.id}")) is not None
     await _in_sync(directory, asterisk, ent)
 
@@ -376,13 +393,12 @@ async def test_remove_takes_every_row_off_the_pbx(
     ada = await directory.users.get(ent, ada.id)
     await directory.users.remove(admin_of(ent), ent, ada.id, ada.version)
     await pusher.run_once()
-    bob_endpoint = f"sb-e{ent}-u{bob.id}"
-    assert [r["id"] for r in await _rows(asterisk, ps_endpoints)] == [bob_endpoint]
-    assert [r["id"] for r in await _rows(asterisk, ps_aors)] == [bob_endpoint]
-    assert await _rows(asterisk, ps_auths) == []
-    assert {r[4] for r in await _routes(asterisk)} == {f"PJSIP/{bob_endpoint}"}
+    for table in (ps_endpoints, ps_aors, ps_auths):
+        assert await _rows(asterisk, table) == []
+    assert {r[4] for r in await _routes(asterisk)} == {f"sb-e{ent}-ring,u{bob.id},1"}
+    assert {r[1] for r in await _dialplan(asterisk) if r[0].endswith("-ring")} == {f"u{bob.id}"}
     assert [r["interface"] for r in await _rows(asterisk, queue_members)] == [
-        f"PJSIP/{bob_endpoint}"
+        f"Local/u{bob.id}@sb-e{ent}-ring/n"
     ]
     removal = [
         r
@@ -401,10 +417,15 @@ async def test_unlicensed_users_have_no_line_and_enabling_adds_one(
     pusher = _pusher(directory, asterisk)
     await pusher.run_once()
     assert await _rows(asterisk, ps_endpoints) == []
+    assert await _dialplan(asterisk) == []
     await directory.users.enable(admin_of(ent), ent, [cy.id], LicenceProduct.BASIC)
+    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, cy.id)
     await pusher.run_once()
     endpoint = f"sb-e{ent}-u{cy.id}"
-    assert await _routes(asterisk) == [(f"sb-e{ent}-ext", "1000", 1, "Dial", f"PJSIP/{endpoint}")]
+    assert await _dialplan(asterisk) == [
+        _goto(ent, "ext", "1000", cy.id),
+        _ring(ent, cy.id, f"PJSIP/{endpoint},30"),
+    ]
     assert await _rows(asterisk, ps_endpoints) == [_endpoint_row(ent, cy.id, f'"Cy" <{MAIN}>')]
 
 
@@ -431,7 +452,7 @@ async def test_hunt_group_membership_becomes_queue_members(
     assert again.members == 2
     pusher = _pusher(directory, asterisk)
     await pusher.run_once()
-    ada_if, bob_if = f"PJSIP/sb-e{ent}-u{ada.id}", f"PJSIP/sb-e{ent}-u{bob.id}"
+    ada_if, bob_if = (f"Local/u{u.id}@sb-e{ent}-ring/n" for u in (ada, bob))
     members = await _rows(asterisk, queue_members)
     assert sorted((m["queue_name"], m["interface"], m["membername"]) for m in members) == [
         (sales.queue, ada_if, "Ada Lovelace"),
@@ -537,8 +558,9 @@ async def test_desk_phone_login_is_shown_once_and_stored_as_md5_cred_only(
     assert await phones.revoke(admin_of(ent), ent, ada.id)
     assert not await phones.revoke(admin_of(ent), ent, ada.id)
     await _pusher(directory, asterisk).run_once()
-    assert await _rows(asterisk, ps_auths) == []
-    assert (await _rows(asterisk, ps_endpoints))[0]["auth"] is None
+    # Revoked: the account is gone, not opened.
+    for table in (ps_endpoints, ps_aors, ps_auths):
+        assert await _rows(asterisk, table) == []
 
 
 # --- the PBX goes away and comes back ----------------------------------------------------------
@@ -561,7 +583,7 @@ class _PostgresOutage:
         if self.is_down:
             writer.close()
             return
-        target = make_url(PG_URL)
+        target = make_url(SERVER_URL)
         upstream_reader, upstream_writer = await asyncio.open_connection(
             target.host, target.port or 5432
         )
@@ -594,27 +616,6 @@ class _PostgresOutage:
             self.server.close()
 
 
-class _SqliteOutage:
-    """Another process holding the Asterisk SQLite file's exclusive lock."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.connection: sqlite3.Connection | None = None
-
-    async def down(self) -> None:
-        self.connection = sqlite3.connect(self.path, isolation_level=None)
-        self.connection.execute("BEGIN EXCLUSIVE")
-
-    async def up(self) -> None:
-        if self.connection is not None:
-            self.connection.execute("ROLLBACK")
-            self.connection.close()
-            self.connection = None
-
-    async def stop(self) -> None:
-        await self.up()
-
-
 @dataclass
 class Outage:
     """A PBX that can be switched off and on, and the backend that talks to it."""
@@ -625,22 +626,15 @@ class Outage:
 
 
 @pytest.fixture
-async def flaky_asterisk(
-    database: Database, asterisk_url: str, asterisk: AsteriskBackend
-) -> AsyncIterator[Outage]:
-    """The Asterisk database behind a switch: a TCP relay on PostgreSQL, a lock on SQLite."""
-    if database.is_postgres:
-        relay = _PostgresOutage()
-        await relay.start()
-        url = make_url(asterisk_url).set(port=relay.port).render_as_string(hide_password=False)
-        backend = AsteriskBackend(url, connect_timeout=2.0)
-        yield Outage(backend, relay.down, relay.up)
-        await backend.close()
-        await relay.stop()
-    else:
-        locker = _SqliteOutage(make_url(asterisk_url).database or "")
-        yield Outage(asterisk, locker.down, locker.up)
-        await locker.stop()
+async def flaky_asterisk(asterisk_url: str) -> AsyncIterator[Outage]:
+    """Asterisk's database behind a switch: a TCP relay to PostgreSQL that can drop."""
+    relay = _PostgresOutage()
+    await relay.start()
+    url = make_url(asterisk_url).set(port=relay.port).render_as_string(hide_password=False)
+    backend = AsteriskBackend(url, connect_timeout=2.0)
+    yield Outage(backend, relay.down, relay.up)
+    await backend.close()
+    await relay.stop()
 
 
 async def test_pbx_down_during_an_edit_then_back_lands_the_change_once(
@@ -669,12 +663,10 @@ async def test_pbx_down_during_an_edit_then_back_lands_the_change_once(
     assert (await _pusher(directory, backend).run_once()).pushed == 0
     later = _pusher(directory, backend, clock=lambda: utcnow() + timedelta(minutes=5))
     assert (await later.run_once()).pushed == 1
-    endpoint = f"sb-e{ent}-u{ada.id}"
     assert await _routes(asterisk) == [
-        (f"sb-e{ent}-ddi", "+442079460042", 1, "Dial", f"PJSIP/{endpoint}"),
-        (f"sb-e{ent}-ext", "1000", 1, "Dial", f"PJSIP/{endpoint}"),
+        _goto(ent, "ddi", "+442079460042", ada.id),
+        _goto(ent, "ext", "1000", ada.id),
     ]
-    assert len(await _rows(asterisk, ps_endpoints)) == 1
     [landed] = await _directory_rows(directory, OutboxItem, OutboxItem.id == waiting.id)
     assert (landed.status, landed.attempts, landed.last_error) == (OutboxStatus.DONE, 1, None)
     assert (await PbxStatuses(directory.db).of_user(ent, ada.id)).state is PbxState.IN_SYNC
@@ -706,9 +698,8 @@ async def test_a_change_after_the_pbx_is_back_carries_the_waiting_one_along(
         ("user.caller_id", OutboxStatus.DONE, 0),
     ]
     assert (await PbxStatuses(directory.db).of_user(ent, ada.id)).state is PbxState.IN_SYNC
-    assert await _rows(asterisk, ps_endpoints) == [
-        _endpoint_row(ent, ada.id, '"Ada Lovelace" <+442079460042>', privacy="prohib")
-    ]
+    line = await asterisk.read(ent, f"sb-e{ent}-u{ada.id}")
+    assert line is not None and line.ddi == "+442079460042" and line.caller_id.private
     await _in_sync(directory, asterisk, ent)
 
 
@@ -732,61 +723,96 @@ async def test_reconcile_finds_planted_drift_and_fix_repairs_it(
     directory: Directory, asterisk: AsteriskBackend
 ) -> None:
     ent, ada, bob, cy = await _three_users(directory, asterisk)
+    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, bob.id)
+    [sales] = await HuntGroups(directory.db).all(ent)
+    await _pusher(directory, asterisk).run_once()
     reconciler = Reconciler(directory.db, asterisk)
     assert (await reconciler.check(ent)).drift == []
-    before = {t.name: await _rows(asterisk, t) for t in (ps_endpoints, ps_aors, queue_members)}
-    before_routes = await _routes(asterisk)
+    tables = (ps_endpoints, ps_aors, ps_auths, queues, queue_members)
+    before = {t.name: await _rows(asterisk, t) for t in tables}
+    before_dialplan = await _dialplan(asterisk)
     ada_ep, bob_ep, cy_ep = (f"sb-e{ent}-u{u.id}" for u in (ada, bob, cy))
     ghost = f"sb-e{ent}-u999"
     await _plant(
         asterisk,
-        # an endpoint nobody owns, ringing a number nobody holds
-        insert(ps_endpoints).values(id=ghost, aors=ghost, context=f"sb-e{ent}-ext"),
+        # an endpoint nobody owns, and a number ringing a user who does not exist
+        insert(ps_endpoints).values(id=ghost, aors=ghost, context=f"sb-e{ent}-dial"),
         insert(extensions).values(
             context=f"sb-e{ent}-ddi",
             exten="+442079460090",
             priority=1,
-            app="Dial",
-            appdata=f"PJSIP/{ghost}",
+            app="Goto",
+            appdata=f"sb-e{ent}-ring,u999,1",
         ),
         # Ada's number rings Bob
         update(extensions)
-        .where(extensions.c.exten == ada.number)
-        .values(appdata=f"PJSIP/{bob_ep}"),
-        # Bob's caller ID was edited by hand on the PBX
+        .where(extensions.c.context == f"sb-e{ent}-ddi", extensions.c.exten == ada.number)
+        .values(appdata=f"sb-e{ent}-ring,u{bob.id},1"),
+        # Bob's endpoint was edited by hand on the PBX: caller ID and settings
         update(ps_endpoints)
         .where(ps_endpoints.c.id == bob_ep)
-        .values(callerid='"Bob" <+449999999999>'),
-        # Cy's endpoint is gone; Bob left the hunt group behind the directory's back
-        delete(ps_endpoints).where(ps_endpoints.c.id == cy_ep),
-        delete(queue_members).where(queue_members.c.interface == f"PJSIP/{bob_ep}"),
+        .values(
+            callerid='"Bob" <+449999999999>',
+            context="default",
+            transport="transport-udp",
+            direct_media="yes",
+            allow="all",
+        ),
+        # nothing rings Cy any more; Bob left the hunt group behind the directory's back
+        delete(extensions).where(
+            extensions.c.context == f"sb-e{ent}-ring", extensions.c.exten == f"u{cy.id}"
+        ),
+        delete(queue_members).where(
+            queue_members.c.interface == f"Local/u{bob.id}@sb-e{ent}-ring/n"
+        ),
+        # leftovers of endpoints deleted by hand
+        insert(ps_auths).values(id=f"sb-e{ent}-u555", auth_type="md5", username="x"),
+        insert(ps_aors).values(id=f"sb-e{ent}-u556", max_contacts=1),
+        # the operator's own phone in Switchboard's queue, and a changed strategy
+        insert(queue_members).values(
+            queue_name=sales.queue, interface="PJSIP/reception", membername="Desk", uniqueid=999
+        ),
+        update(queues).where(queues.c.name == sales.queue).values(strategy="random"),
     )
     report = await reconciler.check(ent)
     found = {(d.kind, d.endpoint) for d in report.drift}
     assert found == {
         (DriftKind.UNKNOWN_ENDPOINT, ghost),
-        (DriftKind.STRAY_ROUTE, ghost),
+        (DriftKind.STRAY_ROUTE, None),
         (DriftKind.WRONG_ROUTE, ada_ep),
         (DriftKind.CALLER_ID, bob_ep),
+        (DriftKind.ENDPOINT_SETTINGS, bob_ep),
         (DriftKind.MISSING_LINE, cy_ep),
         (DriftKind.HUNT_GROUPS, bob_ep),
+        (DriftKind.ORPHAN_ROW, None),
+        (DriftKind.FOREIGN_MEMBER, None),
+        (DriftKind.QUEUE_SETTINGS, None),
     }
+    assert len([d for d in report.drift if d.kind is DriftKind.ORPHAN_ROW]) == 2
     wrong = next(d for d in report.drift if d.kind is DriftKind.WRONG_ROUTE)
     assert "Bob Byte" in wrong.detail and "Ada Lovelace" in wrong.detail
+    settings = next(d for d in report.drift if d.kind is DriftKind.ENDPOINT_SETTINGS)
+    for column in ("context", "transport", "direct_media", "allow"):
+        assert column in settings.detail
     assert report.remaining is None and not report.fixed
     fixed = await reconciler.fix(ent)
-    assert fixed.fixed and len(fixed.drift) == 6
-    assert (await reconciler.check(ent)).drift == []
-    assert await _routes(asterisk) == before_routes
-    for table in (ps_endpoints, ps_aors, queue_members):
+    assert fixed.fixed and len(fixed.drift) == len(report.drift)
+    # The operator's queue member is reported, and left where it is.
+    assert [d.kind for d in (await reconciler.check(ent)).drift] == [DriftKind.FOREIGN_MEMBER]
+    assert await _dialplan(asterisk) == before_dialplan
+    for table in tables:
         after = await _rows(asterisk, table)
         if table is queue_members:
-            # Bob's membership came back as a new member row.
-            after = [{k: v for k, v in r.items() if k != "uniqueid"} for r in after]
+            # Bob's membership came back as a new member row; the foreign one stayed.
+            after = [
+                {k: v for k, v in r.items() if k != "uniqueid"}
+                for r in after
+                if r["interface"] != "PJSIP/reception"
+            ]
             before[table.name] = [
                 {k: v for k, v in r.items() if k != "uniqueid"} for r in before[table.name]
             ]
-        assert after == before[table.name]
+        assert after == before[table.name], table.name
 
 
 async def test_reconcile_leaves_the_operators_own_dialplan_alone(
@@ -909,7 +935,7 @@ async def test_a_number_moving_between_users_never_rings_the_old_owner(
     await asyncio.gather(_pusher(directory, asterisk).run_once(), first.run_once())
     await _pusher(directory, asterisk).run_once()
     assert [r for r in await _routes(asterisk) if r[1] == FIRST] == [
-        (f"sb-e{ent}-ddi", FIRST, 1, "Dial", f"PJSIP/sb-e{ent}-u{bob.id}")
+        _goto(ent, "ddi", FIRST, bob.id)
     ]
     await _in_sync(directory, asterisk, ent)
 
@@ -923,13 +949,13 @@ async def test_the_pusher_wakes_on_commit(directory: Directory, asterisk: Asteri
     try:
         ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
         for _ in range(200):
-            if await _rows(asterisk, ps_endpoints):
+            if await _routes(asterisk):
                 break
             await asyncio.sleep(0.02)
     finally:
         stop.set()
         await worker
-    assert [r["id"] for r in await _rows(asterisk, ps_endpoints)] == [f"sb-e{ent}-u{ada.id}"]
+    assert [r[4] for r in await _routes(asterisk)] == [f"sb-e{ent}-ring,u{ada.id},1"] * 2
 
 
 # --- the built-in PBX --------------------------------------------------------------------------
@@ -1006,10 +1032,10 @@ async def test_a_dead_pushers_work_is_taken_over_when_its_lease_ends(
         )
         await uow.commit()
     assert (await _pusher(directory, asterisk).run_once()).pushed == 0
-    assert await _rows(asterisk, ps_endpoints) == []
+    assert await _dialplan(asterisk) == []
     later = _pusher(directory, asterisk, clock=lambda: utcnow() + timedelta(minutes=2))
     assert (await later.run_once()).pushed == 1
-    assert [r["id"] for r in await _rows(asterisk, ps_endpoints)] == [f"sb-e{ent}-u{ada.id}"]
+    assert (await asterisk.read(ent, f"sb-e{ent}-u{ada.id}")) is not None
 
 
 async def test_pbx_is_wired_from_the_settings(
@@ -1032,7 +1058,7 @@ async def test_pbx_is_wired_from_the_settings(
         sales = await pbx.hunt_groups.create(admin_of(ent), ent, "Sales")
         await pbx.hunt_groups.add_member(admin_of(ent), ent, sales.id, ada.id)
         assert (await pbx.statuses.of_user(ent, ada.id)).waiting_changes == 3
-        assert (await pbx.pusher.run_once()).pushed == 1
+        assert (await pbx.pusher.run_once()).pushed == 2  # Ada's line and the Sales queue
         line = await pbx.backend.read(ent, f"sb-e{ent}-u{ada.id}")
         assert line is not None and line.hunt_groups == (sales.queue,)
         assert line.sip is not None and line.sip.realm == "pbx.contoso.example"

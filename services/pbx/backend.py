@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.exc import DBAPIError
 
 from services.errors import DomainError
-from services.pbx.lines import PbxLine
+from services.pbx.lines import GroupLine, PbxLine
+
+if TYPE_CHECKING:
+    from services.pbx.drift import Drift
 
 MAX_ERROR = 300
 
@@ -66,6 +70,34 @@ class PbxBackend(Protocol):
 
     async def remove(self, enterprise_id: int, endpoint: str) -> None:
         """Take the endpoint, every route to it and its hunt-group memberships off the PBX."""
+        ...
+
+    async def provision_group(self, group: GroupLine) -> None:
+        """Make the PBX hold this hunt group: its queue, strategy and the routes to it."""
+        ...
+
+    async def remove_group(self, enterprise_id: int, queue: str) -> None:
+        """Take a hunt group's queue, members and routes off the PBX."""
+        ...
+
+    async def drift(
+        self,
+        enterprise_id: int,
+        lines: Sequence[PbxLine],
+        groups: Sequence[GroupLine],
+        names: Mapping[str, str],
+    ) -> list[Drift]:
+        """Every difference between these lines and groups and what the PBX holds."""
+        ...
+
+    async def repair(
+        self,
+        enterprise_id: int,
+        lines: Sequence[PbxLine],
+        groups: Sequence[GroupLine],
+        found: Sequence[Drift],
+    ) -> None:
+        """Make the PBX hold these lines and groups again where `found` says it does not."""
         ...
 
     async def set_hunt_groups(

@@ -7,7 +7,7 @@ and direct numbers, each ringing one endpoint) and `pbx_line_groups` (hunt group
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from sqlalchemy import delete, select
@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.db import Database
 from services.models import BuiltinGroupMember, BuiltinLine, BuiltinRoute
 from services.pbx.backend import PbxError, PbxInventory, PbxRoute, RouteKind, describe_error
-from services.pbx.lines import CallerIdLine, PbxLine, SipAuth, parse_endpoint
+from services.pbx.drift import Drift, DriftKind, compare
+from services.pbx.lines import CallerIdLine, GroupLine, PbxLine, SipAuth, parse_endpoint
 
 
 class BuiltinBackend:
@@ -96,6 +97,77 @@ class BuiltinBackend:
             await session.execute(
                 delete(BuiltinGroupMember).where(BuiltinGroupMember.endpoint == endpoint)
             )
+
+    async def provision_group(self, group: GroupLine) -> None:
+        """Route the group's extension and number to its queue (the route names the queue)."""
+        async with self._transaction() as session:
+            await session.execute(
+                delete(BuiltinRoute).where(
+                    BuiltinRoute.enterprise_id == group.enterprise_id,
+                    BuiltinRoute.endpoint == group.queue,
+                )
+            )
+            for kind, key in ((RouteKind.EXTENSION, group.extension), (RouteKind.DDI, group.ddi)):
+                if key is None:
+                    continue
+                await session.execute(
+                    delete(BuiltinRoute).where(
+                        BuiltinRoute.enterprise_id == group.enterprise_id,
+                        BuiltinRoute.kind == kind.value,
+                        BuiltinRoute.key == key,
+                    )
+                )
+                session.add(
+                    BuiltinRoute(
+                        enterprise_id=group.enterprise_id,
+                        kind=kind.value,
+                        key=key,
+                        endpoint=group.queue,
+                    )
+                )
+
+    async def remove_group(self, enterprise_id: int, queue: str) -> None:
+        """Delete the group's routes and memberships."""
+        async with self._transaction() as session:
+            await session.execute(
+                delete(BuiltinRoute).where(
+                    BuiltinRoute.enterprise_id == enterprise_id, BuiltinRoute.endpoint == queue
+                )
+            )
+            await session.execute(
+                delete(BuiltinGroupMember).where(BuiltinGroupMember.queue_name == queue)
+            )
+
+    async def drift(
+        self,
+        enterprise_id: int,
+        lines: Sequence[PbxLine],
+        groups: Sequence[GroupLine],
+        names: Mapping[str, str],
+    ) -> list[Drift]:
+        """The differences between the stored configuration and the directory."""
+        held = await self.inventory(enterprise_id)
+        return compare({line.endpoint: line for line in lines}, held, names, groups)
+
+    async def repair(
+        self,
+        enterprise_id: int,
+        lines: Sequence[PbxLine],
+        groups: Sequence[GroupLine],
+        found: Sequence[Drift],
+    ) -> None:
+        """Store again every line and group a drift names; drop what nobody owns."""
+        by_endpoint = {line.endpoint: line for line in lines}
+        by_queue = {group.queue: group for group in groups}
+        for item in found:
+            if item.kind is DriftKind.UNKNOWN_ENDPOINT and item.endpoint is not None:
+                await self.remove(enterprise_id, item.endpoint)
+            elif item.kind is DriftKind.STRAY_ROUTE and item.route is not None:
+                await self.remove_route(enterprise_id, *item.route)
+        for queue in sorted({i.queue for i in found if i.queue in by_queue}):
+            await self.provision_group(by_queue[queue])
+        for endpoint in sorted({i.endpoint for i in found if i.endpoint in by_endpoint}):
+            await self.provision(by_endpoint[endpoint])
 
     async def set_hunt_groups(
         self, enterprise_id: int, endpoint: str, member_name: str, queues: tuple[str, ...]

@@ -68,7 +68,7 @@ class Pbx:
         return cls(
             backend=backend,
             pusher=PbxPusher(directory_db, backend),
-            hunt_groups=HuntGroups(directory_db),
+            hunt_groups=HuntGroups(directory_db, settings.quarantine_days),
             desk_phones=DeskPhones(
                 directory_db, settings.pbx_sip_realm, settings.pbx_sip_registrar
             ),

@@ -1,26 +1,77 @@
-"""Hunt groups: create one in an enterprise, add and remove members, list a user's groups.
+"""Hunt groups: create one in an enterprise, give it an extension and a direct number, add
+and remove members, list a user's groups.
 
-Every membership change queues a push of the member's line, so the PBX queue follows at once.
+Every membership change queues a push of the member's line, and every change of the group's
+numbers or ring strategy a push of the group, so the PBX queue follows at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
 from services.errors import ConflictError, NotFoundError, ValidationError
-from services.inventory import load_enterprise
-from services.models import HuntGroup, HuntGroupMember, User
+from services.inventory import load_enterprise, parse_extension
+from services.models import (
+    Enterprise,
+    Extension,
+    HuntGroup,
+    HuntGroupMember,
+    NumberStatus,
+    PhoneNumber,
+    User,
+    utcnow,
+)
 from services.pbx.lines import queue_name
+from services.phone import pretty, to_e164
 from services.views import Actor
 
 MAX_GROUP_NAME = 64
+
+
+class RingStrategy(StrEnum):
+    """How a hunt group rings its members: Asterisk's queue strategies, as admins name them."""
+
+    RING_ALL = "ringall"
+    LEAST_RECENT = "leastrecent"
+    FEWEST_CALLS = "fewestcalls"
+    RANDOM = "random"
+    ROUND_ROBIN = "rrmemory"
+    LINEAR = "linear"
+
+    @property
+    def label(self) -> str:
+        """The strategy in an admin's words."""
+        return _STRATEGY_LABELS[self]
+
+
+_STRATEGY_LABELS = {
+    RingStrategy.RING_ALL: "Ring everyone at once",
+    RingStrategy.LEAST_RECENT: "Whoever answered least recently",
+    RingStrategy.FEWEST_CALLS: "Whoever took the fewest calls",
+    RingStrategy.RANDOM: "Someone at random",
+    RingStrategy.ROUND_ROBIN: "Round robin",
+    RingStrategy.LINEAR: "In order, one after another",
+}
+
+
+def parse_strategy(raw: str | RingStrategy) -> RingStrategy:
+    """A ring strategy by its value, or a ValidationError listing the choices."""
+    try:
+        return RingStrategy(str(raw).strip().lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in RingStrategy)
+        raise ValidationError(
+            f"“{str(raw)[:20]}” is not a ring strategy; use one of {choices}.", field="strategy"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -32,6 +83,16 @@ class HuntGroupView:
     name: str
     queue: str
     members: int
+    strategy: RingStrategy = RingStrategy.RING_ALL
+    extension: int | None = None
+    number: str | None = None
+
+    @property
+    def reached_at(self) -> str:
+        """Where callers reach the group, for an admin ("extension 2000, +44 20 7946 0100")."""
+        parts = [f"extension {self.extension}" if self.extension is not None else ""]
+        parts.append(pretty(self.number) if self.number else "")
+        return ", ".join(p for p in parts if p) or "no number yet"
 
 
 @dataclass(frozen=True)
@@ -77,8 +138,10 @@ async def _views(
         .subquery()
     )
     query = (
-        select(HuntGroup, func.coalesce(counts.c.members, 0))
+        select(HuntGroup, func.coalesce(counts.c.members, 0), Extension.number, PhoneNumber.e164)
         .outerjoin(counts, counts.c.group_id == HuntGroup.id)
+        .outerjoin(Extension, Extension.hunt_group_id == HuntGroup.id)
+        .outerjoin(PhoneNumber, PhoneNumber.hunt_group_id == HuntGroup.id)
         .where(HuntGroup.enterprise_id == enterprise_id)
         .order_by(func.lower(HuntGroup.name), HuntGroup.id)
     )
@@ -91,23 +154,109 @@ async def _views(
             name=group.name,
             queue=queue_name(group.enterprise_id, group.id),
             members=int(members),
+            strategy=parse_strategy(group.strategy),
+            extension=extension,
+            number=number,
         )
-        for group, members in await session.execute(query)
+        for group, members, extension, number in await session.execute(query)
     ]
+
+
+async def _release_group_extension(session: AsyncSession, group_id: int) -> None:
+    await session.execute(
+        update(Extension).where(Extension.hunt_group_id == group_id).values(hunt_group_id=None)
+    )
+
+
+async def _release_group_number(session: AsyncSession, group_id: int, quarantine_days: int) -> None:
+    """Put the group's direct number into quarantine (or free it when there is none)."""
+    resting: dict[str, object] = (
+        {
+            "status": NumberStatus.QUARANTINED,
+            "quarantined_until": utcnow() + timedelta(days=quarantine_days),
+        }
+        if quarantine_days > 0
+        else {"status": NumberStatus.FREE}
+    )
+    await session.execute(
+        update(PhoneNumber)
+        .where(PhoneNumber.hunt_group_id == group_id)
+        .values(hunt_group_id=None, **resting)
+    )
+
+
+async def _claim_group_extension(
+    session: AsyncSession, enterprise: Enterprise, group_id: int, raw: str | int
+) -> int:
+    extension = parse_extension(raw)
+    if not enterprise.extension_start <= extension <= enterprise.extension_end:
+        raise ValidationError(
+            f"Extension {extension} is outside this enterprise's range "
+            f"{enterprise.extension_start}–{enterprise.extension_end}.",
+            field="extension",
+        )
+    claimed = await session.execute(
+        update(Extension)
+        .where(
+            Extension.enterprise_id == enterprise.id,
+            Extension.number == extension,
+            Extension.user_id.is_(None),
+            Extension.hunt_group_id.is_(None),
+        )
+        .values(hunt_group_id=group_id)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise ValidationError(
+            f"Extension {extension} is already taken; pick a free one.", field="extension"
+        )
+    return extension
+
+
+async def _claim_group_number(
+    session: AsyncSession, enterprise: Enterprise, group_id: int, raw: str
+) -> str:
+    e164 = to_e164(raw, enterprise.region, field="number")
+    claimed = await session.execute(
+        update(PhoneNumber)
+        .where(
+            PhoneNumber.e164 == e164,
+            PhoneNumber.enterprise_id == enterprise.id,
+            PhoneNumber.status == NumberStatus.FREE,
+        )
+        .values(status=NumberStatus.RESERVED, hunt_group_id=group_id)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise ValidationError(
+            f"{pretty(e164)} is not a free number of this enterprise; pick a free one.",
+            field="number",
+        )
+    return e164
 
 
 class HuntGroups:
     """The hunt groups of the enterprises and their members."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, quarantine_days: int = 90) -> None:
         self.db = db
+        self.quarantine_days = quarantine_days
 
-    async def create(self, actor: Actor, enterprise_id: int, name: str) -> HuntGroupView:
-        """Create an empty hunt group; names are unique within the enterprise."""
+    async def create(
+        self,
+        actor: Actor,
+        enterprise_id: int,
+        name: str,
+        *,
+        extension: str | int | None = None,
+        number: str | None = None,
+        strategy: str | RingStrategy = RingStrategy.RING_ALL,
+    ) -> HuntGroupView:
+        """Create an empty hunt group, optionally with its extension and direct number; names
+        are unique within the enterprise."""
         clean = clean_group_name(name)
+        ring = parse_strategy(strategy)
         async with self.db.unit_of_work() as uow:
             session = uow.session
-            await load_enterprise(session, enterprise_id)
+            enterprise = await load_enterprise(session, enterprise_id)
             taken = await session.execute(
                 select(HuntGroup.id).where(
                     HuntGroup.enterprise_id == enterprise_id,
@@ -116,7 +265,7 @@ class HuntGroups:
             )
             if taken.first() is not None:
                 raise ConflictError(f"A hunt group called {clean} already exists.", field="name")
-            group = HuntGroup(enterprise_id=enterprise_id, name=clean)
+            group = HuntGroup(enterprise_id=enterprise_id, name=clean, strategy=ring.value)
             session.add(group)
             try:
                 await session.flush()
@@ -124,12 +273,102 @@ class HuntGroups:
                 raise ConflictError(
                     f"A hunt group called {clean} already exists.", field="name"
                 ) from None
-            journal.audit(
-                session, actor, enterprise_id, "hunt_group.create", clean, after={"name": clean}
-            )
+            after: dict[str, object] = {"name": clean, "strategy": ring.value}
+            if extension not in (None, ""):
+                after["extension"] = await _claim_group_extension(
+                    session, enterprise, group.id, extension
+                )
+            if number:
+                after["number"] = await _claim_group_number(session, enterprise, group.id, number)
+            journal.audit(session, actor, enterprise_id, "hunt_group.create", clean, after=after)
+            journal.enqueue_group_for_pbx(session, enterprise_id, group.id, "hunt_group.create")
             [view] = await _views(session, enterprise_id, [group.id])
             await uow.commit()
         return view
+
+    async def configure(
+        self,
+        actor: Actor,
+        enterprise_id: int,
+        group_id: int,
+        *,
+        extension: str | int | None,
+        number: str | None,
+        strategy: str | RingStrategy,
+    ) -> HuntGroupView:
+        """Set where callers reach the group and how it rings; a number it gives up goes into
+        quarantine like a user's."""
+        ring = parse_strategy(strategy)
+        async with self.db.unit_of_work() as uow:
+            session = uow.session
+            enterprise = await load_enterprise(session, enterprise_id)
+            group = await _group(session, enterprise_id, group_id)
+            [before] = await _views(session, enterprise_id, [group_id])
+            wanted_extension = parse_extension(extension) if extension not in (None, "") else None
+            wanted_number = to_e164(number, enterprise.region) if number else None
+            if wanted_extension != before.extension:
+                await _release_group_extension(session, group_id)
+                if wanted_extension is not None:
+                    await _claim_group_extension(session, enterprise, group_id, wanted_extension)
+            if wanted_number != before.number:
+                await _release_group_number(session, group_id, self.quarantine_days)
+                if wanted_number is not None:
+                    await _claim_group_number(session, enterprise, group_id, wanted_number)
+            group.strategy = ring.value
+            journal.audit(
+                session,
+                actor,
+                enterprise_id,
+                "hunt_group.configure",
+                group.name,
+                before={
+                    "extension": before.extension,
+                    "number": before.number,
+                    "strategy": before.strategy.value,
+                },
+                after={
+                    "extension": wanted_extension,
+                    "number": wanted_number,
+                    "strategy": ring.value,
+                },
+            )
+            journal.enqueue_group_for_pbx(session, enterprise_id, group_id, "hunt_group.configure")
+            await session.flush()
+            [view] = await _views(session, enterprise_id, [group_id])
+            await uow.commit()
+        return view
+
+    async def delete(self, actor: Actor, enterprise_id: int, group_id: int) -> None:
+        """Delete the group: its members stay, its extension is freed, its number rests in
+        quarantine, and the PBX queue goes."""
+        async with self.db.unit_of_work() as uow:
+            session = uow.session
+            group = await _group(session, enterprise_id, group_id)
+            members = list(
+                (
+                    await session.execute(
+                        select(HuntGroupMember.user_id).where(HuntGroupMember.group_id == group_id)
+                    )
+                ).scalars()
+            )
+            await _release_group_extension(session, group_id)
+            await _release_group_number(session, group_id, self.quarantine_days)
+            await session.execute(
+                delete(HuntGroupMember).where(HuntGroupMember.group_id == group_id)
+            )
+            await session.delete(group)
+            for user_id in members:
+                journal.enqueue_for_pbx(session, enterprise_id, user_id, "user.hunt_groups")
+            journal.enqueue_group_for_pbx(session, enterprise_id, group_id, "hunt_group.delete")
+            journal.audit(
+                session,
+                actor,
+                enterprise_id,
+                "hunt_group.delete",
+                group.name,
+                before={"name": group.name},
+            )
+            await uow.commit()
 
     async def all(self, enterprise_id: int) -> list[HuntGroupView]:
         """Every hunt group of the enterprise, by name, with its member count."""

@@ -28,7 +28,9 @@ from services.models import (
 PREFIX = "sb"
 # Asterisk's ps_endpoints.callerid is VARCHAR(40): '"Name" <+442079460000>' must fit.
 CALLERID_WIDTH = 40
-_UNSAFE_IN_NAME = re.compile(r'["<>\\;\x00-\x1f\x7f]')
+# Quotes and angle brackets break the header; ';' splits Asterisk's set_var; '$' starts a
+# dialplan substitution in realtime rows; control characters break SIP.
+_UNSAFE_IN_NAME = re.compile(r'["<>\\;$\x00-\x1f\x7f]')
 _ENDPOINT = re.compile(rf"^{PREFIX}-e(\d+)-u(\d+)$")
 
 
@@ -49,13 +51,38 @@ def parse_endpoint(endpoint: str) -> tuple[int, int] | None:
 
 
 def extension_context(enterprise_id: int) -> str:
-    """The dialplan context of the enterprise's extensions (and of its phones' calls)."""
+    """The realtime context of the enterprise's extensions: extension -> who it rings."""
     return f"{PREFIX}-e{enterprise_id}-ext"
 
 
 def ddi_context(enterprise_id: int) -> str:
-    """The dialplan context the enterprise's trunk delivers direct numbers (DDIs) into."""
+    """The realtime context of the enterprise's direct numbers (DDIs), in E.164."""
     return f"{PREFIX}-e{enterprise_id}-ddi"
+
+
+def ring_context(enterprise_id: int) -> str:
+    """The realtime context holding, per user, the legs a call to them rings."""
+    return f"{PREFIX}-e{enterprise_id}-ring"
+
+
+def identity_context(enterprise_id: int) -> str:
+    """The realtime context that gives a Teams caller (by number) their caller ID."""
+    return f"{PREFIX}-e{enterprise_id}-id"
+
+
+def dial_context(enterprise_id: int) -> str:
+    """The static context the enterprise's callers dial from (desk phones and Teams)."""
+    return f"{PREFIX}-e{enterprise_id}-dial"
+
+
+def outbound_context(enterprise_id: int) -> str:
+    """The static context that sends the enterprise's calls to the PSTN trunk."""
+    return f"{PREFIX}-e{enterprise_id}-out"
+
+
+def ring_key(user_id: int) -> str:
+    """The extension of a user's ring row (digits alone could clash with real extensions)."""
+    return f"u{user_id}"
 
 
 def queue_name(enterprise_id: int, group_id: int) -> str:
@@ -102,6 +129,18 @@ class PbxLine:
     caller_id: CallerIdLine
     sip: SipAuth | None
     hunt_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupLine:
+    """Everything the PBX holds for one hunt group: its queue and the numbers that reach it."""
+
+    enterprise_id: int
+    group_id: int
+    queue: str
+    strategy: str
+    extension: str | None
+    ddi: str | None
 
 
 def fit_caller_name(name: str, number: str) -> str:
@@ -179,3 +218,29 @@ async def desired_lines(
             hunt_groups=tuple(sorted(groups.get(user.id, []))),
         )
     return lines
+
+
+async def desired_groups(
+    session: AsyncSession, enterprise: Enterprise, group_ids: Collection[int] | None = None
+) -> dict[int, GroupLine]:
+    """The hunt groups the PBX must hold (all of the enterprise's when None)."""
+    query = (
+        select(HuntGroup, Extension.number, PhoneNumber.e164)
+        .outerjoin(Extension, Extension.hunt_group_id == HuntGroup.id)
+        .outerjoin(PhoneNumber, PhoneNumber.hunt_group_id == HuntGroup.id)
+        .where(HuntGroup.enterprise_id == enterprise.id)
+        .order_by(HuntGroup.id)
+    )
+    if group_ids is not None:
+        query = query.where(HuntGroup.id.in_(list(group_ids)))
+    return {
+        group.id: GroupLine(
+            enterprise_id=enterprise.id,
+            group_id=group.id,
+            queue=queue_name(enterprise.id, group.id),
+            strategy=group.strategy,
+            extension=str(extension) if extension is not None else None,
+            ddi=ddi,
+        )
+        for group, extension, ddi in await session.execute(query)
+    }

@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, or_, select, update
@@ -27,7 +27,7 @@ from services.models import OutboxItem, OutboxStatus, utcnow
 from services.pbx import signals
 from services.pbx.backend import PbxBackend, describe_error
 from services.pbx.lease import give_back, take_lease
-from services.pbx.lines import desired_lines, endpoint_id
+from services.pbx.lines import desired_groups, desired_lines, endpoint_id, queue_name
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Claim:
     row_ids: tuple[int, ...]
     user_ids: tuple[int, ...]
     rows_by_user: dict[int, tuple[int, ...]]
+    rows_by_group: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class PushResult:
 
 def _user_of(item: OutboxItem) -> int | None:
     value = (item.payload or {}).get("user_id", item.user_id)
+    return int(value) if value is not None else None
+
+
+def _group_of(item: OutboxItem) -> int | None:
+    value = (item.payload or {}).get("group_id")
     return int(value) if value is not None else None
 
 
@@ -212,10 +218,14 @@ class PbxPusher:
                 waiting = waiting.with_for_update(skip_locked=True)
             items += list((await session.execute(waiting.order_by(OutboxItem.id))).scalars())
         by_user: dict[int, list[int]] = {}
+        by_group: dict[int, list[int]] = {}
         for item in items:
             user_id = _user_of(item)
+            group_id = _group_of(item)
             if user_id is not None:
                 by_user.setdefault(user_id, []).append(item.id)
+            elif group_id is not None:
+                by_group.setdefault(group_id, []).append(item.id)
         row_ids = tuple(item.id for item in items)
         if row_ids:
             await session.execute(
@@ -233,38 +243,41 @@ class PbxPusher:
             row_ids=row_ids,
             user_ids=tuple(by_user),
             rows_by_user={user: tuple(ids) for user, ids in by_user.items()},
+            rows_by_group={group: tuple(ids) for group, ids in by_group.items()},
         )
 
     # --- pushing -----------------------------------------------------------------------------
 
     async def _push(self, claim: Claim) -> PushResult:
-        users = set(claim.rows_by_user)
-        # Rows that name no user (none are written today) have nothing to push.
-        done = [
-            row
-            for row in claim.row_ids
-            if not any(row in claim.rows_by_user[user] for user in users)
-        ]
+        named = {row for rows in claim.rows_by_user.values() for row in rows}
+        named |= {row for rows in claim.rows_by_group.values() for row in rows}
+        # Rows that name neither a user nor a group have nothing to push.
+        done = [row for row in claim.row_ids if row not in named]
         failed: dict[int, str] = {}
         result = PushResult()
         try:
             last_error: str | None = None
             repeated = False
-            for user_id in claim.user_ids:
-                rows = claim.rows_by_user[user_id]
+            # Groups first: a new group's queue and strategy exist before members join it.
+            pushes: list[tuple[Callable[[int, int], Awaitable[str | None]], int, tuple[int, ...]]]
+            pushes = [(self._push_group, g, rows) for g, rows in claim.rows_by_group.items()]
+            pushes += [(self._push_user, u, claim.rows_by_user[u]) for u in claim.user_ids]
+            for push, subject, rows in pushes:
                 if repeated and last_error is not None:
                     # The same failure twice in a row: the PBX itself is down; do not hammer it.
                     failed.update(dict.fromkeys(rows, last_error))
                     result += PushResult(failed=1)
                     continue
-                error = await self._push_user(claim.enterprise_id, user_id)
+                error = await push(claim.enterprise_id, subject)
                 if error is None:
                     done.extend(rows)
                     result += PushResult(pushed=1)
                 else:
                     log.warning(
                         "PBX push of %s failed: %s",
-                        endpoint_id(claim.enterprise_id, user_id),
+                        endpoint_id(claim.enterprise_id, subject)
+                        if push == self._push_user
+                        else queue_name(claim.enterprise_id, subject),
                         error,
                     )
                     failed.update(dict.fromkeys(rows, error))
@@ -286,6 +299,20 @@ class PbxPusher:
                 await self.backend.remove(enterprise_id, endpoint_id(enterprise_id, user_id))
             else:
                 await self.backend.provision(line)
+        except Exception as error:  # any PBX failure is retried, never lost
+            return describe_error(error)
+        return None
+
+    async def _push_group(self, enterprise_id: int, group_id: int) -> str | None:
+        """Make the PBX hold the hunt group as it is now; an error description on failure."""
+        try:
+            async with self.db.unit_of_work(readonly=True) as uow:
+                enterprise = await load_enterprise(uow.session, enterprise_id)
+                group = (await desired_groups(uow.session, enterprise, [group_id])).get(group_id)
+            if group is None:
+                await self.backend.remove_group(enterprise_id, queue_name(enterprise_id, group_id))
+            else:
+                await self.backend.provision_group(group)
         except Exception as error:  # any PBX failure is retried, never lost
             return describe_error(error)
         return None

@@ -1,0 +1,362 @@
+"""Live SIP against a real Asterisk: what the directory says is what the PBX does on the wire.
+
+The directory writes through the product's own path (users service, outbox, pusher, Asterisk
+backend) into Asterisk's real realtime schema; Asterisk runs the static configuration that
+`switchboard pbx config` writes. Loopback SIP peers stand in for the carrier (127.0.0.2) and
+for Microsoft's Direct Routing proxies (127.0.0.3); desk phones and strangers are SIP user
+agents on other loopback addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.callerid import CallerIdChange
+from services.db import Database
+from services.directory import Directory
+from services.models import CallerIdMode, LicenceProduct
+from services.passwords import PasswordVault
+from services.pbx.asterisk import AsteriskBackend
+from services.pbx.credentials import DeskPhones
+from services.pbx.huntgroups import HuntGroups
+from services.pbx.pusher import PbxPusher
+from services.users import NewUser
+from tests.asterisk_kit import STRANGER_IP, LivePbx, display_name, hang_up, header, uri_user
+from tests.conftest import admin_of, seed_enterprise, settings_for
+
+MAIN = "+442079461000"
+ADA_DDI = "+442079460000"
+BOB_DDI = "+442079460001"
+EXTERNAL = "+447700900123"
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def directory(tmp_path: Path) -> AsyncIterator[Directory]:
+    """The directory on SQLite (the PBX side is what these tests are about)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}")
+    await db.migrate()
+    vault = PasswordVault.from_settings("", tmp_path / "secret.key")
+    yield Directory.build(db, settings_for(db.url, tmp_path), vault)
+    await db.dispose()
+
+
+class Office:
+    """One enterprise on the live PBX, changed through the product's own services."""
+
+    def __init__(self, directory: Directory, backend: AsteriskBackend, live: LivePbx) -> None:
+        self.directory = directory
+        self.backend = backend
+        self.live = live
+        self.ent = 0
+        self.phones: list[Any] = []
+
+    async def open(self) -> Office:
+        self.ent = await seed_enterprise(self.directory)
+        assert self.ent == 1, "the static dialplan is written for enterprises 1-3"
+        return self
+
+    async def push(self) -> None:
+        """Land every waiting change on Asterisk."""
+        result = await PbxPusher(self.directory.db, self.backend).run_once()
+        assert result.failed == 0
+
+    async def user(self, name: str, licence: LicenceProduct = LicenceProduct.ESSENTIALS) -> Any:
+        email = name.split()[0].lower() + "@contoso.com"
+        made = await self.directory.users.create(
+            admin_of(self.ent), self.ent, NewUser(name, email, licence)
+        )
+        await self.push()
+        return made
+
+    async def desk_phone(self, user: Any, ip: str = "127.0.0.4") -> Any:
+        """Issue the user a desk phone login and register a phone with it."""
+        login = await DeskPhones(self.directory.db, "asterisk").issue(
+            admin_of(self.ent), self.ent, user.id
+        )
+        await self.push()
+        phone = self.live.phone(login.username, password=login.password, ip=ip)
+        self.phones.append(phone)
+        assert phone.register().code == 200
+        return phone
+
+    async def caller_id(self, user: Any, change: CallerIdChange) -> None:
+        fresh = await self.directory.users.get(self.ent, user.id)
+        await self.directory.users.set_caller_id(
+            admin_of(self.ent), self.ent, user.id, fresh.version, change
+        )
+        await self.push()
+
+    def keep(self, phone: Any) -> Any:
+        self.phones.append(phone)
+        return phone
+
+    def close(self) -> None:
+        for phone in self.phones:
+            hang_up(phone)
+        # Calls still ringing (a queue retries its members) end with the test.
+        self.live.ast.cli("channel request hangup all")
+
+
+@pytest.fixture
+async def office(
+    directory: Directory, asterisk: AsteriskBackend, live_pbx: LivePbx
+) -> AsyncIterator[Office]:
+    made = await Office(directory, asterisk, live_pbx).open()
+    yield made
+    made.close()
+
+
+def _request_user(message: str) -> str:
+    return uri_user(message.split(" ", 2)[1])
+
+
+# --- nobody calls or registers as someone else -------------------------------------------------
+
+
+async def test_no_endpoint_accepts_an_unauthenticated_register_or_invite(office: Office) -> None:
+    ada = await office.user("Ada Lovelace")
+    bob = await office.user("Bob Byte")
+    bob_phone = await office.desk_phone(bob)
+    live = office.live
+    ada_endpoint, bob_endpoint = f"sb-e1-u{ada.id}", f"sb-e1-u{bob.id}"
+    # Ada has no desk phone: there is no account to register or call as, with or without a
+    # password.
+    stranger = office.keep(live.phone(ada_endpoint, ip=STRANGER_IP, password="guess"))
+    assert stranger.register(password=None).code == 401
+    assert stranger.register().code == 401
+    assert stranger.invite(EXTERNAL, password=None).code == 401
+    # Bob's account needs Bob's password.
+    impostor = office.keep(live.phone(bob_endpoint, ip=STRANGER_IP, password="wrong"))
+    assert impostor.register(password=None).code == 401
+    assert impostor.register().code == 401
+    assert impostor.invite(EXTERNAL, password=None).code == 401
+    # A stranger naming a trunk or a user's number is still a stranger.
+    for user in ("sb-pstn", "sb-teams", ADA_DDI, "anonymous"):
+        assert office.keep(live.phone(user, ip=STRANGER_IP)).invite(
+            EXTERNAL, password=None
+        ).code == 401
+    # Revoking Bob's login closes his account: his old password no longer works.
+    password = bob_phone.password
+    assert await DeskPhones(office.directory.db, "asterisk").revoke(
+        admin_of(office.ent), office.ent, bob.id
+    )
+    await office.push()
+    old = office.keep(live.phone(bob_endpoint, ip="127.0.0.5", password=password))
+    assert old.register().code == 401
+    assert old.register(password=None).code == 401
+    assert old.invite(EXTERNAL).code == 401
+    pstn = office.keep(live.pstn())
+    assert pstn.wait_request("INVITE", timeout=0.5) is None
+
+
+# --- calls that reach Teams ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dialled",
+    [ADA_DDI, ADA_DDI[1:], "0" + ADA_DDI[3:], "00" + ADA_DDI[1:]],
+    ids=["e164", "without-plus", "national", "international-prefix"],
+)
+async def test_a_ddi_from_the_pstn_rings_teams_and_the_desk_phone(
+    office: Office, dialled: str
+) -> None:
+    ada = await office.user("Ada Lovelace")
+    desk = await office.desk_phone(ada)
+    teams = office.keep(office.live.teams())
+    carrier = office.keep(office.live.pstn())
+    reply = carrier.invite(dialled)
+    assert reply.code == 486  # both legs answered busy
+    at_teams = teams.wait_request("INVITE")
+    assert at_teams is not None, "the call never reached the Teams trunk"
+    assert _request_user(at_teams) == ADA_DDI
+    at_desk = desk.wait_request("INVITE")
+    assert at_desk is not None, "the desk phone did not ring"
+
+
+async def test_a_user_without_a_desk_phone_rings_on_teams_alone(office: Office) -> None:
+    await office.user("Ada Lovelace")
+    bob = await office.user("Bob Byte")
+    teams = office.keep(office.live.teams())
+    bob_phone = await office.desk_phone(bob)
+    # Bob calls Ada's extension from his desk phone: the call goes to Teams, with Bob's identity.
+    assert bob_phone.invite("1000").code == 486
+    at_teams = teams.wait_request("INVITE")
+    assert at_teams is not None and _request_user(at_teams) == ADA_DDI
+    [shown] = header(at_teams, "From")
+    assert uri_user(shown) == BOB_DDI and display_name(shown) == "Bob Byte"
+
+
+async def test_from_teams_a_user_reaches_extensions_and_the_pstn(office: Office) -> None:
+    ada = await office.user("Ada Lovelace")
+    bob = await office.user("Bob Byte")
+    bob_phone = await office.desk_phone(bob)
+    carrier = office.keep(office.live.pstn())
+    teams = office.keep(office.live.teams())
+    ada_on_teams = office.keep(office.live.teams(ADA_DDI, port=0))
+    assert ada_on_teams.invite("1001").code == 486
+    # Bob rings on his desk phone and on Teams.
+    at_teams = teams.wait_request("INVITE")
+    assert at_teams is not None and _request_user(at_teams) == BOB_DDI
+    at_desk = bob_phone.wait_request("INVITE")
+    assert at_desk is not None
+    assert uri_user(header(at_desk, "From")[0]) == ADA_DDI
+    assert ada_on_teams.invite("07700900123").code == 486
+    out = carrier.wait_request("INVITE")
+    assert out is not None and _request_user(out) == EXTERNAL
+    assert uri_user(header(out, "From")[0]) == ADA_DDI
+    assert ada.number == ADA_DDI
+
+
+async def test_an_unknown_or_removed_teams_caller_cannot_call_out(office: Office) -> None:
+    ada = await office.user("Ada Lovelace")
+    carrier = office.keep(office.live.pstn())
+    teams = office.keep(office.live.teams())
+    stranger = office.keep(office.live.teams("+442079469999", port=0))
+    assert stranger.invite(EXTERNAL).code == 403
+    fresh = await office.directory.users.get(office.ent, ada.id)
+    await office.directory.users.remove(admin_of(office.ent), office.ent, ada.id, fresh.version)
+    await office.push()
+    former = office.keep(office.live.teams(ADA_DDI, port=0))
+    assert former.invite(EXTERNAL).code == 403
+    assert carrier.wait_request("INVITE", timeout=0.5) is None
+    # Nor is she reachable: her number and extension ring nothing.
+    assert carrier.invite(ADA_DDI).code >= 400
+    assert teams.wait_request("INVITE", timeout=0.5) is None
+
+
+# --- caller ID on the wire ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "from_user", "from_name", "pai", "privacy"),
+    [
+        (CallerIdChange(CallerIdMode.OWN_DDI), ADA_DDI, "Ada Lovelace", None, False),
+        (
+            CallerIdChange(CallerIdMode.COMPANY_MAIN, caller_name="Contoso"),
+            MAIN,
+            "Contoso",
+            None,
+            False,
+        ),
+        (
+            CallerIdChange(CallerIdMode.OTHER, number_digits="0042"),
+            "+442079460042",
+            "Ada Lovelace",
+            None,
+            False,
+        ),
+        (CallerIdChange(CallerIdMode.ANONYMOUS), "anonymous", "Anonymous", None, True),
+        (
+            CallerIdChange(CallerIdMode.ANONYMOUS, send_pai=True),
+            "anonymous",
+            "Anonymous",
+            ADA_DDI,
+            True,
+        ),
+        (
+            CallerIdChange(CallerIdMode.OWN_DDI, send_pai=True),
+            ADA_DDI,
+            "Ada Lovelace",
+            ADA_DDI,
+            False,
+        ),
+        (
+            CallerIdChange(CallerIdMode.OWN_DDI, send_pai=True, pai_digits="1000"),
+            ADA_DDI,
+            "Ada Lovelace",
+            MAIN,
+            False,
+        ),
+    ],
+    ids=["own", "main", "other", "withheld", "withheld-pai", "own-pai", "pai-main-number"],
+)
+@pytest.mark.parametrize("device", ["teams", "desk-phone"])
+async def test_calls_to_the_pstn_carry_the_users_caller_id(
+    office: Office,
+    device: str,
+    change: CallerIdChange,
+    from_user: str,
+    from_name: str,
+    pai: str | None,
+    privacy: bool,
+) -> None:
+    ada = await office.user("Ada Lovelace")
+    await office.caller_id(ada, change)
+    carrier = office.keep(office.live.pstn())
+    caller = (
+        office.keep(office.live.teams(ADA_DDI, port=0))
+        if device == "teams"
+        else await office.desk_phone(ada)
+    )
+    assert caller.invite("07700900123").code == 486
+    out = carrier.wait_request("INVITE")
+    assert out is not None, "nothing reached the PSTN trunk"
+    assert _request_user(out) == EXTERNAL
+    [shown] = header(out, "From")
+    assert (uri_user(shown), display_name(shown)) == (from_user, from_name)
+    assert [uri_user(v) for v in header(out, "P-Asserted-Identity")] == ([pai] if pai else [])
+    assert header(out, "Privacy") == (["id"] if privacy else [])
+
+
+async def test_nobody_receives_another_users_withheld_identity(office: Office) -> None:
+    ada = await office.user("Ada Lovelace")
+    bob = await office.user("Bob Byte")
+    await office.caller_id(ada, CallerIdChange(CallerIdMode.ANONYMOUS, send_pai=True))
+    await office.caller_id(bob, CallerIdChange(CallerIdMode.OWN_DDI, send_pai=True))
+    bob_phone = await office.desk_phone(bob)
+    teams = office.keep(office.live.teams())
+    # Ada calls Bob from Teams, and from her desk phone: Bob sees no number and no PAI.
+    ada_on_teams = office.keep(office.live.teams(ADA_DDI, port=0))
+    assert ada_on_teams.invite("1001").code == 486
+    at_desk = bob_phone.wait_request("INVITE")
+    assert at_desk is not None
+    assert uri_user(header(at_desk, "From")[0]) == "anonymous"
+    assert header(at_desk, "P-Asserted-Identity") == []
+    assert header(at_desk, "Remote-Party-ID") == []
+    assert ADA_DDI not in at_desk
+    ada_phone = await office.desk_phone(ada, ip="127.0.0.6")
+    bob_phone.clear()
+    assert ada_phone.invite(BOB_DDI).code == 486
+    for message in (bob_phone.wait_request("INVITE"), teams.wait_request("INVITE")):
+        assert message is not None
+        assert ADA_DDI not in message and header(message, "P-Asserted-Identity") == []
+
+
+# --- hunt groups ------------------------------------------------------------------------------
+
+
+async def test_a_hunt_groups_number_rings_its_members(office: Office) -> None:
+    ada = await office.user("Ada Lovelace")
+    bob = await office.user("Bob Byte", LicenceProduct.BASIC)
+    cy = await office.user("Cy Caller")
+    groups = HuntGroups(office.directory.db)
+    sales = await groups.create(
+        admin_of(office.ent), office.ent, "Sales", extension=1050, number="+442079460050"
+    )
+    await groups.add_member(admin_of(office.ent), office.ent, sales.id, ada.id)
+    await groups.add_member(admin_of(office.ent), office.ent, sales.id, bob.id)
+    await office.push()
+    bob_phone = await office.desk_phone(bob)
+    teams = office.keep(office.live.teams())
+    carrier = office.keep(office.live.pstn())
+    # From the PSTN, to the group's number: Ada rings on Teams, Bob on his desk phone.
+    carrier.invite("02079460050", timeout=3)
+    at_teams = teams.wait_request("INVITE")
+    assert at_teams is not None and _request_user(at_teams) == ADA_DDI
+    assert bob_phone.wait_request("INVITE") is not None
+    # From Teams (Cy) and from a desk phone (Cy's), to the group's extension.
+    for caller in (
+        office.keep(office.live.teams(cy.number, port=0)),
+        await office.desk_phone(cy, ip="127.0.0.7"),
+    ):
+        teams.clear()
+        bob_phone.clear()
+        caller.invite("1050", timeout=3)
+        assert teams.wait_request("INVITE") is not None
+        assert bob_phone.wait_request("INVITE") is not None
