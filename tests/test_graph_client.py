@@ -54,6 +54,9 @@ class ScriptedGraph:
     batches: list[int] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     drop_next: int = 0
+    # Statuses for the next batch envelopes; a 424 one answers 429 for the first inner
+    # request and 424 (not run) for the rest, as Graph does for a throttled batch.
+    batch_envelopes: list[int] = field(default_factory=list)
 
     def answer(self, method: str, path: str, client_request_id: str) -> Reply:
         self.seen.append((method, path, client_request_id, time.monotonic()))
@@ -73,6 +76,22 @@ class ScriptedGraph:
         if path == "/$batch":
             body = await request.json()
             self.batches.append(len(body["requests"]))
+            if self.batch_envelopes and self.batch_envelopes.pop(0) == 424:
+                throttled = []
+                for index, inner in enumerate(body["requests"]):
+                    self.seen.append((inner["method"], inner["url"], "", time.monotonic()))
+                    status = 429 if index == 0 else 424
+                    throttled.append(
+                        {
+                            "id": inner["id"],
+                            "status": status,
+                            "headers": {"Retry-After": "0"} if status == 429 else {},
+                            "body": {"error": {"code": str(status), "message": "throttled"}},
+                        }
+                    )
+                return web.json_response(
+                    {"responses": throttled}, status=424, headers={"Retry-After": "0"}
+                )
             responses = []
             for inner in body["requests"]:
                 status, headers, payload = self.answer(
@@ -121,8 +140,8 @@ class FixedTokens:
         self.issued += 1
 
 
-@pytest.fixture
-async def scripted() -> AsyncIterator[tuple[ScriptedGraph, str]]:
+@pytest.fixture(name="scripted")
+async def scripted_fixture() -> AsyncIterator[tuple[ScriptedGraph, str]]:
     """A scripted Graph on loopback and its base URL."""
     graph = ScriptedGraph()
     app = web.Application()

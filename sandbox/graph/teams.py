@@ -8,6 +8,7 @@ as `SandboxConfig.wrap_entities` says.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -204,6 +205,11 @@ class TeamsApi:
         location_id = body.get("locationId")
         with self._state.lock:
             tenant = tenant_of(self._state, request)
+            user = tenant.users.get(target)
+            ready_at = user.teams_ready_at if user is not None else None
+            if ready_at is not None and math.isfinite(ready_at) and ready_at > self._state.clock():
+                # Licensed, but Teams has not set the user up yet.
+                raise GraphError(404, "NotFound", f"User '{target}' was not found.")
             held = tenant.numbers.get(number)
             if held is not None and held.assignment_target_id not in (None, target):
                 raise _bad(
