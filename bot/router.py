@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError as PayloadError
 
 from cards.actions import ActionData, Dataset
-from cards.common import Card, Errors, notice_card
+from cards.common import Card, Errors, notice_card, plain
 from services.directory import Directory
 from services.errors import DomainError, PermissionDeniedError
 from services.models import AdminRole
@@ -161,7 +161,7 @@ class Router:
                     )
                 except DomainError:
                     pass  # the form itself cannot be drawn again: the refusal says why
-            return notice_card("That could not be done", refusal.message, ent=turn.ent)
+            return notice_card("That could not be done", plain(refusal.message), ent=turn.ent)
 
     async def run_search(
         self, dataset: str, turn: Turn, query: str, limit: int

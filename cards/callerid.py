@@ -16,6 +16,7 @@ from cards.common import (
     frame,
     number_text,
     paragraph,
+    plain,
     text_input,
 )
 from services.callerid import MAX_CALLER_NAME
@@ -119,9 +120,9 @@ def main_number_warning(user: UserView) -> str | None:
         else "give them a direct number first (Numbers), then present it."
     )
     return (
-        f"⚠ {user.display_name} still presents the company's main number "
+        f"⚠ {plain(user.display_name)} still presents the company's main number "
         f"({number_text(user.caller_id.presented_number)}): people they call see the "
-        f"switchboard and call it back, not {user.display_name}. To fix it, {advice}"
+        f"switchboard and call it back, not {plain(user.display_name)}. To fix it, {advice}"
     )
 
 

@@ -3,6 +3,7 @@ errors, status indicators, buttons. Cards are Adaptive Card 1.5, built with the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,12 @@ from services.phone import pretty
 Card = dict[str, Any]
 Errors = dict[str, str]
 
+# What Adaptive Card markdown could read as markup anywhere in a line (links, emphasis, code,
+# HTML, entities), and what it could read as a list or heading at the start of one.
+_MARKUP = re.compile(r"([\\`*_\[\]~<>#|&])")
+_BULLET = re.compile(r"^(\s*)([-+])(?=\s|$)", re.MULTILINE)
+_NUMBERED = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
+
 STATUS_LABELS: dict[ProvisioningStatus, str] = {
     ProvisioningStatus.NOT_SYNCED: "⚪ Not synced",
     ProvisioningStatus.PENDING: "🟡 Pending",
@@ -49,10 +56,18 @@ LICENCE_CHOICES = [
 ]
 
 
+def plain(text: str) -> str:
+    """`text` (a name, an e-mail, anything an admin typed) as markdown that shows exactly it:
+    a display name like "[Click me](https://...)" must never become a link."""
+    escaped = _MARKUP.sub(r"\\\1", text)
+    escaped = _BULLET.sub(r"\1\\\2", escaped)
+    return _NUMBERED.sub(r"\1\\\2", escaped)
+
+
 def status_label(status: ProvisioningStatus, error: str | None = None) -> str:
     """The provisioning status as the indicator admins see, with the failure reason."""
     label = STATUS_LABELS[status]
-    return f"{label}: {error}" if status is ProvisioningStatus.FAILED and error else label
+    return f"{label}: {plain(error)}" if status is ProvisioningStatus.FAILED and error else label
 
 
 def number_text(e164: str | None) -> str:
@@ -95,7 +110,9 @@ def field_error(errors: Errors, field: str) -> list[CardElement]:
     if not message:
         return []
     return [
-        TextBlock(text=f"⚠ {message}", wrap=True, color="Attention", size="Small", spacing="None")
+        TextBlock(
+            text=f"⚠ {plain(message)}", wrap=True, color="Attention", size="Small", spacing="None"
+        )
     ]
 
 
@@ -145,8 +162,8 @@ def choice_input(
 
 
 def facts(pairs: Sequence[tuple[str, str]]) -> FactSet:
-    """Label and value pairs."""
-    return FactSet(facts=[Fact(title=title, value=value) for title, value in pairs])
+    """Label and value pairs, shown as they are (values are often what an admin typed)."""
+    return FactSet(facts=[Fact(title=plain(title), value=plain(value)) for title, value in pairs])
 
 
 def columns(*cells: Sequence[CardElement], widths: Sequence[str] | None = None) -> ColumnSet:
@@ -176,11 +193,12 @@ def frame(
     With `refresh`, Teams re-runs that (read-only) action whenever the card is shown again,
     so a card about work in progress never shows a stale state.
     """
-    items: list[CardElement] = [heading(title)]
+    items: list[CardElement] = [heading(plain(title))]
+    # Banners are plain sentences, often quoting what the admin typed: never markup.
     if success:
-        items.append(banner(success, good=True))
+        items.append(banner(plain(success), good=True))
     if notice:
-        items.append(banner(notice))
+        items.append(banner(plain(notice)))
     items.extend(body)
     # Task buttons sit in rows inside the body: hosts cap a card's own actions at five.
     task_buttons = list(actions)
@@ -211,7 +229,9 @@ def user_link_cell(
     """A table cell with a user's name (and `extra` lines) that opens the user when selected."""
     return TableCell(
         items=[
-            TextBlock(text=name, wrap=True, color="Accent", weight="Bolder" if bold else None),
+            TextBlock(
+                text=plain(name), wrap=True, color="Accent", weight="Bolder" if bold else None
+            ),
             *extra,
         ],
         select_action=button(f"Open {name}", UserRef(ent=ent, user_id=user_id)),

@@ -27,6 +27,7 @@ from cards.common import (
     frame,
     number_text,
     paragraph,
+    plain,
     status_label,
     text_input,
     user_link_cell,
@@ -122,7 +123,7 @@ def _user_row(user: UserView, ent: int) -> TableRow:
         user.display_name,
         ent,
         user.id,
-        TextBlock(text=user.email, wrap=True, is_subtle=True, size="Small", spacing="None"),
+        TextBlock(text=plain(user.email), wrap=True, is_subtle=True, size="Small", spacing="None"),
         bold=True,
     )
     extension = str(user.extension) if user.extension is not None else "—"
@@ -164,16 +165,18 @@ def directory_card(
     body: list[CardElement] = []
     if users.total == 0 and not query:
         body.append(
-            paragraph(f"**{enterprise.name}** has no users yet. Create the first one to start.")
+            paragraph(
+                f"**{plain(enterprise.name)}** has no users yet. Create the first one to start."
+            )
         )
     elif users.total == 0:
-        body.append(paragraph(f"No user matches “{query}”.", subtle=True))
+        body.append(paragraph(f"No user matches “{plain(query)}”.", subtle=True))
     else:
         found = f"{users.total} user{'s' if users.total != 1 else ''}"
         body.append(
             paragraph(
-                f"**{enterprise.name}**: {found}"
-                + (f" matching “{query}”" if query else "")
+                f"**{plain(enterprise.name)}**: {found}"
+                + (f" matching “{plain(query)}”" if query else "")
                 + f", sorted by {SORT_NAMES[sort].lower()} "
                 + ("(descending)." if descending else "(ascending)."),
                 subtle=True,

@@ -15,7 +15,7 @@ from cards.actions import (
     OpenUnlicensed,
     PickEnterprise,
 )
-from cards.common import Card, button, facts, frame, number_text, paragraph
+from cards.common import Card, button, facts, frame, number_text, paragraph, plain
 from services.models import AdminRole
 from services.views import EnterpriseView, PoolView
 
@@ -51,8 +51,8 @@ def home_card(
     greeting = f"Welcome to Switchboard, {admin_name}" if welcome else "Switchboard"
     body: list[CardElement] = [
         paragraph(
-            f"You are signed in as **{admin_name}** ({ROLE_NAMES[role]})"
-            + (f" for **{enterprise.name}**." if enterprise else ".")
+            f"You are signed in as **{plain(admin_name)}** ({ROLE_NAMES[role]})"
+            + (f" for **{plain(enterprise.name)}**." if enterprise else ".")
         )
     ]
     if role is AdminRole.SERVICE_PROVIDER:

@@ -8,7 +8,7 @@ from datetime import datetime
 from microsoft_teams.cards import CardElement
 
 from cards.actions import OpenDirectory, OpenSync
-from cards.common import Card, button, facts, frame, paragraph
+from cards.common import Card, button, facts, frame, paragraph, plain
 from services.models import SyncStatus
 from services.provisioning import SyncReport
 
@@ -64,7 +64,7 @@ def _failures(report: SyncReport) -> list[CardElement]:
         who = failure.display_name or failure.email
         if failure.email and failure.email != who:
             who = f"{who} ({failure.email})"
-        items.append(paragraph(f"🔴 **{who}**: {failure.reason}"))
+        items.append(paragraph(f"🔴 **{plain(who)}**: {plain(failure.reason)}"))
     if report.failed > len(report.failures):
         items.append(
             paragraph(

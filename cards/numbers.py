@@ -34,6 +34,7 @@ from cards.common import (
     frame,
     number_text,
     paragraph,
+    plain,
     text_input,
 )
 from cards.users import free_number_input
@@ -84,7 +85,7 @@ def _free_list(enterprise: EnterpriseView, free: Page[str], digits: str) -> list
         message = (
             f"No free number ends in {digits}."
             if digits
-            else f"{enterprise.name} has no free number left. Ask your service provider to add "
+            else f"{plain(enterprise.name)} has no free number left. Ask your service provider to add "
             "numbers, or release one."
         )
         return [paragraph(message)]
@@ -149,7 +150,7 @@ def _user_facts(user: UserView, errors: Errors) -> list[CardElement]:
     if user.licence is LicenceProduct.BASIC:
         body.append(
             paragraph(
-                f"{user.display_name} has a **Basic** licence: an extension only, no direct "
+                f"{plain(user.display_name)} has a **Basic** licence: an extension only, no direct "
                 "number. Change the licence to Essentials on the user card to give them one."
             )
         )

@@ -23,6 +23,7 @@ from cards.common import (
     facts,
     frame,
     paragraph,
+    plain,
     status_label,
     user_link_cell,
 )
@@ -123,7 +124,7 @@ def _how_it_syncs(overview: SyncOverview, is_global_admin: bool) -> list[CardEle
     if enterprise.syncs_automatically:
         return [
             paragraph(
-                f"**No manual sync is needed.** {enterprise.name} allows management by the "
+                f"**No manual sync is needed.** {plain(enterprise.name)} allows management by the "
                 "service provider and its first sync is done, so changes sync to Microsoft "
                 "automatically."
             )
@@ -131,7 +132,7 @@ def _how_it_syncs(overview: SyncOverview, is_global_admin: bool) -> list[CardEle
     reasons = []
     if not enterprise.sp_management_consent:
         reasons.append(
-            f"{enterprise.name} has not consented to “Allow Management by Service Provider”"
+            f"{plain(enterprise.name)} has not consented to “Allow Management by Service Provider”"
         )
     if enterprise.first_sync_completed_at is None:
         reasons.append("its first sync, which sets up the initial users, is not done yet")

@@ -27,6 +27,7 @@ from cards.common import (
     frame,
     number_text,
     paragraph,
+    plain,
     text_input,
 )
 from cards.unlicensed import selected_ids
@@ -211,7 +212,7 @@ def telephony_card(
     if user.licence is None:
         body.append(
             paragraph(
-                f"{user.display_name} has no calling licence, so the PBX has no line to ring: "
+                f"{plain(user.display_name)} has no calling licence, so the PBX has no line to ring: "
                 "they cannot join hunt groups or have a desk phone until they get one on the "
                 "user card.",
                 color="Attention",

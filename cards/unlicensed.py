@@ -25,6 +25,7 @@ from cards.common import (
     frame,
     number_text,
     paragraph,
+    plain,
     status_label,
     user_link_cell,
 )
@@ -109,7 +110,7 @@ def unlicensed_card(
     if users.total == 0:
         return frame(
             "Users without a calling licence",
-            [paragraph(f"Everyone in **{enterprise.name}** has a calling licence.")],
+            [paragraph(f"Everyone in **{plain(enterprise.name)}** has a calling licence.")],
             help_text=UNLICENSED_HELP,
             ent=ent,
             notice=errors.get("users") or errors.get("form"),
@@ -138,7 +139,7 @@ def unlicensed_card(
     count = f"{users.total} user{'s' if users.total != 1 else ''}"
     body: list[CardElement] = [
         paragraph(
-            f"{count} of **{enterprise.name}** cannot make calls yet: they have no calling licence.",
+            f"{count} of **{plain(enterprise.name)}** cannot make calls yet: they have no calling licence.",
             subtle=True,
         )
     ]

@@ -31,6 +31,7 @@ from cards.common import (
     frame,
     number_text,
     paragraph,
+    plain,
     status_label,
     text_input,
 )
@@ -149,7 +150,8 @@ def create_user_card(
     pool_text = ", ".join(f"{p.product.label}: {p.free} free" for p in pools)
     body: list[CardElement] = [
         paragraph(
-            f"New Teams Phone user for **{enterprise.name}**. Licences: {pool_text}.", subtle=True
+            f"New Teams Phone user for **{plain(enterprise.name)}**. Licences: {pool_text}.",
+            subtle=True,
         ),
         *text_input(
             "display_name",
@@ -274,11 +276,11 @@ def find_user_card(enterprise: EnterpriseView, query: str, results: Page[UserVie
     ]
     if results is not None:
         if not results.items:
-            body.append(paragraph(f"No user matches “{query}”.", subtle=True))
+            body.append(paragraph(f"No user matches “{plain(query)}”.", subtle=True))
         for user in results.items:
             body.append(
                 columns(
-                    [paragraph(f"**{user.display_name}**  \n{user.email}")],
+                    [paragraph(f"**{plain(user.display_name)}**  \n{plain(user.email)}")],
                     [
                         paragraph(
                             f"{number_text(user.number)} · ext {user.extension or '—'}", subtle=True

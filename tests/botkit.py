@@ -3,6 +3,7 @@ Teams, and the card an action answers with."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,15 +84,22 @@ async def user_of_another_enterprise(
     return other, vic
 
 
+# CommonMark's backslash escapes: what the client shows of `\*` is `*`.
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
 def card_text(card: dict[str, Any]) -> str:
-    """Every text, label, title and value on a card, for assertions on what an admin reads."""
+    """Every text, label, title and value on a card, as an admin reads it (markdown escapes
+    shown as the characters they stand for), for assertions on what an admin reads."""
     found: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
+            shown_as_markdown = node.get("type") in ("TextBlock", "TextRun") or "type" not in node
             for key in ("text", "label", "title", "value", "placeholder"):
                 if isinstance(node.get(key), str):
-                    found.append(node[key])
+                    value = node[key]
+                    found.append(_ESCAPED.sub(r"\1", value) if shown_as_markdown else value)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

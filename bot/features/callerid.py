@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.router import Router, Turn
 from cards.actions import CallerIdForm, OpenCallerId
 from cards.callerid import caller_id_card
-from cards.common import Card, Errors, notice_card
+from cards.common import Card, Errors, notice_card, plain
 from services.callerid import CallerIdChange
 from services.errors import NotFoundError, ValidationError
 from services.models import CallerIdMode
@@ -38,7 +38,7 @@ async def show_caller_id_form(turn: Turn, form: CallerIdForm, errors: Errors) ->
     try:
         user = await turn.directory.users.get(enterprise.id, form.user_id)
     except NotFoundError as missing:
-        return notice_card("That could not be done", missing.message, ent=turn.ent)
+        return notice_card("That could not be done", plain(missing.message), ent=turn.ent)
     if "version" in errors:
         # Someone else saved first: show their setting, keep what this admin chose.
         form = form.model_copy(update={"version": user.version})

@@ -12,7 +12,7 @@ from cards.actions import (
     TelephonyInputs,
     database_id,
 )
-from cards.common import Card, Errors, notice_card
+from cards.common import Card, Errors, notice_card, plain
 from cards.telephony import (
     desk_phone_already_issued_card,
     desk_phone_issued_card,
@@ -54,7 +54,7 @@ async def show_telephony(
     try:
         user = await directory.users.get(enterprise.id, user_id)
     except NotFoundError as missing:
-        return notice_card("That could not be done", missing.message, ent=turn.ent)
+        return notice_card("That could not be done", plain(missing.message), ent=turn.ent)
     return telephony_card(
         user,
         enterprise,
