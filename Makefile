@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 export TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint typecheck unit bench package clean .chromium
+.PHONY: demo test lint typecheck unit bench package clean .chromium .asterisk
+
+# A real Asterisk for the PBX tests, built once per machine from ../shared/asterisk (cached).
+ASTERISK_KIT ?= ../shared/asterisk
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -22,13 +25,17 @@ node_modules/.installed: package.json
 .chromium:
 	@{ command -v chromium && dpkg -s fonts-noto-color-emoji; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji; }
 
+.asterisk:
+	@mkdir -p var
+	@$(ASTERISK_KIT)/build > var/asterisk-build.log 2>&1 || { tail -n 40 var/asterisk-build.log; echo "The Asterisk build failed: the PBX tests cannot run (see var/asterisk-build.log)."; exit 1; }
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict services cards
 
-unit: $(VENV)/.installed node_modules/.installed .chromium
+unit: $(VENV)/.installed node_modules/.installed .chromium .asterisk
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
@@ -36,7 +43,7 @@ test: lint typecheck unit
 demo: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bot.demo
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed .asterisk
 	$(PY) -m tests.bench
 
 package: $(VENV)/.installed node_modules/.installed

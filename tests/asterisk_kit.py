@@ -59,13 +59,13 @@ def free_udp_port(ip: str) -> int:
 
 
 def hang_up(phone: Any) -> None:
-    """Close a SIP user agent so its port is free at once: its listening thread is woken
-    (a socket closed under a blocked recvfrom keeps its port on Linux)."""
+    """Close a SIP user agent so its port is free at once: its listening thread is woken by a
+    datagram and ends (a socket closed under a blocked recvfrom keeps its port on Linux)."""
     phone._closed = True
-    with contextlib.suppress(OSError):
-        phone.sock.shutdown(socket.SHUT_RDWR)
-    phone.close()
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+        waker.sendto(b"SIP/2.0 200 OK\r\n\r\n", (phone.ip, phone.port))
     phone._thread.join(timeout=2)
+    phone.close()
 
 
 @pytest.fixture(scope="session")

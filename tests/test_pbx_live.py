@@ -9,6 +9,7 @@ agents on other loopback addresses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 
 from services.callerid import CallerIdChange
+from services.cli import main
+from services.config import Settings
 from services.db import Database
 from services.directory import Directory
 from services.models import CallerIdMode, LicenceProduct
@@ -25,7 +28,19 @@ from services.pbx.credentials import DeskPhones
 from services.pbx.huntgroups import HuntGroups
 from services.pbx.pusher import PbxPusher
 from services.users import NewUser
-from tests.asterisk_kit import STRANGER_IP, LivePbx, display_name, hang_up, header, uri_user
+from tests.asterisk_kit import (
+    PSTN_IP,
+    STRANGER_IP,
+    TEAMS_IP,
+    LivePbx,
+    display_name,
+    free_udp_port,
+    hang_up,
+    harness,
+    header,
+    sipua,
+    uri_user,
+)
 from tests.conftest import admin_of, seed_enterprise, settings_for
 
 MAIN = "+442079461000"
@@ -138,9 +153,10 @@ async def test_no_endpoint_accepts_an_unauthenticated_register_or_invite(office:
     assert impostor.invite(EXTERNAL, password=None).code == 401
     # A stranger naming a trunk or a user's number is still a stranger.
     for user in ("sb-pstn", "sb-teams", ADA_DDI, "anonymous"):
-        assert office.keep(live.phone(user, ip=STRANGER_IP)).invite(
-            EXTERNAL, password=None
-        ).code == 401
+        assert (
+            office.keep(live.phone(user, ip=STRANGER_IP)).invite(EXTERNAL, password=None).code
+            == 401
+        )
     # Revoking Bob's login closes his account: his old password no longer works.
     password = bob_phone.password
     assert await DeskPhones(office.directory.db, "asterisk").revoke(
@@ -360,3 +376,79 @@ async def test_a_hunt_groups_number_rings_its_members(office: Office) -> None:
         caller.invite("1050", timeout=3)
         assert teams.wait_request("INVITE") is not None
         assert bob_phone.wait_request("INVITE") is not None
+
+
+# --- the operator's guide, followed -------------------------------------------------------------
+
+
+def test_the_operator_guide_connects_an_asterisk(
+    tmp_path: Path, asterisk_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """docs/PBX_SETUP.md, steps 2-7: Asterisk's schema (made by the fixture with Asterisk's own
+    alembic), Switchboard's settings, `switchboard pbx config`, Asterisk started on exactly
+    those files, a user provisioned, reconcile clean, and a call from outside reaching Teams."""
+    port = harness.free_port("127.0.0.1")
+    pstn_port, teams_port = free_udp_port(PSTN_IP), free_udp_port(TEAMS_IP)
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}",
+        "SWITCHBOARD_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
+        "PBX_BACKEND": "asterisk",
+        "PBX_DATABASE_URL": asterisk_url.replace("+asyncpg", ""),
+        "PBX_SIP_BIND": f"127.0.0.1:{port}",
+        "PBX_TEAMS_HOSTS": f"{TEAMS_IP}:{teams_port}",
+        "PBX_TEAMS_TRANSPORT": "udp",
+        "PBX_TEAMS_MATCH": TEAMS_IP,
+        "PBX_PSTN_HOSTS": f"{PSTN_IP}:{pstn_port}",
+        "PBX_PSTN_MATCH": PSTN_IP,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    create = ["enterprise", "create", "--name", "Contoso", "--tenant-id", "t-guide"]
+    assert main([*create, "--main-number", "020 7946 1000", "--extensions", "1000-1099"]) == 0
+    assert main(["numbers", "import", "--tenant-id", "t-guide", "--range", ADA_DDI, BOB_DDI]) == 0
+    assert main(["licences", "set", "--tenant-id", "t-guide", "--essentials", "5"]) == 0
+    etc = tmp_path / "etc-switchboard"
+    assert main(["pbx", "config", "--out", str(etc)]) == 0
+    files = {path.name: path.read_text() for path in etc.iterdir()}
+    ast = harness.Asterisk(asterisk_url, sip_port=port, configs=files)
+    ast.start()
+    phones: list[Any] = []
+    try:
+        asyncio.run(_provision_one_user(env, tmp_path))
+        capsys.readouterr()
+        assert main(["pbx", "reconcile", "--tenant-id", "t-guide"]) == 0
+        assert "No drift" in capsys.readouterr().out
+        endpoints = ast.cli("pjsip show endpoints")
+        assert "sb-teams" in endpoints and "sb-pstn" in endpoints and "sb-e1-u" not in endpoints
+        server = (ast.sip_host, ast.sip_port)
+        teams = sipua.Phone("teams", server=server, ip=TEAMS_IP, port=teams_port)
+        carrier = sipua.Phone("carrier", server=server, ip=PSTN_IP, port=pstn_port)
+        phones += [teams, carrier]
+        assert carrier.invite("02079460000").code == 486
+        at_teams = teams.wait_request("INVITE")
+        assert at_teams is not None and _request_user(at_teams) == ADA_DDI
+    finally:
+        for phone in phones:
+            hang_up(phone)
+        ast.stop()
+
+
+async def _provision_one_user(env: dict[str, str], tmp_path: Path) -> None:
+    """An admin creates Ada (what the bot does), and the pusher lands her on Asterisk."""
+    db = Database(env["DATABASE_URL"])
+    vault = PasswordVault.from_settings("", tmp_path / "secret.key")
+    directory = Directory.build(db, Settings.from_env(), vault)
+    backend = AsteriskBackend(env["PBX_DATABASE_URL"])
+    try:
+        enterprise = await directory.enterprises.by_tenant("t-guide")
+        assert enterprise is not None
+        ent = enterprise.id
+        await directory.users.create(
+            admin_of(ent),
+            ent,
+            NewUser("Ada Lovelace", "ada@contoso.com", LicenceProduct.ESSENTIALS),
+        )
+        assert (await PbxPusher(db, backend).run_once()).pushed == 1
+    finally:
+        await backend.close()
+        await db.dispose()

@@ -7,6 +7,8 @@ Create Date: 2026-11-30 09:10:00.000000
 
 from __future__ import annotations
 
+import warnings
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,19 +23,23 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("strategy", sa.String(length=16), nullable=False, server_default="ringall")
         )
-    for table in ("extensions", "phone_numbers"):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column("hunt_group_id", sa.Integer(), nullable=True))
-            batch_op.create_foreign_key(
-                op.f(f"fk_{table}_hunt_group_id_hunt_groups"),
-                "hunt_groups",
-                ["hunt_group_id"],
-                ["id"],
-                ondelete="SET NULL",
-            )
-            batch_op.create_unique_constraint(
-                op.f(f"uq_{table}_hunt_group_id"), ["hunt_group_id"]
-            )
+    # SQLite's batch mode reflects the tables it copies; an expression index of another table
+    # (users, by lower(display_name)) is not its business and stays as it is.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipped unsupported reflection of expression")
+        for table in ("extensions", "phone_numbers"):
+            with op.batch_alter_table(table, schema=None) as batch_op:
+                batch_op.add_column(sa.Column("hunt_group_id", sa.Integer(), nullable=True))
+                batch_op.create_foreign_key(
+                    op.f(f"fk_{table}_hunt_group_id_hunt_groups"),
+                    "hunt_groups",
+                    ["hunt_group_id"],
+                    ["id"],
+                    ondelete="SET NULL",
+                )
+                batch_op.create_unique_constraint(
+                    op.f(f"uq_{table}_hunt_group_id"), ["hunt_group_id"]
+                )
 
 
 def downgrade() -> None:
