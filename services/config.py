@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.errors import ValidationError
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/switchboard.db"
 PUBLIC_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -16,14 +18,31 @@ TEAMS_PHONE_STANDARD_SKU = "e43b5b99-8dfb-405f-9987-dc307f34bcbd"
 DEFAULT_TEAMS_SERVICE_URL = "https://smba.trafficmanager.net/teams/"
 
 
+class SettingsError(ValidationError):
+    """An environment variable holds a value Switchboard cannot use; the message names it."""
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
 
 
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name} must be a finite number, not {raw!r}")
+    return value
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -258,7 +277,6 @@ class Settings:
     secret_key_file: Path = Path("var/secret.key")
     secret_key: str = ""
     quarantine_days: int = 90
-    default_region: str = "GB"
     first_sync_hours: int = 24
     later_sync_hours: int = 4
     graph: GraphSettings = field(default_factory=GraphSettings)
@@ -281,7 +299,6 @@ class Settings:
             secret_key_file=Path(os.environ.get("SWITCHBOARD_SECRET_KEY_FILE", "var/secret.key")),
             secret_key=os.environ.get("SWITCHBOARD_SECRET_KEY", ""),
             quarantine_days=_env_int("NUMBER_QUARANTINE_DAYS", 90),
-            default_region=os.environ.get("DEFAULT_PHONE_REGION", "GB"),
             first_sync_hours=_env_int("FIRST_SYNC_HOURS", 24),
             later_sync_hours=_env_int("LATER_SYNC_HOURS", 4),
             graph=GraphSettings.from_env(),

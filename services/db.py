@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
 from services.sqlite import one_trip_dbapi
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Held by the transaction that migrates, released when it ends (the key is arbitrary, fixed).
+_MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(7406372531911090414)")
 
 
 def _prepare_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
@@ -108,8 +110,15 @@ class Database:
         return UnitOfWork(self._reader() if readonly else self._writer(), readonly=readonly)
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration."""
+        """Bring the schema to the newest migration.
+
+        On PostgreSQL the migration holds an advisory lock to its end, so processes started
+        together take turns: the first migrates, the others find the schema up to date.
+        (SQLite's write lock, taken at BEGIN, already serialises them.)
+        """
         async with self.write_engine.begin() as connection:
+            if self.is_postgres:
+                await connection.execute(_MIGRATION_LOCK)
             await connection.run_sync(_upgrade)
 
     async def dispose(self) -> None:
