@@ -16,7 +16,7 @@ from bot.notifier import ProactiveNotifier
 from bot.switchboard import SwitchboardBot
 from services.config import Settings
 from services.directory import Directory, open_directory
-from services.graph import GlobalAdminCheck, GraphService
+from services.graph import GlobalAdminCheck, GraphService, VerifiedDomains
 from services.passwords import PasswordVault
 from services.pbx.factory import Pbx
 from services.provisioning import ProvisioningEngine
@@ -110,8 +110,10 @@ class BackgroundWork:
                 "Microsoft Graph is not configured (GRAPH_CLIENT_ID): syncs stay requested "
                 "and overdue ones are escalated"
             )
-        elif settings.graph.check_global_admin:
-            self.directory.syncs.use_global_admin_check(GlobalAdminCheck(self.graph))
+        else:
+            self.directory.users.use_email_domain_check(VerifiedDomains(self.graph))
+            if settings.graph.check_global_admin:
+                self.directory.syncs.use_global_admin_check(GlobalAdminCheck(self.graph))
         self.notifier = ProactiveNotifier(
             app[BOT_ADAPTER_KEY], app[BOT_SETTINGS_KEY].app_id, self.directory, settings.sync
         )
@@ -142,6 +144,7 @@ class BackgroundWork:
             await self.notifier.stop()
             self.notifier = None
         self.directory.syncs.use_global_admin_check(None)
+        self.directory.users.use_email_domain_check(None)
         if self.graph is not None and self._own_graph:
             await self.graph.close()
             self.graph = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -246,6 +247,10 @@ async def _fill_licence_needs(
     return number, extension
 
 
+# Refuses an e-mail address the enterprise's Microsoft 365 would not accept (tenant id, address).
+EmailDomainCheck = Callable[[str, str], Awaitable[None]]
+
+
 class Users:
     """The users of the enterprises."""
 
@@ -253,6 +258,18 @@ class Users:
         self.db = db
         self.vault = vault
         self.quarantine_days = quarantine_days
+        self.email_domain_check: EmailDomainCheck | None = None
+
+    def use_email_domain_check(self, check: EmailDomainCheck | None) -> None:
+        """Also check new and changed addresses against the tenant's verified domains."""
+        self.email_domain_check = check
+
+    async def _check_email_domain(self, enterprise_id: int, email: str) -> None:
+        if self.email_domain_check is None:
+            return
+        async with self.db.unit_of_work(readonly=True) as uow:
+            tenant_id = (await load_enterprise(uow.session, enterprise_id)).tenant_id
+        await self.email_domain_check(tenant_id, email)
 
     async def create(self, actor: Actor, enterprise_id: int, new: NewUser) -> UserView:
         """Create a user with a generated password, and give them what the form asked for."""
@@ -264,6 +281,7 @@ class Users:
                 "leave the number empty or choose Essentials.",
                 field="number",
             )
+        await self._check_email_domain(enterprise_id, email)
         # Sealed before the transaction: SQLite has one writer, and it waits for no one's CPU.
         password_ciphertext = self.vault.seal(generate_password())
         async with self.db.unit_of_work() as uow:
@@ -342,6 +360,8 @@ class Users:
             clean_display_name(changes.display_name) if changes.display_name is not None else None
         )
         email = clean_email(changes.email) if changes.email is not None else None
+        if email is not None:
+            await self._check_email_domain(enterprise_id, email)
         try:
             async with self.db.unit_of_work() as uow:
                 session = uow.session

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox import SandboxServer
-from services.graph import GraphOperations, GraphService
+from services.graph import GraphOperations, GraphService, VerifiedDomains
 from services.graph.operations import READERS, TeamsUser, read_operation
 from tests.graph_contract import (
     ExchangeRecorder,
@@ -246,6 +246,7 @@ async def _scenario(cloud: SandboxServer, recorder: ExchangeRecorder) -> None:
         assert await ops.is_global_admin(other.id)  # through the group
         assert not await ops.is_global_admin(user.id)
         await ops.send_mail("admin@enterprise71.example", "x@example.com", "Hi", "<p>Hi</p>")
+        await VerifiedDomains(service)(tid, "nia@enterprise71.example")
     finally:
         await service.close()
 

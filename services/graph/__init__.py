@@ -1,6 +1,7 @@
 """Microsoft Graph: tokens, paced and batched requests, and the operations the sync needs."""
 
 from services.graph.client import GraphService, TenantGraph
+from services.graph.domains import VerifiedDomains
 from services.graph.errors import (
     GraphAuthenticationError,
     GraphError,
@@ -33,4 +34,5 @@ __all__ = [
     "NumberOrder",
     "TeamsUser",
     "TenantGraph",
+    "VerifiedDomains",
 ]

@@ -158,6 +158,12 @@ def read_policy_id(detail: dict[str, Any]) -> str | None:
     return str(policy_id) if policy_id else None
 
 
+def read_verified_domain(domain: dict[str, Any]) -> str | None:
+    """A domain's name when the tenant has verified it."""
+    name = domain.get("id")
+    return str(name) if name and domain.get("isVerified") is True else None
+
+
 def read_role_holder(assignment: dict[str, Any]) -> str | None:
     """The principal a unifiedRoleAssignment gives its role to."""
     principal = assignment.get("principalId")
@@ -173,6 +179,7 @@ READERS: dict[str, Callable[[dict[str, Any]], object]] = {
     "microsoft.graph.teamsAdministration.numberAssignment": read_number_holder,
     "microsoft.graph.teamsAdministration.policyIdentifierDetail": read_policy_id,
     "microsoft.graph.unifiedRoleAssignment": read_role_holder,
+    "microsoft.graph.domain": read_verified_domain,
 }
 
 
