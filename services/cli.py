@@ -14,6 +14,8 @@ from services.config import Settings
 from services.directory import Directory, open_directory
 from services.enterprises import parse_extension_range
 from services.errors import DomainError, NotFoundError
+from services.graph import GraphService
+from services.graph.preflight import PreflightFailed, preflight
 from services.inventory import DigitMatch
 from services.models import AdminRole, LicenceProduct
 from services.pbx.factory import build_backend
@@ -289,6 +291,28 @@ async def huntgroup_list(directory: Directory, args: argparse.Namespace) -> None
         )
 
 
+async def graph_check(directory: Directory, args: argparse.Namespace) -> None:
+    """Check a tenant is ready for the sync: sign-in, permissions, domains, licences, policy."""
+    settings = Settings.from_env().graph
+    if not settings.credential_for(args.tenant_id):
+        raise UsageError(
+            "no Graph credentials: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET "
+            "(or GRAPH_TENANT_CREDENTIALS)"
+        )
+    graph = GraphService(settings)
+    try:
+        checks = await preflight(graph, settings, args.tenant_id)
+    finally:
+        await graph.close()
+    for check in checks:
+        print(check.line())
+    failed = sum(not check.ok for check in checks)
+    if failed:
+        raise PreflightFailed(
+            f"{failed} of {len(checks)} checks failed; fix them and run the check again."
+        )
+
+
 async def db_upgrade(directory: Directory, args: argparse.Namespace) -> None:
     """The schema is migrated on opening; say so."""
     print("The database schema is up to date.")
@@ -409,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     hunt_list = hunt_actions.add_parser("list", help="list the hunt groups")
     hunt_list.add_argument("--tenant-id", required=True)
     hunt_list.set_defaults(run=huntgroup_list)
+
+    graph = groups.add_parser("graph", help="Microsoft Graph (GRAPH_* settings)")
+    check = graph.add_subparsers(dest="action", required=True).add_parser(
+        "check", help="check a tenant is ready for the sync, one line per check with the fix"
+    )
+    check.add_argument("--tenant-id", required=True, help="the enterprise's Entra tenant id")
+    check.set_defaults(run=graph_check)
     return parser
 
 

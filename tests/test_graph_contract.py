@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sandbox import SandboxServer
 from services.graph import GraphOperations, GraphService, VerifiedDomains
 from services.graph.operations import READERS, TeamsUser, read_operation
+from services.graph.preflight import preflight
 from tests.graph_contract import (
     ExchangeRecorder,
     ReadTracker,
@@ -247,6 +248,7 @@ async def _scenario(cloud: SandboxServer, recorder: ExchangeRecorder) -> None:
         assert not await ops.is_global_admin(user.id)
         await ops.send_mail("admin@enterprise71.example", "x@example.com", "Hi", "<p>Hi</p>")
         await VerifiedDomains(service)(tid, "nia@enterprise71.example")
+        assert await preflight(service, graph_settings(cloud), tid)
     finally:
         await service.close()
 

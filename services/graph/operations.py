@@ -158,6 +158,33 @@ def read_policy_id(detail: dict[str, Any]) -> str | None:
     return str(policy_id) if policy_id else None
 
 
+@dataclass(frozen=True)
+class SkuPool:
+    """A subscribedSku's licences: how many the tenant holds and how many are in use."""
+
+    sku_id: str
+    part_number: str
+    enabled: int
+    consumed: int
+
+    @property
+    def free(self) -> int:
+        """Licences left to assign."""
+        return self.enabled - self.consumed
+
+
+def read_sku(sku: dict[str, Any]) -> SkuPool:
+    """A subscribedSku as a pool of licences."""
+    units = sku.get("prepaidUnits")
+    enabled = units.get("enabled") if isinstance(units, dict) else 0
+    return SkuPool(
+        sku_id=str(sku.get("skuId") or "").lower(),
+        part_number=str(sku.get("skuPartNumber") or ""),
+        enabled=int(enabled or 0),
+        consumed=int(sku.get("consumedUnits") or 0),
+    )
+
+
 def read_verified_domain(domain: dict[str, Any]) -> str | None:
     """A domain's name when the tenant has verified it."""
     name = domain.get("id")
@@ -180,6 +207,7 @@ READERS: dict[str, Callable[[dict[str, Any]], object]] = {
     "microsoft.graph.teamsAdministration.policyIdentifierDetail": read_policy_id,
     "microsoft.graph.unifiedRoleAssignment": read_role_holder,
     "microsoft.graph.domain": read_verified_domain,
+    "microsoft.graph.subscribedSku": read_sku,
 }
 
 
