@@ -857,6 +857,10 @@ def _inventory(enterprise_id: int, held: _Held) -> PbxInventory:
         user = _member_user(interface, enterprise_id)
         if user is not None:
             memberships.setdefault(user, []).append(queue)
+    routes_of: dict[str, dict[RouteKind, str]] = {}
+    for (kind, key), route in routes.items():
+        if route.endpoint is not None:
+            routes_of.setdefault(route.endpoint, {})[kind] = key
     lines: dict[str, PbxLine] = {}
     ring_users = {
         user
@@ -865,7 +869,7 @@ def _inventory(enterprise_id: int, held: _Held) -> PbxInventory:
     }
     for user_id in sorted(ring_users):
         endpoint = endpoint_id(enterprise_id, user_id)
-        owned = {kind: r.key for (kind, _), r in routes.items() if r.endpoint == endpoint}
+        owned = routes_of.get(endpoint, {})
         endpoint_row_ = held.endpoints.get(endpoint)
         auth = held.auths.get(endpoint)
         if user_id in identities:
@@ -1034,11 +1038,12 @@ def _dialplan_drift(
             return f"{endpoint} ({name})" if name else endpoint
         return f"{step[0]}({step[1]})"
 
-    keys = {(c, e) for c, e, _ in wanted} | {(c, e) for c, e, _ in held.dialplan}
+    wanted_by_key = _by_key(wanted)
+    held_by_key = _by_key(held.dialplan)
     ours_only = {ring_context(enterprise_id), identity_context(enterprise_id)}
-    for context, exten in sorted(keys):
-        want = {p: s for (c, e, p), s in wanted.items() if (c, e) == (context, exten)}
-        have = {p: s for (c, e, p), s in held.dialplan.items() if (c, e) == (context, exten)}
+    for context, exten in sorted(set(wanted_by_key) | set(held_by_key)):
+        want = wanted_by_key.get((context, exten), {})
+        have = held_by_key.get((context, exten), {})
         if want == have:
             continue
         endpoint, queue = owner.get((context, exten), (None, None))
@@ -1098,6 +1103,16 @@ def _dialplan_drift(
             )
         drift.append(Drift(kind, endpoint, detail, queue=queue))
     return _merge(drift)
+
+
+def _by_key(
+    rows: dict[tuple[str, str, int], tuple[str, str]],
+) -> dict[tuple[str, str], dict[int, tuple[str, str]]]:
+    """Dialplan rows grouped by (context, exten), each a map of priority to step."""
+    grouped: dict[tuple[str, str], dict[int, tuple[str, str]]] = {}
+    for (context, exten, priority), step in rows.items():
+        grouped.setdefault((context, exten), {})[priority] = step
+    return grouped
 
 
 def _queue_drift(

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.bench import bench_bot, bench_directory, bench_sync
+from tests.bench import bench_bot, bench_directory, bench_pbx, bench_sync
 
-SUITES = {"directory": bench_directory.run, "bot": bench_bot.run, "sync": bench_sync.run}
+SUITES = {
+    "directory": bench_directory.run,
+    "bot": bench_bot.run,
+    "sync": bench_sync.run,
+    "pbx": bench_pbx.run,
+}
 
 
 async def main(names: list[str]) -> None:
