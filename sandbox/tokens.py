@@ -20,7 +20,7 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 DEFAULT_APP_ROLES = (
     "User.ReadWrite.All",
     "Domain.Read.All",
-    "LicenseAssignment.Read.All",
+    "Organization.Read.All",
     "RoleManagement.Read.Directory",
     "GroupMember.Read.All",
     "Mail.Send",

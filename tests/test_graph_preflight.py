@@ -71,7 +71,7 @@ async def test_each_missing_permission_is_reported_with_its_fix(
     # The calls that need it fail too, and nothing else does.
     depends = {
         "Domain.Read.All": {"verified domains"},
-        "LicenseAssignment.Read.All": {"Teams Phone licences"},
+        "Organization.Read.All": {"Teams Phone licences"},
         "TeamsPolicyUserAssign.ReadWrite.All": {f"voice routing policy “{POLICY}”"},
         "TeamsTelephoneNumber.ReadWrite.All": {"telephone number API"},
     }

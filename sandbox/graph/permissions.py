@@ -55,12 +55,15 @@ REQUIRED: dict[str, Requirement] = {
     ),
     # user-sendmail
     "POST /users/{user}/sendMail": _any("Mail.Send"),
-    # subscribedsku-list (least privileged: LicenseAssignment.Read.All)
+    # subscribedsku-list (least privileged: Organization.Read.All)
     "GET /subscribedSkus": _any(
-        "LicenseAssignment.Read.All", "Organization.Read.All", "Directory.Read.All"
+        "Organization.Read.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Organization.ReadWrite.All",
     ),
     # domain-list (least privileged: Domain.Read.All)
-    "GET /domains": _any("Domain.Read.All", "Directory.Read.All", "Domain.ReadWrite.All"),
+    "GET /domains": _any("Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All"),
     # rbacapplication-list-roleassignments (least privileged: RoleManagement.Read.Directory)
     "GET /roleManagement/directory/roleAssignments": _any(
         "RoleManagement.Read.Directory",

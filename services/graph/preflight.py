@@ -76,9 +76,9 @@ NEEDS = (
         "find the voice routing policy by name and assign it",
     ),
     Need(
-        "LicenseAssignment.Read.All",
-        "read the licence pools (this check only)",
-        ("Organization.Read.All", "Directory.Read.All"),
+        "Organization.Read.All",
+        "read the Teams Phone licence pools (this check only)",
+        ("Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
     ),
 )
 MAIL_NEED = Need("Mail.Send", "send the confirmation and password e-mails from the sender")
@@ -211,7 +211,7 @@ async def _domains(graph: TenantGraph) -> Check:
 async def _licences(graph: TenantGraph, settings: GraphSettings) -> list[Check]:
     body, problem = await _read(graph, "/subscribedSkus")
     if problem:
-        return [Check("Teams Phone licences", False, problem, _grant("LicenseAssignment.Read.All"))]
+        return [Check("Teams Phone licences", False, problem, _grant("Organization.Read.All"))]
     values = body.get("value") if isinstance(body, dict) else None
     pools = [read_sku(s) for s in values if isinstance(s, dict)] if isinstance(values, list) else []
     by_id = {pool.sku_id: pool for pool in pools}

@@ -35,7 +35,7 @@ CALLS = [
     ("GET", "/users", None, "User.Read.All"),
     ("POST", "/users", new_user_body("pam"), "User.ReadWrite.All"),
     ("GET", "/domains", None, "Domain.Read.All"),
-    ("GET", "/subscribedSkus", None, "LicenseAssignment.Read.All"),
+    ("GET", "/subscribedSkus", None, "Organization.Read.All"),
     ("GET", "/roleManagement/directory/roleAssignments", None, "RoleManagement.Read.Directory"),
     ("GET", NUMBERS, None, "TeamsTelephoneNumber.Read.All"),
     (
