@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.dburl import async_database_url
 from services.errors import ValidationError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/switchboard.db"
@@ -295,7 +296,11 @@ class Settings:
     def from_env(cls) -> Settings:
         """Read the settings from environment variables (see .env.example)."""
         return cls(
-            database_url=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=async_database_url(
+                os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+                setting="DATABASE_URL",
+                kinds=("postgresql", "sqlite"),
+            ),
             secret_key_file=Path(os.environ.get("SWITCHBOARD_SECRET_KEY_FILE", "var/secret.key")),
             secret_key=os.environ.get("SWITCHBOARD_SECRET_KEY", ""),
             quarantine_days=_env_int("NUMBER_QUARANTINE_DAYS", 90),

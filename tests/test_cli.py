@@ -172,3 +172,32 @@ def test_help_everywhere() -> None:
         with pytest.raises(SystemExit) as done:
             main(argv)
         assert done.value.code == 0
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["sqlite:///{path}", "sqlite+aiosqlite:///{path}", "sqlite3:///{path}"],
+)
+def test_database_urls_are_taken_as_operators_write_them(
+    cli_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, spelling: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", spelling.format(path=tmp_path / "spelled.db"))
+    assert main(["enterprise", "list"]) == 0
+    assert (tmp_path / "spelled.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://switchboard@db/switchboard", "DATABASE_URL is “mysql://...”"),
+        ("var/switchboard.db", "DATABASE_URL is not a URL"),
+    ],
+)
+def test_a_database_url_switchboard_cannot_use_is_one_line(
+    cli_env, monkeypatch: pytest.MonkeyPatch, capsys, url: str, expected: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["enterprise", "list"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "use postgresql://... or sqlite://..." in err
+    assert len(err.strip().splitlines()) == 1

@@ -48,12 +48,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import UserDefinedType
 
-from services.errors import ValidationError
+from services.dburl import async_database_url
 from services.pbx.backend import PbxError, PbxInventory, PbxRoute, RouteKind, describe_error
 from services.pbx.drift import Drift, DriftKind, Names, key_label
 from services.pbx.lines import (
@@ -176,38 +175,6 @@ class EndpointTemplate:
     disallow: str = "all"
     allow: str = "g722,alaw,ulaw"
     max_contacts: int = 1
-
-
-# --- database URLs ---------------------------------------------------------------------------
-
-_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
-_SPELLINGS = {
-    "postgres": "postgresql",
-    "postgresql": "postgresql",
-    "pgsql": "postgresql",
-    "sqlite": "sqlite",
-    "sqlite3": "sqlite",
-}
-
-
-def async_database_url(url: str, *, setting: str, kinds: Sequence[str] = ("postgresql",)) -> str:
-    """The URL with the installed async driver (`postgresql://`, `postgres://`,
-    `postgresql+psycopg2://` all become `postgresql+asyncpg://`), or a ValidationError that
-    names the setting and what it accepts."""
-    accepted = " or ".join(f"{kind}://..." for kind in kinds)
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    kind = _SPELLINGS.get(scheme.split("+", 1)[0].lower())
-    if kind is None or kind not in kinds:
-        shown = f"“{scheme}://...”" if scheme else "not a URL"
-        raise ValidationError(f"{setting} is {shown}; use {accepted}.", field=setting)
-    rewritten = _ASYNC_DRIVERS[kind] + url[len(scheme) :]
-    try:
-        make_url(rewritten)
-    except ArgumentError:
-        raise ValidationError(
-            f"{setting} is not a valid database URL; use {accepted}.", field=setting
-        ) from None
-    return rewritten
 
 
 def create_pbx_engine(url: str, *, connect_timeout: float = 5.0) -> AsyncEngine:
