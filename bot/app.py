@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.auth import BotSettings
 from bot.features import build_router
-from bot.http import BOT_ADAPTER_KEY, BOT_SETTINGS_KEY, create_bot_app
+from bot.http import BOT_ADAPTER_KEY, BOT_SETTINGS_KEY, READINESS_KEY, create_bot_app
 from bot.notifier import ProactiveNotifier
 from bot.switchboard import SwitchboardBot
 from services.config import Settings
@@ -51,6 +51,7 @@ def build_app(directory: Directory, bot_settings: BotSettings) -> web.Applicatio
     bot = SwitchboardBot(directory, build_router())
     app = create_bot_app(bot_settings, bot)
     app[DIRECTORY_KEY] = directory
+    app[READINESS_KEY] = directory.db.ping
 
     async def keep_last_answers(_: web.Application) -> None:
         await directory.ledger.flush()

@@ -7,6 +7,7 @@ invoke bodies twice.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 MESSAGES_PATH = "/api/messages"
 HEALTH_PATH = "/healthz"
+LIVENESS_PATH = "/healthz/live"
+READINESS_PATH = "/healthz/ready"
+READINESS_TIMEOUT_SECONDS = 2.0
 _JSON = "application/json"
 
 BOT_SETTINGS_KEY = web.AppKey("switchboard.bot_settings", BotSettings)
@@ -49,6 +53,9 @@ BOT_ADAPTER_KEY = web.AppKey("switchboard.bot_adapter", CloudAdapter)
 BOT_KEY = web.AppKey("switchboard.bot", Bot)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# What must answer before the bot is ready for turns (the database); raises when it cannot.
+ReadinessCheck = Callable[[], Awaitable[None]]
+READINESS_KEY = web.AppKey("switchboard.readiness", ReadinessCheck)
 
 
 def create_bot_app(
@@ -67,6 +74,8 @@ def create_bot_app(
     app[BOT_KEY] = bot
     app.router.add_post(MESSAGES_PATH, MessagesEndpoint(settings, adapter, bot).handle)
     app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(LIVENESS_PATH, health)
+    app.router.add_get(READINESS_PATH, readiness)
     app.on_startup.append(_announce_security_mode)
     app.on_startup.append(_settle_heap)
     return app
@@ -86,8 +95,24 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 async def health(request: web.Request) -> web.Response:
-    """Answer 200 while the process can serve requests."""
+    """Liveness: answer 200 while the process can serve requests (restart it when not)."""
     return web.json_response({"status": "ok"})
+
+
+async def readiness(request: web.Request) -> web.Response:
+    """Readiness: 200 while what turns need answers (the database), 503 while it does not, so
+    a load balancer sends turns elsewhere instead of the process being restarted."""
+    check = request.app.get(READINESS_KEY)
+    if check is not None:
+        try:
+            await asyncio.wait_for(check(), timeout=READINESS_TIMEOUT_SECONDS)
+        except Exception as error:
+            logger.warning("Not ready: the database cannot be reached (%s)", type(error).__name__)
+            return web.json_response(
+                {"status": "unavailable", "unavailable": ["database"]},
+                status=HTTPStatus.SERVICE_UNAVAILABLE,
+            )
+    return web.json_response({"status": "ready"})
 
 
 class MessagesEndpoint:

@@ -25,9 +25,10 @@ from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 from bot.adapter import reference_id
 from bot.router import Router, Turn
 from cards.actions import Verb, database_id
-from cards.common import Card, apology_card
+from cards.common import Card, apology_card, outage_card
 from cards.home import home_card, unknown_admin_card
 from services.conversations import RedeliveredError
+from services.db import is_unreachable
 from services.directory import Directory
 from services.models import AdminRole
 from services.views import Actor, AdminView, EnterpriseView
@@ -191,10 +192,27 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
             return await work()
         except RedeliveredError:
             raise
-        except Exception:
-            reference = reference_id(context)
-            logger.exception("A card action failed (reference %s)", reference)
-            return apology_card(reference)
+        except Exception as error:
+            return failure_card(context, error)
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        """Run the turn; whatever escapes it (the database gone while the conversation
+        reference, the ledger or the welcome is written) still gets its card, never a 500."""
+        try:
+            await super().on_turn(turn_context)
+        except RedeliveredError:
+            raise
+        except Exception as error:
+            card = failure_card(turn_context, error)
+            activity = turn_context.activity
+            if activity.type != ActivityTypes.invoke:
+                await turn_context.send_activity(
+                    MessageFactory.attachment(CardFactory.adaptive_card(card))
+                )
+            elif activity.name == "application/search":
+                _answer(turn_context, _search_response([]))
+            else:
+                _answer(turn_context, _card_response(card))
 
     async def _remember_conversation(self, context: TurnContext) -> None:
         activity = context.activity
@@ -265,11 +283,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
         async def execute() -> Card:
             return await self._run_verb(context, verb, data)
 
-        card = await self._guarded(context, verb, execute)
-        return InvokeResponse(
-            status=int(HTTPStatus.OK),
-            body={"statusCode": 200, "type": CARD_RESPONSE, "value": card},
-        )
+        return _card_response(await self._guarded(context, verb, execute))
 
     async def _search(self, context: TurnContext) -> InvokeResponse:
         value = _dict(context.activity.value)
@@ -286,14 +300,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
             data = _dict(value.get("data"))
             turn = await self._turn(context, admin, data)
             results = await self.router.run_search(dataset, turn, query, limit)
-        return InvokeResponse(
-            status=int(HTTPStatus.OK),
-            body={
-                "statusCode": 200,
-                "type": SEARCH_RESPONSE,
-                "value": {"results": [{"title": t, "value": v} for t, v in results]},
-            },
-        )
+        return _search_response(results)
 
     async def on_members_added_activity(
         self, members_added: list[ChannelAccount], turn_context: TurnContext
@@ -322,6 +329,36 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
 
         card = await self._safely(context, welcome)
         await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+
+
+def failure_card(context: TurnContext, error: Exception) -> Card:
+    """The card for a turn that failed: the outage card while the database cannot be reached
+    (a warning: it is not a bug), otherwise the apology with the reference to quote."""
+    reference = reference_id(context)
+    if is_unreachable(error):
+        logger.warning(
+            "The database cannot be reached (reference %s): %s", reference, type(error).__name__
+        )
+        return outage_card()
+    logger.exception("A turn failed (reference %s)", reference, exc_info=error)
+    return apology_card(reference)
+
+
+def _card_response(card: Card) -> InvokeResponse:
+    return InvokeResponse(
+        status=int(HTTPStatus.OK), body={"statusCode": 200, "type": CARD_RESPONSE, "value": card}
+    )
+
+
+def _search_response(results: list[tuple[str, str]]) -> InvokeResponse:
+    return InvokeResponse(
+        status=int(HTTPStatus.OK),
+        body={
+            "statusCode": 200,
+            "type": SEARCH_RESPONSE,
+            "value": {"results": [{"title": t, "value": v} for t, v in results]},
+        },
+    )
 
 
 def _answer(context: TurnContext, response: InvokeResponse) -> InvokeResponse:

@@ -262,3 +262,14 @@ def apology_card(reference: str, *, ent: int | None = None) -> Card:
         f"**{reference}**.",
         ent=ent,
     )
+
+
+def outage_card(*, ent: int | None = None) -> Card:
+    """What every turn answers while the database cannot be reached: not a bug, and nothing
+    was changed, so the admin simply tries again."""
+    return notice_card(
+        "Switchboard can't reach its database",
+        "Switchboard can't reach its database right now; nothing was changed. "
+        "Try again in a minute.",
+        ent=ent,
+    )

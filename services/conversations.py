@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.db import Database, first_write
+from services.db import Database, first_write, is_unreachable
 from services.models import Admin, AdminRole, ConversationRef, ProcessedActivity, utcnow
 
 LEDGER_RETENTION = timedelta(days=2)
@@ -273,12 +273,11 @@ class ActivityLedger:
                             for key, answer in self._writing.items()
                         ],
                     )
-            except Exception:
+            except Exception as error:
                 # The changes are safe; only these answers are lost, and a redelivery of one
                 # of these activities gets a stand-in card instead of the first answer.
-                logger.exception(
-                    "Could not keep the answers to these activities: %s", ", ".join(self._writing)
-                )
+                log = logger.warning if is_unreachable(error) else logger.exception
+                log("Could not keep the answers to these activities: %s", ", ".join(self._writing))
             finally:
                 self._writing = {}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import traceback
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +15,7 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -24,6 +27,24 @@ from sqlalchemy.ext.asyncio import (
 from services.sqlite import one_trip_dbapi
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_PING = text("SELECT 1")
+# asyncpg's errors for a connection that is gone or cannot be made (by name: the driver is
+# optional, and several of these are reached only through SQLAlchemy's wrappers).
+_ASYNCPG_UNREACHABLE = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "PostgresConnectionError",
+        "CannotConnectNowError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "TooManyConnectionsError",
+        "InternalClientError",
+    }
+)
+_DRIVER_PATHS = re.compile(r"[/\\](sqlalchemy|asyncpg|aiosqlite)[/\\]")
+# SQLite's: the file is locked by another writer for longer than the busy timeout, or gone.
+_SQLITE_UNREACHABLE = re.compile(r"database is locked|unable to open database|disk I/O error")
 # Held by the transaction that migrates, released when it ends (the key is arbitrary, fixed).
 _MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(7406372531911090414)")
 
@@ -121,11 +142,49 @@ class Database:
                 await connection.execute(_MIGRATION_LOCK)
             await connection.run_sync(_upgrade)
 
+    async def ping(self) -> None:
+        """Run a trivial query; raises when the database cannot be reached."""
+        async with self.read_engine.connect() as connection:
+            await connection.execute(_PING)
+
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) means the database cannot be reached right now: a
+    refused or cut connection, a server shutting down, no connection free in time. Such a
+    failure changed nothing, and passes when the database is back; anything else is a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.TimeoutError):
+            return True  # no pooled connection came free in time
+        if isinstance(current, OSError | TimeoutError) and _raised_by_driver(current):
+            return True  # refused or cut (not, say, a Graph request failing the same way)
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if type(current).__module__.startswith("asyncpg") and type(current).__name__ in (
+            _ASYNCPG_UNREACHABLE
+        ):
+            return True
+        if isinstance(current, sa_exc.OperationalError) and _SQLITE_UNREACHABLE.search(
+            str(current.orig)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_by_driver(error: BaseException) -> bool:
+    return any(
+        _DRIVER_PATHS.search(frame.f_code.co_filename)
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    )
 
 
 def _json_text(value: Any) -> str:

@@ -1,0 +1,115 @@
+"""A database outage is told as an outage: every turn gets one clear card saying nothing was
+changed (never an invoke 500, never the apology for a bug), readiness reports it, and the bot
+recovers on its own when the database is back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.app import build_app
+from cards.actions import Dataset, Verb
+from services.db import Database
+from services.directory import Directory
+from services.models import AdminRole
+from services.passwords import PasswordVault
+from tests.botkit import BotHarness, card_text
+from tests.conftest import PG_URL, PROVIDER, seed_enterprise, settings_for
+from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER
+from tests.support.dbproxy import DatabaseRelay
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL is not set"),
+]
+
+OUTAGE = "can't reach its database right now"
+APOLOGY = "Sorry, that did not work"
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[DatabaseRelay]:
+    """A relay in front of the test server."""
+    url = make_url(PG_URL)
+    relay = await DatabaseRelay(url.host or "127.0.0.1", url.port or 5432).start()
+    yield relay
+    await relay.close()
+
+
+@pytest.fixture
+async def outage_harness(
+    relay: DatabaseRelay,
+    serve_bot,
+    teams,
+    fake_connector,
+    bot_settings,
+    tmp_path: Path,
+    database: Database,  # migrated and emptied; the bot reaches the same database via the relay
+) -> AsyncIterator[BotHarness]:
+    """Switchboard whose only way to its database is the relay."""
+    url = make_url(PG_URL).set(host="127.0.0.1", port=relay.port)
+    db = Database(url.render_as_string(hide_password=False))
+    directory = Directory.build(
+        db, settings_for(db.url, tmp_path), PasswordVault.from_settings("", tmp_path / "key")
+    )
+    ent = await seed_enterprise(directory, tenant_id=DEFAULT_TENANT_ID)
+    await directory.enterprises.grant(
+        PROVIDER,
+        aad_object_id=DEFAULT_USER.aad_object_id,
+        role=AdminRole.ENTERPRISE_ADMIN,
+        enterprise_id=ent,
+        display_name=DEFAULT_USER.name,
+    )
+    client = await serve_bot(build_app(directory, bot_settings))
+    yield BotHarness(client, directory, teams, fake_connector, ent, [])
+    await db.dispose()
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_every_turn_during_an_outage_says_so_and_the_bot_recovers(
+    outage_harness: BotHarness, relay: DatabaseRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness = outage_harness
+    form = {
+        "display_name": "Ada Lovelace",
+        "email": "ada@contoso.example",
+        "licence": "essentials",
+        "number_mode": "auto",
+        "extension_mode": "auto",
+    }
+    assert "Ada" not in card_text(await harness.act(Verb.DIRECTORY_OPEN))
+    assert (await harness.client.get("/healthz/ready")).status == 200
+
+    await relay.down()
+    caplog.clear()
+    caplog.set_level(logging.WARNING)
+    for text in ("help", "directory", "find ada", "something else"):
+        card = await harness.say(text)
+        assert OUTAGE in card_text(card) and APOLOGY not in card_text(card), text
+    for verb, data in (
+        (Verb.USER_CREATE_SUBMIT, form),
+        (Verb.DIRECTORY_OPEN, {}),
+        (Verb.SYNC_START, {}),
+        (Verb.HOME, {}),
+    ):
+        card = await harness.act(verb, data)  # asserts HTTP 200 and an invoke statusCode 200
+        assert OUTAGE in card_text(card) and "nothing was changed" in card_text(card), verb
+    assert await harness.search("11", Dataset.FREE_NUMBERS.value) == []
+    welcome = await harness.client.post(harness.teams.members_added())
+    assert welcome.status == 200
+    assert OUTAGE in card_text((await harness.connector.next_message()).adaptive_cards[0])
+    live, ready = await harness.client.get("/healthz"), await harness.client.get("/healthz/ready")
+    assert live.status == 200 and ready.status == 503
+    assert (await harness.client.get("/healthz/live")).status == 200
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
+
+    await relay.up()
+    assert (await harness.client.get("/healthz/ready")).status == 200
+    created = await harness.act(Verb.USER_CREATE_SUBMIT, form)
+    assert "Ada Lovelace was created" in card_text(created)
+    assert "Ada Lovelace" in card_text(await harness.say("directory"))
