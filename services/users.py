@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -139,6 +139,15 @@ def clean_email(raw: str) -> str:
             field="email",
         )
     return email
+
+
+def refuse_basic_with_number(licence: LicenceProduct | None, number: object | None) -> None:
+    """A Basic licence carries no direct number: refuse a new user asking for both."""
+    if licence is LicenceProduct.BASIC and number is not None:
+        raise ValidationError(
+            "Basic licences have no direct number; leave the number empty or choose Essentials.",
+            field="number",
+        )
 
 
 async def _load_user(session: AsyncSession, enterprise_id: int, user_id: int) -> User:
@@ -275,70 +284,83 @@ class Users:
         """Create a user with a generated password, and give them what the form asked for."""
         display_name = clean_display_name(new.display_name)
         email = clean_email(new.email)
-        if new.licence is LicenceProduct.BASIC and new.number is not None:
-            raise ValidationError(
-                "Basic licences have no direct number; "
-                "leave the number empty or choose Essentials.",
-                field="number",
-            )
+        refuse_basic_with_number(new.licence, new.number)
         await self._check_email_domain(enterprise_id, email)
         # Sealed before the transaction: SQLite has one writer, and it waits for no one's CPU.
         password_ciphertext = self.vault.seal(generate_password())
         async with self.db.unit_of_work() as uow:
-            session = uow.session
-            enterprise = await load_enterprise(session, enterprise_id)
-            user = User(
-                enterprise_id=enterprise.id,
-                display_name=display_name,
-                email=email,
-                licence=new.licence,
-                password_ciphertext=password_ciphertext,
-                send_password_email=new.send_password_email,
-                notify_user=new.notify_user,
-                # Decided before the insert, so the row is written once: a licensed Essentials
-                # user or a chosen number means a number of their own (or nothing commits).
-                callerid_mode=CallerIdMode.OWN_DDI
-                if new.number is not None or new.licence is LicenceProduct.ESSENTIALS
-                else CallerIdMode.COMPANY_MAIN,
-                provisioning_status=journal.waiting_status(enterprise),
-            )
-            session.add(user)
-            try:
-                await session.flush()
-            except IntegrityError:
-                # The e-mail's unique constraint is the check: no read before the insert.
-                raise _duplicate_email(email) from None
-            number = (
-                await _give_number(session, enterprise, user, new.number)
-                if new.number is not None
-                else None
-            )
-            extension = (
-                await _give_extension(session, enterprise, user, new.extension)
-                if new.extension is not None
-                else None
-            )
-            number, extension = await _fill_licence_needs(
-                session, enterprise, user, number, extension
-            )
-            journal.enqueue_for_microsoft(session, enterprise, user, "user.create")
-            journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.create")
-            journal.audit(
-                session,
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            view = await self.create_in(
+                uow.session,
                 actor,
-                enterprise.id,
-                "user.create",
-                user.email,
-                after=_snapshot(user, number, extension)
-                | {"send_password_email": new.send_password_email},
+                enterprise,
+                replace(new, display_name=display_name, email=email),
+                password_ciphertext,
             )
-            await session.flush()
-            if new.licence is not None:
-                # Last: the pool's row stays locked until commit, and every create needs it.
-                await take_licences(session, enterprise.id, new.licence)
-            view = _view(user, enterprise, number, extension)
             await uow.commit()
         return view
+
+    async def create_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise: Enterprise,
+        new: NewUser,
+        password_ciphertext: str,
+    ) -> UserView:
+        """Create a user within the caller's transaction (the bulk import's): the same rules
+        as `create`, without the e-mail domain check and without committing."""
+        display_name = clean_display_name(new.display_name)
+        email = clean_email(new.email)
+        refuse_basic_with_number(new.licence, new.number)
+        user = User(
+            enterprise_id=enterprise.id,
+            display_name=display_name,
+            email=email,
+            licence=new.licence,
+            password_ciphertext=password_ciphertext,
+            send_password_email=new.send_password_email,
+            notify_user=new.notify_user,
+            # Decided before the insert, so the row is written once: a licensed Essentials
+            # user or a chosen number means a number of their own (or nothing commits).
+            callerid_mode=CallerIdMode.OWN_DDI
+            if new.number is not None or new.licence is LicenceProduct.ESSENTIALS
+            else CallerIdMode.COMPANY_MAIN,
+            provisioning_status=journal.waiting_status(enterprise),
+        )
+        session.add(user)
+        try:
+            await session.flush()
+        except IntegrityError:
+            # The e-mail's unique constraint is the check: no read before the insert.
+            raise _duplicate_email(email) from None
+        number = (
+            await _give_number(session, enterprise, user, new.number)
+            if new.number is not None
+            else None
+        )
+        extension = (
+            await _give_extension(session, enterprise, user, new.extension)
+            if new.extension is not None
+            else None
+        )
+        number, extension = await _fill_licence_needs(session, enterprise, user, number, extension)
+        journal.enqueue_for_microsoft(session, enterprise, user, "user.create")
+        journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.create")
+        journal.audit(
+            session,
+            actor,
+            enterprise.id,
+            "user.create",
+            user.email,
+            after=_snapshot(user, number, extension)
+            | {"send_password_email": new.send_password_email},
+        )
+        await session.flush()
+        if new.licence is not None:
+            # Last: the pool's row stays locked until commit, and every create needs it.
+            await take_licences(session, enterprise.id, new.licence)
+        return _view(user, enterprise, number, extension)
 
     async def get(self, enterprise_id: int, user_id: int) -> UserView:
         """One user of the enterprise."""
@@ -362,53 +384,76 @@ class Users:
         email = clean_email(changes.email) if changes.email is not None else None
         if email is not None:
             await self._check_email_domain(enterprise_id, email)
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            view = await self.update_in(
+                uow.session,
+                actor,
+                enterprise,
+                user_id,
+                expected_version,
+                replace(changes, display_name=display_name, email=email),
+            )
+            try:
+                await uow.commit()
+            except IntegrityError:
+                raise _taken_meanwhile() from None
+        return view
+
+    async def update_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise: Enterprise,
+        user_id: int,
+        expected_version: int,
+        changes: UserChanges,
+    ) -> UserView:
+        """Apply an edit within the caller's transaction (the bulk import's): the same rules
+        as `update`, without the e-mail domain check and without committing."""
         try:
-            async with self.db.unit_of_work() as uow:
-                session = uow.session
-                enterprise, user, number, extension = await _load_for_edit(
-                    session, enterprise_id, user_id, expected_version
-                )
-                before = _snapshot(user, number, extension)
-                if display_name is not None:
-                    user.display_name = display_name
-                if email is not None and email != user.email:
+            user = await _load_user(session, enterprise.id, user_id)
+            _check_version(user, expected_version)
+            number = await user_number(session, user.id)
+            extension = await user_extension(session, user.id)
+            before = _snapshot(user, number, extension)
+            if changes.display_name is not None:
+                user.display_name = clean_display_name(changes.display_name)
+            if changes.email is not None:
+                email = clean_email(changes.email)
+                if email != user.email:
                     if await _email_taken(session, enterprise.id, email, except_id=user.id):
                         raise _duplicate_email(email)
                     user.email = email
-                if changes.send_password_email is not None:
-                    user.send_password_email = changes.send_password_email
-                if changes.notify_user is not None:
-                    user.notify_user = changes.notify_user
-                number, extension = await self._apply_allocations(
-                    session, enterprise, user, changes, number, extension
+            if changes.send_password_email is not None:
+                user.send_password_email = changes.send_password_email
+            if changes.notify_user is not None:
+                user.notify_user = changes.notify_user
+            number, extension = await self._apply_allocations(
+                session, enterprise, user, changes, number, extension
+            )
+            after = _snapshot(user, number, extension)
+            if after != before:
+                # Numbers and extensions live in their own tables: touch the user row so its
+                # version moves, and a card shown before this change is refused, not replayed.
+                user.updated_at = utcnow()
+                journal.enqueue_for_microsoft(
+                    session,
+                    enterprise,
+                    user,
+                    "user.update",
+                    fields=sorted(k for k in after if after[k] != before[k]),
                 )
-                after = _snapshot(user, number, extension)
-                if after != before:
-                    # Numbers and extensions live in their own tables: touch the user row so its
-                    # version moves, and a card shown before this change is refused, not replayed.
-                    user.updated_at = utcnow()
-                    journal.enqueue_for_microsoft(
-                        session,
-                        enterprise,
-                        user,
-                        "user.update",
-                        fields=sorted(k for k in after if after[k] != before[k]),
-                    )
-                    journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.update")
-                    journal.audit(
-                        session, actor, enterprise.id, "user.update", user.email, before, after
-                    )
-                await session.flush()
-                view = _view(user, enterprise, number, extension)
-                await uow.commit()
+                journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.update")
+                journal.audit(
+                    session, actor, enterprise.id, "user.update", user.email, before, after
+                )
+            await session.flush()
         except StaleDataError:
             raise _stale() from None
         except IntegrityError:
-            raise ConflictError(
-                "Someone else changed this user or took that number at the same moment. "
-                "Reload the user and try again."
-            ) from None
-        return view
+            raise _taken_meanwhile() from None
+        return _view(user, enterprise, number, extension)
 
     async def _apply_allocations(
         self,
@@ -480,62 +525,88 @@ class Users:
         change: CallerIdChange,
     ) -> UserView:
         """Change what the user presents on outgoing calls."""
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            view = await self.set_caller_id_in(
+                uow.session, actor, enterprise, user_id, expected_version, change
+            )
+            await uow.commit()
+        return view
+
+    async def set_caller_id_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise: Enterprise,
+        user_id: int,
+        expected_version: int,
+        change: CallerIdChange,
+    ) -> UserView:
+        """Change the caller ID within the caller's transaction, without committing."""
         try:
-            async with self.db.unit_of_work() as uow:
-                session = uow.session
-                enterprise, user, number, extension = await _load_for_edit(
-                    session, enterprise_id, user_id, expected_version
+            user = await _load_user(session, enterprise.id, user_id)
+            _check_version(user, expected_version)
+            number = await user_number(session, user.id)
+            extension = await user_extension(session, user.id)
+            before = _snapshot(user, number, extension)
+            await callerid.apply(session, enterprise, user, number, change)
+            after = _snapshot(user, number, extension)
+            if after != before:
+                journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.caller_id")
+                journal.audit(
+                    session, actor, enterprise.id, "user.caller_id", user.email, before, after
                 )
-                before = _snapshot(user, number, extension)
-                await callerid.apply(session, enterprise, user, number, change)
-                after = _snapshot(user, number, extension)
-                if after != before:
-                    journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.caller_id")
-                    journal.audit(
-                        session, actor, enterprise.id, "user.caller_id", user.email, before, after
-                    )
-                await session.flush()
-                view = _view(user, enterprise, number, extension)
-                await uow.commit()
+            await session.flush()
         except StaleDataError:
             raise _stale() from None
-        return view
+        return _view(user, enterprise, number, extension)
 
     async def remove(
         self, actor: Actor, enterprise_id: int, user_id: int, expected_version: int
     ) -> None:
         """Remove a user: their number goes to quarantine, extension and licence back to pools."""
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            await self.remove_in(uow.session, actor, enterprise, user_id, expected_version)
+            await uow.commit()
+
+    async def remove_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise: Enterprise,
+        user_id: int,
+        expected_version: int,
+    ) -> None:
+        """Remove a user within the caller's transaction, without committing."""
         try:
-            async with self.db.unit_of_work() as uow:
-                session = uow.session
-                enterprise = await load_enterprise(session, enterprise_id)
-                user = await _load_user(session, enterprise_id, user_id)
-                _check_version(user, expected_version)
-                number = await release_user_number(session, user.id, self.quarantine_days)
-                extension = await release_user_extension(session, user.id)
-                if user.licence is not None:
-                    await return_licence(session, enterprise.id, user.licence)
-                journal.enqueue_for_microsoft(
-                    session,
-                    enterprise,
-                    user,
-                    "user.remove",
-                    email=user.email,
-                    entra_object_id=user.entra_object_id,
-                    number=number,
-                )
-                journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.remove")
-                journal.audit(
-                    session,
-                    actor,
-                    enterprise.id,
-                    "user.remove",
-                    user.email,
-                    before=_snapshot(user, number, extension),
-                )
-                await session.flush()
-                await session.delete(user)
-                await uow.commit()
+            user = await _load_user(session, enterprise.id, user_id)
+            _check_version(user, expected_version)
+            number = await release_user_number(session, user.id, self.quarantine_days)
+            extension = await release_user_extension(session, user.id)
+            if user.licence is not None:
+                await return_licence(session, enterprise.id, user.licence)
+            journal.enqueue_for_microsoft(
+                session,
+                enterprise,
+                user,
+                "user.remove",
+                email=user.email,
+                entra_object_id=user.entra_object_id,
+                number=number,
+            )
+            journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.remove")
+            journal.audit(
+                session,
+                actor,
+                enterprise.id,
+                "user.remove",
+                user.email,
+                before=_snapshot(user, number, extension),
+            )
+            await session.flush()
+            await session.delete(user)
+            await session.flush()
         except StaleDataError:
             raise _stale() from None
 
@@ -752,22 +823,16 @@ def _directory_queries(
     return page, count
 
 
-async def _load_for_edit(
-    session: AsyncSession, enterprise_id: int, user_id: int, expected_version: int
-) -> tuple[Enterprise, User, str | None, int | None]:
-    """The user to edit, refused if someone saved after `expected_version`; with their number
-    and extension."""
-    enterprise = await load_enterprise(session, enterprise_id)
-    user = await _load_user(session, enterprise_id, user_id)
-    _check_version(user, expected_version)
-    number = await user_number(session, user.id)
-    extension = await user_extension(session, user.id)
-    return enterprise, user, number, extension
-
-
 def _check_version(user: User, expected_version: int) -> None:
     if user.version != expected_version:
         raise _stale()
+
+
+def _taken_meanwhile() -> ConflictError:
+    return ConflictError(
+        "Someone else changed this user or took that number at the same moment. "
+        "Reload the user and try again."
+    )
 
 
 def _stale() -> ConflictError:

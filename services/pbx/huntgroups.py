@@ -438,59 +438,94 @@ class HuntGroups:
     ) -> list[HuntGroupView]:
         """Apply a membership change in one transaction; returns the groups it names."""
         async with self.db.unit_of_work() as uow:
-            session = uow.session
-            user = await _member_user(session, enterprise_id, user_id)
-            named = [await _group(session, enterprise_id, g) for g in sorted(add | remove)]
-            if add and user.licence is None:
-                raise ValidationError(
-                    f"{user.display_name} has no calling licence, so the PBX cannot ring them; "
-                    "give them a licence first.",
-                    field="user",
-                )
-            current = set(
-                (
-                    await session.execute(
-                        select(HuntGroupMember.group_id).where(HuntGroupMember.user_id == user_id)
-                    )
-                ).scalars()
-            )
-            added = sorted(add - current)
-            removed = sorted(remove & current)
-            if added or removed:
-                for group_id in added:
-                    session.add(HuntGroupMember(group_id=group_id, user_id=user_id))
-                try:
-                    await session.flush()
-                except IntegrityError:
-                    raise ConflictError(
-                        "Someone else changed this user's hunt groups at the same moment; "
-                        "reload the user and try again."
-                    ) from None
-                await session.execute(
-                    delete(HuntGroupMember).where(
-                        HuntGroupMember.user_id == user_id,
-                        HuntGroupMember.group_id.in_(removed),
-                    )
-                )
-                names = {
-                    row.id: row.name
-                    for row in await session.execute(
-                        select(HuntGroup.id, HuntGroup.name).where(
-                            HuntGroup.id.in_(current | set(added))
-                        )
-                    )
-                }
-                after = (current | set(added)) - set(removed)
-                journal.enqueue_for_pbx(session, enterprise_id, user_id, "user.hunt_groups")
-                journal.audit(
-                    session,
-                    actor,
-                    enterprise_id,
-                    "user.hunt_groups",
-                    user.email,
-                    before={"groups": sorted(names[g] for g in current)},
-                    after={"groups": sorted(names[g] for g in after)},
-                )
-            views = await _views(session, enterprise_id, [g.id for g in named])
+            views = await self.change_in(uow.session, actor, enterprise_id, user_id, add, remove)
             await uow.commit()
         return views
+
+    async def set_user_groups_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise_id: int,
+        user_id: int,
+        group_ids: Iterable[int],
+    ) -> None:
+        """Make the user a member of exactly these groups within the caller's transaction (the
+        bulk import's), without committing."""
+        wanted = set(group_ids)
+        current = set(
+            (
+                await session.execute(
+                    select(HuntGroupMember.group_id).where(HuntGroupMember.user_id == user_id)
+                )
+            ).scalars()
+        )
+        if wanted != current:
+            await self.change_in(
+                session, actor, enterprise_id, user_id, add=wanted - current, remove=current - wanted
+            )
+
+    async def change_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise_id: int,
+        user_id: int,
+        add: set[int],
+        remove: set[int],
+    ) -> list[HuntGroupView]:
+        """Apply a membership change within the caller's transaction; returns the groups it
+        names."""
+        user = await _member_user(session, enterprise_id, user_id)
+        named = [await _group(session, enterprise_id, g) for g in sorted(add | remove)]
+        if add and user.licence is None:
+            raise ValidationError(
+                f"{user.display_name} has no calling licence, so the PBX cannot ring them; "
+                "give them a licence first.",
+                field="user",
+            )
+        current = set(
+            (
+                await session.execute(
+                    select(HuntGroupMember.group_id).where(HuntGroupMember.user_id == user_id)
+                )
+            ).scalars()
+        )
+        added = sorted(add - current)
+        removed = sorted(remove & current)
+        if added or removed:
+            for group_id in added:
+                session.add(HuntGroupMember(group_id=group_id, user_id=user_id))
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise ConflictError(
+                    "Someone else changed this user's hunt groups at the same moment; "
+                    "reload the user and try again."
+                ) from None
+            await session.execute(
+                delete(HuntGroupMember).where(
+                    HuntGroupMember.user_id == user_id,
+                    HuntGroupMember.group_id.in_(removed),
+                )
+            )
+            names = {
+                row.id: row.name
+                for row in await session.execute(
+                    select(HuntGroup.id, HuntGroup.name).where(
+                        HuntGroup.id.in_(current | set(added))
+                    )
+                )
+            }
+            after = (current | set(added)) - set(removed)
+            journal.enqueue_for_pbx(session, enterprise_id, user_id, "user.hunt_groups")
+            journal.audit(
+                session,
+                actor,
+                enterprise_id,
+                "user.hunt_groups",
+                user.email,
+                before={"groups": sorted(names[g] for g in current)},
+                after={"groups": sorted(names[g] for g in after)},
+            )
+        return await _views(session, enterprise_id, [g.id for g in named])
