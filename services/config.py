@@ -103,6 +103,8 @@ class GraphSettings:
     # The write budget per tenant, as Graph throttles identity writes (3,000 per 150 s).
     write_limit: int = 3000
     write_window_seconds: float = 150.0
+    # Spare seconds per window when workers share the budget through PostgreSQL.
+    write_guard_seconds: float = 1.0
     request_timeout_seconds: float = 30.0
     max_attempts: int = 6
     max_retry_seconds: float = 120.0
@@ -148,6 +150,7 @@ class GraphSettings:
             mail_tenant_id=os.environ.get("MAIL_SENDER_TENANT_ID", "").strip().lower(),
             write_limit=_env_int("GRAPH_WRITE_LIMIT", 3000),
             write_window_seconds=_env_float("GRAPH_WRITE_WINDOW_SECONDS", 150.0),
+            write_guard_seconds=_env_float("GRAPH_WRITE_GUARD_SECONDS", 1.0),
             request_timeout_seconds=_env_float("GRAPH_TIMEOUT_SECONDS", 30.0),
             max_attempts=_env_int("GRAPH_MAX_ATTEMPTS", 6),
             max_retry_seconds=_env_float("GRAPH_MAX_RETRY_SECONDS", 120.0),

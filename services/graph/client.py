@@ -25,6 +25,7 @@ from services.graph.auth import TokenProvider
 from services.graph.batching import Batcher
 from services.graph.errors import GraphError, GraphNotFoundError, GraphUnavailableError
 from services.graph.pacing import WritePacer
+from services.graph.shared_pacing import SharedWriteBudget
 from services.graph.wire import GraphAnswer, GraphCall, TransportError
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ class GraphService:
         self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
         self._tenants: dict[str, TenantGraph] = {}
+        # The write budget every worker process shares (PostgreSQL), if one is in use.
+        self.shared_budget: SharedWriteBudget | None = None
+
+    def use_shared_budget(self, budget: SharedWriteBudget | None) -> None:
+        """Pace writes on a schedule shared with every other worker, on top of our own."""
+        self.shared_budget = budget
 
     @property
     def enabled(self) -> bool:
@@ -101,6 +108,10 @@ class TenantGraph:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self.pacer = WritePacer(settings.write_limit, settings.write_window_seconds)
+        # Graph's write budget is per app and tenant: the shared schedule's key.
+        client_id = (settings.credential_for(tenant_id) or ("", ""))[0]
+        self.budget_key = f"{client_id}|{tenant_id}"
+        self._shared_failed = False
         self._batcher = (
             Batcher(
                 self._send_batch,
@@ -211,6 +222,7 @@ class TenantGraph:
             return await self._deliver(call)
         await self.pacer.acquire()
         try:
+            await self._shared("acquire")
             answer = await self._deliver(call)
         except BaseException:
             self.pacer.release()
@@ -218,10 +230,33 @@ class TenantGraph:
         if answer.status in _NOT_COUNTED:
             self.pacer.release()
             self.pacer.pause(answer.retry_after or 1.0)
+            await self._shared("pause", answer.retry_after or 1.0)
         else:
             # Answered, or lost on the way (it may have counted): it occupies the window.
             self.pacer.settle()
         return answer
+
+    async def _shared(self, action: str, seconds: float = 0.0) -> None:
+        """Use the shared schedule; if the database cannot be reached, pace locally only."""
+        budget = self.service.shared_budget
+        if budget is None:
+            return
+        try:
+            if action == "acquire":
+                await budget.acquire(self.budget_key)
+            else:
+                await budget.pause(self.budget_key, seconds)
+            self._shared_failed = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if not self._shared_failed:
+                logger.warning(
+                    "The shared Graph write schedule is out of reach (%s); pacing this "
+                    "worker on its own",
+                    type(error).__name__,
+                )
+            self._shared_failed = True
 
     async def _deliver(self, call: GraphCall) -> GraphAnswer:
         """One try over the wire; a lost connection comes back as status 0."""

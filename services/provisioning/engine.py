@@ -21,6 +21,7 @@ from services import journal
 from services.config import Settings
 from services.db import Database
 from services.graph import GraphError, GraphOperations, GraphService
+from services.graph.shared_pacing import SharedWriteBudget
 from services.models import (
     Enterprise,
     Extension,
@@ -78,6 +79,16 @@ class ProvisioningEngine(ProvisioningSteps):
         self.graph_settings = settings.graph
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_notice = on_notice
+        if graph is not None and db.is_postgres and graph.shared_budget is None:
+            # Every worker process on every host paces to one budget per app and tenant.
+            graph.use_shared_budget(
+                SharedWriteBudget(
+                    db,
+                    self.graph_settings.write_limit,
+                    self.graph_settings.write_window_seconds,
+                    self.graph_settings.write_guard_seconds,
+                )
+            )
         self._lanes: dict[int, Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
