@@ -80,15 +80,24 @@ class Syncs:
             tenant_id = (await load_enterprise(uow.session, enterprise_id)).tenant_id
         try:
             confirmed = await check(tenant_id, actor.aad_object_id)
-        except DomainError:
+        except DomainError as error:
+            if getattr(error, "status", None) == 403:
+                # Not a passing outage: this organisation has not granted the permission.
+                raise PermissionDeniedError(
+                    "Switchboard is not allowed to read this organisation's administrator roles "
+                    "in Microsoft (its RoleManagement.Read.Directory and GroupMember.Read.All "
+                    "permissions are not granted), so it cannot confirm you are a Global "
+                    "Administrator and no sync was started. Ask your service provider."
+                ) from None
             raise PermissionDeniedError(
                 "Switchboard could not confirm with Microsoft that you are a Global "
                 "Administrator of this organisation, so no sync was started. Try again in a moment."
             ) from None
         if not confirmed:
             raise PermissionDeniedError(
-                "Microsoft says you are not a Global Administrator of this organisation, so you "
-                "cannot start “Sync Teams Users”. You can check the sync status instead."
+                "Microsoft says you are not a Global Administrator of this organisation, neither "
+                "yourself nor through a group, so you cannot start “Sync Teams Users”. You can "
+                "check the sync status instead."
             )
 
     async def request(self, actor: Actor, enterprise_id: int) -> tuple[SyncRunView, bool]:

@@ -12,9 +12,11 @@ from sqlalchemy import select, update
 
 from sandbox import SandboxServer
 from services.directory import Directory
+from services.errors import PermissionDeniedError
 from services.graph import GlobalAdminCheck, GraphOperations
 from services.models import ProvisioningStatus, SyncStatus, User
 from tests.provisioning_kit import (
+    CLIENT_ID,
     ESSENTIALS_SKU,
     POLICY,
     SQLITE_ONLY,
@@ -249,6 +251,26 @@ async def test_a_global_administrator_through_a_nested_group_is_recognised(
         assert not await check(tid, outsider.id)
     finally:
         await service.close()
+
+
+@SQLITE_ONLY
+async def test_a_global_admin_check_without_the_permission_says_which_is_missing(
+    directory: Directory, cloud: SandboxServer
+) -> None:
+    tid = seed_tenant(cloud, 88)
+    ent = await make_enterprise(directory, 88, users=1)
+    cloud.state.grant_roles(tid, CLIENT_ID, ["User.ReadWrite.All"])
+    service = graph_service(graph_settings(cloud))
+    directory.syncs.use_global_admin_check(GlobalAdminCheck(service))
+    try:
+        with pytest.raises(PermissionDeniedError) as refused:
+            await directory.syncs.request(global_admin(ent, 88), ent)
+    finally:
+        directory.syncs.use_global_admin_check(None)
+        await service.close()
+    assert "RoleManagement.Read.Directory" in refused.value.message
+    assert "no sync was started" in refused.value.message
+    assert cloud.tenant_stats(tid).statuses[403] == 1
 
 
 # --- the Teams configuration arrives late ------------------------------------------------------
