@@ -50,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--tenant-write-window", type=float, default=ThrottleLimits.tenant_write_window
     )
+    strict = parser.add_argument_group("how strictly Graph's habits are played")
+    strict.add_argument(
+        "--wrap-entities",
+        action="store_true",
+        help='answer userConfigurations/{id} and operations/{id} as {"value": {...}}',
+    )
+    strict.add_argument(
+        "--teams-setup-delay",
+        type=float,
+        default=0.0,
+        help="seconds after a Teams licence until Teams knows the user",
+    )
+    strict.add_argument(
+        "--batch-424",
+        action="store_true",
+        help="answer a batch holding a throttled request with a 424 envelope",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     return parser
 
@@ -59,6 +76,9 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(
         token_lifetime_seconds=args.token_lifetime,
         operation_delay_seconds=args.operation_delay,
+        wrap_entities=args.wrap_entities,
+        teams_setup_delay_seconds=args.teams_setup_delay,
+        batch_failed_dependency=args.batch_424,
         throttle=ThrottleLimits(
             app_write_limit=args.app_write_limit,
             app_write_window=args.app_write_window,
