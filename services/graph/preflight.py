@@ -170,13 +170,16 @@ async def preflight(graph: GraphService, settings: GraphSettings, tenant_id: str
             )
         )
     if not mail_here and "Mail.Send" in roles:
+        where = (
+            f"mail goes from the provider's own tenant ({settings.mail_tenant_id})"
+            if settings.mail_sender
+            else "no sender mailbox is configured (MAIL_SENDER), so Switchboard sends no mail"
+        )
         checks.append(
             Check(
                 "permission Mail.Send",
                 False,
-                "granted here, but mail goes from the provider's own tenant "
-                f"({settings.mail_tenant_id or 'none configured'}): it lets Switchboard send as "
-                "anyone in this tenant.",
+                f"granted here, but {where}; it lets Switchboard send as anyone in this tenant.",
                 "remove Mail.Send from the permissions this tenant consented to.",
             )
         )
