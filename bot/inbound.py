@@ -51,10 +51,12 @@ EntraId = Annotated[str, StringConstraints(max_length=MAX_ENTRA_ID), AfterValida
 AccountId = Annotated[str, StringConstraints(max_length=MAX_ACCOUNT_ID), AfterValidator(_no_nul)]
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME), AfterValidator(_no_nul)]
 Kind = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME), AfterValidator(_no_nul)]
+# Conversation and activity ids become part of the Bot Connector's URLs: printable ASCII only.
+_URL_SAFE = r"^[\x21-\x7e]*$"
 ConversationId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_CONVERSATION_ID), AfterValidator(_no_nul)
+    str, StringConstraints(min_length=1, max_length=MAX_CONVERSATION_ID, pattern=_URL_SAFE)
 ]
-ActivityId = Annotated[str, StringConstraints(max_length=MAX_ACTIVITY_ID), AfterValidator(_no_nul)]
+ActivityId = Annotated[str, StringConstraints(max_length=MAX_ACTIVITY_ID, pattern=_URL_SAFE)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL), AfterValidator(_no_nul)]
 
 
@@ -96,8 +98,9 @@ class ChannelData(_Strict):
 class Entity(_Strict):
     """An entity; a mention must say whom it mentions."""
 
-    type: Name | None = None
+    type: Kind
     mentioned: Account | None = None
+    text: Name | None = None
 
     @model_validator(mode="after")
     def _mention_names_someone(self) -> Entity:

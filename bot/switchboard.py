@@ -253,8 +253,7 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
 
             card = await self._guarded(turn_context, verb, submitted)
         else:
-            text = TurnContext.remove_recipient_mention(activity) or activity.text or ""
-            command = parse_command(text)
+            command = parse_command(command_text(activity))
 
             async def typed() -> Card:
                 if command is None:
@@ -368,6 +367,29 @@ def _answer(context: TurnContext, response: InvokeResponse) -> InvokeResponse:
         type=ActivityTypes.invoke_response, value=response
     )
     return response
+
+
+def command_text(activity: Activity) -> str:
+    """What the admin typed, without the @mention of the bot a channel message starts with.
+
+    Done here rather than with botbuilder's helper, which reads a mention's name as a regular
+    expression (a name with a bracket breaks it) and fails on a message without text.
+    """
+    text = activity.text if isinstance(activity.text, str) else ""
+    bot_id = activity.recipient.id if activity.recipient else None
+    for entity in activity.entities or []:
+        properties = getattr(entity, "additional_properties", None) or {}
+        mentioned = properties.get("mentioned")
+        marker = properties.get("text")
+        if (
+            entity.type == "mention"
+            and isinstance(mentioned, dict)
+            and mentioned.get("id") == bot_id
+            and isinstance(marker, str)
+            and marker
+        ):
+            text = text.replace(marker, "")
+    return text
 
 
 def _reference_fingerprint(activity: Activity) -> tuple[Any, ...]:

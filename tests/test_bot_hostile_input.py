@@ -228,3 +228,32 @@ async def test_editing_a_user_of_another_enterprise_says_it_does_not_exist(
     assert "That user does not exist in this enterprise" in text
     assert (await harness.directory.users.get(vic.enterprise_id, vic.id)).display_name == "Vic Other"
 
+
+
+async def test_a_conversation_id_outside_printable_ascii_is_a_400(harness: BotHarness) -> None:
+    for conversation_id in ("a:1Ā", "a:1 x", "a:1\u202e"):
+        activity = harness.teams.message("help")
+        activity["conversation"]["id"] = conversation_id
+        response = await harness.client.post(activity)
+        assert response.status == 400, (conversation_id, response.text)
+
+
+async def test_channel_mentions_are_removed_as_text_not_as_patterns(harness: BotHarness) -> None:
+    for name in ("Switch(board", "Switch[board", "Switch*board", "\\"):
+        activity = harness.teams.message("directory", conversation="channel")
+        marker = f"<at>{name}</at>"
+        activity["text"] = f"{marker} directory"
+        for entity in activity["entities"]:
+            if entity["type"] == "mention":
+                entity["text"] = marker
+                entity["mentioned"]["name"] = name
+        response = await harness.client.post(activity)
+        assert response.status == 200, response.text
+        card = (await harness.connector.next_message()).adaptive_cards[0]
+        assert card["body"][0]["text"] == "Directory", (name, card_text(card))
+    # a channel message without text (a mention alone, an attachment) gets the home card
+    bare = harness.teams.message("help", conversation="channel")
+    del bare["text"]
+    assert (await harness.client.post(bare)).status == 200
+    card = (await harness.connector.next_message()).adaptive_cards[0]
+    assert APOLOGY not in card_text(card)
