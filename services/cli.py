@@ -90,6 +90,18 @@ async def enterprise_consent(directory: Directory, args: argparse.Namespace) -> 
     print(f"{view.name}: management by service provider {state}.")
 
 
+async def enterprise_voice_routing(directory: Directory, args: argparse.Namespace) -> None:
+    """Name the voice routing policy the enterprise's calling users get in Teams."""
+    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    name = await directory.enterprises.set_voice_routing_policy(
+        OPERATOR, enterprise_id, None if args.default else args.name
+    )
+    if name is None:
+        print("Voice routing policy: the provider's default (VOICE_ROUTING_POLICY).")
+    else:
+        print(f"Voice routing policy: “{name}” (its id is looked up in the tenant at each sync).")
+
+
 async def numbers_import(directory: Directory, args: argparse.Namespace) -> None:
     """Add numbers to an enterprise's inventory from a range or a CSV file."""
     enterprise_id = await _enterprise_id(directory, args.tenant_id)
@@ -352,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
     consent.add_argument("--tenant-id", required=True)
     consent.add_argument("state", choices=["on", "off"])
     consent.set_defaults(run=enterprise_consent)
+    routing = ent_actions.add_parser(
+        "voice-routing", help="name the Teams voice routing policy of the enterprise's users"
+    )
+    routing.add_argument("--tenant-id", required=True)
+    chosen = routing.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--name", help="the policy's name as the Teams admin center shows it")
+    chosen.add_argument(
+        "--default", action="store_true", help="use the provider's VOICE_ROUTING_POLICY"
+    )
+    routing.set_defaults(run=enterprise_voice_routing)
 
     numbers = groups.add_parser("numbers", help="the number inventory")
     num_actions = numbers.add_subparsers(dest="action", required=True)

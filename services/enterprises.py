@@ -132,6 +132,29 @@ class Enterprises:
             await uow.commit()
             return enterprise_view(enterprise)
 
+    async def set_voice_routing_policy(
+        self, actor: Actor, enterprise_id: int, name: str | None
+    ) -> str | None:
+        """Name the enterprise's voice routing policy (None: the provider's default)."""
+        cleaned = (name or "").strip() or None
+        if cleaned is not None and len(cleaned) > 256:
+            raise ValidationError("A voice routing policy name has at most 256 characters.")
+        async with self.db.unit_of_work() as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            before = {"voice_routing_policy": enterprise.voice_routing_policy}
+            enterprise.voice_routing_policy = cleaned
+            journal.audit(
+                uow.session,
+                actor,
+                enterprise.id,
+                "enterprise.voice_routing_policy",
+                enterprise.tenant_id,
+                before=before,
+                after={"voice_routing_policy": cleaned},
+            )
+            await uow.commit()
+        return cleaned
+
     async def set_extension_range(
         self, actor: Actor, enterprise_id: int, first: int, last: int
     ) -> EnterpriseView:

@@ -176,6 +176,8 @@ class Enterprise(Base):
     sp_management_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     first_sync_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The Teams voice routing policy (its name) for this enterprise; None: the provider's default.
+    voice_routing_policy: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (CheckConstraint("extension_start <= extension_end", name="extension_range"),)
 

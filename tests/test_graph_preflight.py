@@ -140,3 +140,23 @@ def test_the_command_prints_a_line_per_check_and_fails_when_one_fails(
         f"switchboard: error: 2 of {len(out)} checks failed; fix them and run the check again."
     )
     assert CLIENT_SECRET not in captured.out + captured.err
+
+
+def test_an_operator_names_an_enterprises_voice_routing_policy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("SWITCHBOARD_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
+    tid = "66666666-2222-4333-8444-555555555555"
+    create = ["enterprise", "create", "--name", "Contoso", "--tenant-id", tid]
+    assert main([*create, "--main-number", "020 7946 1000", "--extensions", "1000-1999"]) == 0
+    capsys.readouterr()
+
+    assert main(["enterprise", "voice-routing", "--tenant-id", tid, "--name", "PBX East"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "Voice routing policy: “PBX East” (its id is looked up in the tenant at each sync)."
+    )
+    assert main(["enterprise", "voice-routing", "--tenant-id", tid, "--default"]) == 0
+    assert "provider's default" in capsys.readouterr().out
+    assert main(["enterprise", "voice-routing", "--tenant-id", tid, "--name", "x" * 300]) == 2
+    assert "at most 256 characters" in capsys.readouterr().err

@@ -201,6 +201,40 @@ async def test_the_voice_routing_policy_is_found_by_name_and_refreshed_when_recr
     assert stats.count("GET", lookup) > looked_up
 
 
+@SQLITE_ONLY
+async def test_an_enterprise_may_name_its_own_voice_routing_policy(
+    directory: Directory, cloud: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    own, default = seed_tenant(cloud, 89), seed_tenant(cloud, 90)
+    route = cloud.state.add_policy(own, "OnlineVoiceRoutingPolicy", "Enterprise 89 PBX")
+    first = await make_enterprise(directory, 89, users=1, basic_every=0)
+    second = await make_enterprise(directory, 90, users=1, basic_every=0)
+    name = await directory.enterprises.set_voice_routing_policy(
+        global_admin(first, 89), first, "  Enterprise 89 PBX "
+    )
+    assert name == "Enterprise 89 PBX"
+    runs = [
+        (await directory.syncs.request(global_admin(first, 89), first))[0],
+        (await directory.syncs.request(global_admin(second, 90), second))[0],
+    ]
+
+    async with running_engines(directory, settings_with(directory, cloud)):
+        for run in runs:
+            assert (await wait_for_run(directory, run.id)).status is SyncStatus.SUCCEEDED
+
+    def policy_of(tid: str) -> str:
+        people = cloud.state.require_tenant(tid).users.values()
+        [person] = [p for p in people if p.upn.startswith("user")]
+        return person.policies["onlinevoiceroutingpolicy"].policy_id
+
+    assert policy_of(own) == route.policy_id
+    assert policy_of(default) == voice_policy_id(cloud, default)  # the provider's default
+    assert (
+        await directory.enterprises.set_voice_routing_policy(global_admin(first, 89), first, None)
+        is None
+    )
+
+
 async def _mark_failed_for_retry(directory: Directory, enterprise_id: int) -> None:
     """Make a manual sync look at every user again (a manual sync retries failed users)."""
     async with directory.db.unit_of_work() as uow:

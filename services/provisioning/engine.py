@@ -576,6 +576,7 @@ class ProvisioningEngine(ProvisioningSteps):
                     step=item.step,
                     attempts=item.attempts,
                     entra_created=item.entra_created,
+                    voice_routing_policy=enterprise.voice_routing_policy,
                 )
                 for item, enterprise in rows
             ]

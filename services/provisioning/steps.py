@@ -213,17 +213,22 @@ class ProvisioningSteps:
                 status=409,
             )
 
+    def _voice_policy_name(self, work: Work) -> str:
+        """The policy the enterprise names, else the provider's default (may be empty)."""
+        return work.claimed.voice_routing_policy or self.graph_settings.voice_routing_policy
+
     async def _voice_policy_id(self, work: Work, *, refresh: bool = False) -> str | None:
-        """The tenant's id of the configured voice routing policy (configured by name)."""
-        name = self.graph_settings.voice_routing_policy
+        """The tenant's id of the voice routing policy (configured by name)."""
+        name = self._voice_policy_name(work)
         if not name:
             return None
         policy_id = await work.ops.policy_id(VOICE_ROUTING_POLICY_TYPE, name, refresh=refresh)
         if policy_id is None:
             raise GraphError(
                 f"Teams has no voice routing policy named “{name}” in this organisation. "
-                "Create it in the Teams admin center (Voice > Voice routing policies) or "
-                "correct VOICE_ROUTING_POLICY.",
+                "Create it in the Teams admin center (Voice > Voice routing policies), or "
+                "correct the name (`switchboard enterprise voice-routing`, or "
+                "VOICE_ROUTING_POLICY for every enterprise).",
                 status=404,
             )
         return policy_id
@@ -232,10 +237,7 @@ class ProvisioningSteps:
         """Give calling users the Direct Routing voice routing policy, if one is configured."""
         person = work.person
         assert person is not None
-        if (
-            not self.graph_settings.voice_routing_policy
-            or line_uri(person, work.claimed.main_number) is None
-        ):
+        if not self._voice_policy_name(work) or line_uri(person, work.claimed.main_number) is None:
             return
         entra = await self._entra(work)
         policy_id = await self._voice_policy_id(work)
@@ -264,7 +266,7 @@ class ProvisioningSteps:
         if line is None:
             return
         entra = await self._entra(work)
-        policy = self.graph_settings.voice_routing_policy
+        policy = self._voice_policy_name(work)
         policy_id = await self._voice_policy_id(work)
         problems: list[str] = []
         for attempt in range(self.sync.verify_attempts):

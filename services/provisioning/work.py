@@ -58,6 +58,8 @@ class Claimed:
     step: ProvisioningStep
     attempts: int
     entra_created: bool
+    # The enterprise's own voice routing policy name; None: the provider's default.
+    voice_routing_policy: str | None = None
 
 
 @dataclass(frozen=True)
