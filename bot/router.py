@@ -1,12 +1,22 @@
 """Routing by verb: one handler per card action, one search handler per type-ahead dataset.
 
 Cross-cutting work lives here once: parsing the typed payload, refusing what the admin's
-role does not allow, and turning a domain refusal into the form again with the admin's input
-kept and the message next to the field.
+role does not allow or what needs an enterprise not yet picked, handing each handler what its
+signature names, and turning a domain refusal into the form again with the admin's input kept
+and the message next to the field.
+
+A handler names what it needs by parameter name:
+
+    @router.action(UserRef)
+    async def open_user(turn: EnterpriseTurn, data: UserRef, *, users: Users) -> Card: ...
+
+`data` or `form` is the typed payload, `turn` the turn (an EnterpriseTurn: the enterprise is
+always there), and any of DEPENDENCIES by its name.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,16 +59,64 @@ class Turn:
         """The id of the enterprise acted for, for the cards' buttons."""
         return self.enterprise.id if self.enterprise else None
 
-    def require_enterprise(self) -> EnterpriseView:
-        """The enterprise acted for; provider admins must have picked one."""
+    def acting(self) -> EnterpriseTurn | None:
+        """This turn with its enterprise, or None while a provider admin has picked none."""
         if self.enterprise is None:
-            raise PermissionDeniedError("Pick the enterprise you act for first (Home).")
-        return self.enterprise
+            return None
+        return EnterpriseTurn(
+            self.directory, self.admin, self.actor, self.enterprise, self.reference, self.data
+        )
 
 
-Handler = Callable[[Turn, D], Awaitable[Card]]
-FormBuilder = Callable[[Turn, D, Errors], Awaitable[Card]]
-SearchHandler = Callable[[Turn, str, int], Awaitable[list[tuple[str, str]]]]
+@dataclass
+class EnterpriseTurn(Turn):
+    """A turn acting for an enterprise: what every feature handler receives."""
+
+    enterprise: EnterpriseView
+
+    @property
+    def ent(self) -> int:
+        """The id of the enterprise acted for, for the cards' buttons."""
+        return self.enterprise.id
+
+
+PICK_ENTERPRISE_FIRST = "Pick the enterprise you act for first (Home)."
+
+# What a handler may name in its signature, and where the router finds it.
+DEPENDENCIES: dict[str, Callable[[EnterpriseTurn], Any]] = {
+    "turn": lambda turn: turn,
+    "enterprise": lambda turn: turn.enterprise,
+    "actor": lambda turn: turn.actor,
+    "admin": lambda turn: turn.admin,
+    "directory": lambda turn: turn.directory,
+    "enterprises": lambda turn: turn.directory.enterprises,
+    "users": lambda turn: turn.directory.users,
+    "inventory": lambda turn: turn.directory.inventory,
+    "licences": lambda turn: turn.directory.licences,
+    "syncs": lambda turn: turn.directory.syncs,
+    "hunt_groups": lambda turn: turn.directory.hunt_groups,
+    "desk_phones": lambda turn: turn.directory.desk_phones,
+    "pbx_statuses": lambda turn: turn.directory.pbx_statuses,
+}
+PAYLOAD_NAMES = frozenset({"data", "form"})
+
+Handler = Callable[..., Awaitable[Card]]
+FormBuilder = Callable[[EnterpriseTurn, D, Errors], Awaitable[Card]]
+SearchHandler = Callable[..., Awaitable[list[tuple[str, str]]]]
+
+
+SEARCH_NAMES = frozenset({"query", "limit"})
+
+
+def _needs(handler: Callable[..., Any], given: frozenset[str]) -> tuple[str, ...]:
+    """The names a handler's signature asks for; an unknown one is refused at registration."""
+    names = tuple(inspect.signature(handler).parameters)
+    unknown = [n for n in names if n not in DEPENDENCIES and n not in given]
+    if unknown:
+        raise TypeError(
+            f"{handler.__qualname__} asks for {unknown}: not one of {list(DEPENDENCIES)}"
+        )
+    return names
 
 
 @dataclass(frozen=True)
@@ -66,10 +124,34 @@ class Route(Generic[D]):
     """A verb's handler, its payload model, and the form to show again on refusal."""
 
     model: type[D]
-    handler: Handler[D]
+    handler: Handler
     form: FormBuilder[D] | None
-    needs_enterprise: bool
     roles: frozenset[AdminRole] | None
+    needs: tuple[str, ...]
+
+    async def call(self, turn: EnterpriseTurn, payload: D) -> Card:
+        """Run the handler with what its signature names."""
+        arguments = {
+            name: payload if name in PAYLOAD_NAMES else DEPENDENCIES[name](turn)
+            for name in self.needs
+        }
+        return await self.handler(**arguments)
+
+
+@dataclass(frozen=True)
+class SearchRoute:
+    """A dataset's type-ahead handler and what its signature names."""
+
+    handler: SearchHandler
+    needs: tuple[str, ...]
+
+    async def call(self, turn: EnterpriseTurn, query: str, limit: int) -> list[tuple[str, str]]:
+        """Run the handler with the query, the limit and what else its signature names."""
+        given = {"query": query, "limit": limit}
+        arguments = {
+            name: given[name] if name in given else DEPENDENCIES[name](turn) for name in self.needs
+        }
+        return await self.handler(**arguments)
 
 
 class Router:
@@ -77,24 +159,28 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route[Any]] = {}
-        self.searches: dict[str, SearchHandler] = {}
+        self.searches: dict[str, SearchRoute] = {}
 
     def action(
         self,
         model: type[D],
         *,
         form: FormBuilder[D] | None = None,
-        needs_enterprise: bool = True,
         roles: Iterable[AdminRole] | None = None,
-    ) -> Callable[[Handler[D]], Handler[D]]:
-        """Register the decorated function as the handler of `model.verb`."""
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated function as the handler of `model.verb`; only `roles`, when
+        given, may run it."""
 
-        def register(handler: Handler[D]) -> Handler[D]:
+        def register(handler: Handler) -> Handler:
             verb = model.verb.value
             if verb in self.routes:
                 raise ValueError(f"verb {verb} is registered twice")
             self.routes[verb] = Route(
-                model, handler, form, needs_enterprise, frozenset(roles) if roles else None
+                model,
+                handler,
+                form,
+                frozenset(roles) if roles else None,
+                _needs(handler, PAYLOAD_NAMES),
             )
             return handler
 
@@ -104,7 +190,7 @@ class Router:
         """Register the decorated function as the type-ahead handler of `dataset`."""
 
         def register(handler: SearchHandler) -> SearchHandler:
-            self.searches[dataset.value] = handler
+            self.searches[dataset.value] = SearchRoute(handler, _needs(handler, SEARCH_NAMES))
             return handler
 
         return register
@@ -149,28 +235,32 @@ class Router:
             )
         if route.roles is not None and turn.admin.role not in route.roles:
             return notice_card("Not allowed", "Your role does not allow this action.", ent=turn.ent)
+        acting = turn.acting()
+        if acting is None:
+            return notice_card("That could not be done", PICK_ENTERPRISE_FIRST, ent=turn.ent)
         try:
-            if route.needs_enterprise:
-                turn.require_enterprise()
-            return await route.handler(turn, payload)
+            return await route.call(acting, payload)
         except DomainError as refusal:
             if route.form is not None and not isinstance(refusal, PermissionDeniedError):
                 try:
                     return await route.form(
-                        turn, payload, {refusal.field or "form": refusal.message}
+                        acting, payload, {refusal.field or "form": refusal.message}
                     )
                 except DomainError:
                     pass  # the form itself cannot be drawn again: the refusal says why
             return notice_card("That could not be done", plain(refusal.message), ent=turn.ent)
+        finally:
+            turn.redelivery_card = acting.redelivery_card
 
     async def run_search(
         self, dataset: str, turn: Turn, query: str, limit: int
     ) -> list[tuple[str, str]]:
         """The type-ahead results for a dataset: at most `limit` (title, value) pairs."""
-        handler = self.searches.get(dataset)
-        if handler is None or turn.enterprise is None:
+        search = self.searches.get(dataset)
+        acting = turn.acting()
+        if search is None or acting is None:
             return []
         try:
-            return (await handler(turn, query, limit))[:limit]
+            return (await search.call(acting, query, limit))[:limit]
         except DomainError:
             return []

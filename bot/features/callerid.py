@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bot.router import Router, Turn
+from bot.router import EnterpriseTurn, Router
 from cards.actions import CallerIdForm, OpenCallerId
 from cards.callerid import caller_id_card
 from cards.common import Card, Errors, notice_card, plain
 from services.callerid import CallerIdChange
 from services.errors import NotFoundError, ValidationError
 from services.models import CallerIdMode
+from services.views import EnterpriseView
 
 router = Router()
 
@@ -25,16 +26,17 @@ def caller_id_mode(value: str) -> CallerIdMode:
 
 
 @router.action(OpenCallerId)
-async def open_caller_id(turn: Turn, data: OpenCallerId) -> Card:
+async def open_caller_id(
+    turn: EnterpriseTurn, data: OpenCallerId, enterprise: EnterpriseView
+) -> Card:
     """The user's caller ID: the current setting first, then the form."""
-    enterprise = turn.require_enterprise()
     user = await turn.directory.users.get(enterprise.id, data.user_id)
     return caller_id_card(user, enterprise)
 
 
-async def show_caller_id_form(turn: Turn, form: CallerIdForm, errors: Errors) -> Card:
+async def show_caller_id_form(turn: EnterpriseTurn, form: CallerIdForm, errors: Errors) -> Card:
     """The caller ID card again, with what the admin chose and the message next to the field."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     try:
         user = await turn.directory.users.get(enterprise.id, form.user_id)
     except NotFoundError as missing:
@@ -46,9 +48,10 @@ async def show_caller_id_form(turn: Turn, form: CallerIdForm, errors: Errors) ->
 
 
 @router.action(CallerIdForm, form=show_caller_id_form)
-async def save_caller_id(turn: Turn, form: CallerIdForm) -> Card:
+async def save_caller_id(
+    turn: EnterpriseTurn, form: CallerIdForm, enterprise: EnterpriseView
+) -> Card:
     """Save the caller ID on the version of the user the admin saw."""
-    enterprise = turn.require_enterprise()
     change = CallerIdChange(
         mode=caller_id_mode(form.mode),
         number_digits=form.number_digits,

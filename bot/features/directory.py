@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.router import Router, Turn
+from bot.router import EnterpriseTurn, Router
 from cards.actions import MAX_PAGE, OpenDirectory
 from cards.common import Card, Errors
 from cards.directory import directory_card
 from services.users import DirectorySort
-from services.views import Page, UserView
+from services.views import EnterpriseView, Page, UserView
 
 router = Router()
 PAGE_SIZE = 20
@@ -28,9 +28,10 @@ def directory_sort(raw: str, errors: Errors) -> DirectorySort:
 
 
 @router.action(OpenDirectory)
-async def open_directory(turn: Turn, data: OpenDirectory) -> Card:
+async def open_directory(
+    turn: EnterpriseTurn, data: OpenDirectory, enterprise: EnterpriseView
+) -> Card:
     """One page of the directory; a page that does not exist shows the nearest one that does."""
-    enterprise = turn.require_enterprise()
     errors: Errors = {}
     sort = directory_sort(data.sort, errors)
     query = " ".join(data.query.split())[:MAX_QUERY]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.router import Router, Turn
+from bot.router import EnterpriseTurn, Router
 from cards.actions import AssignNumber, AutoAssignNumber, OpenNumbers, ReleaseNumber
 from cards.common import Card, Errors
 from cards.numbers import NumbersForm, numbers_card
@@ -10,7 +10,7 @@ from services.errors import NotFoundError, ValidationError
 from services.inventory import AUTO, Auto
 from services.phone import pretty
 from services.users import RELEASE, Release, UserChanges
-from services.views import Page, UserView
+from services.views import EnterpriseView, Page, UserView
 
 router = Router()
 PAGE_SIZE = 10
@@ -18,15 +18,15 @@ PAGE_SIZE = 10
 NumberAction = AutoAssignNumber | AssignNumber | ReleaseNumber
 
 
-def _typed(turn: Turn, field: str) -> str:
+def _typed(turn: EnterpriseTurn, field: str) -> str:
     """What the admin typed into an input the action's model does not carry."""
     value = turn.data.get(field)
     return value.strip()[:100] if isinstance(value, str) else ""
 
 
-async def _free_page(turn: Turn, digits: str, page: int) -> tuple[Page[str], str, Errors]:
+async def _free_page(turn: EnterpriseTurn, digits: str, page: int) -> tuple[Page[str], str, Errors]:
     """A page of free numbers ending in `digits`; unfiltered, with the reason, if they are bad."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     inventory = turn.directory.inventory
     try:
         free = await inventory.search_free(enterprise.id, digits, page=page, page_size=PAGE_SIZE)
@@ -44,7 +44,7 @@ async def _free_page(turn: Turn, digits: str, page: int) -> tuple[Page[str], str
 
 
 async def show_numbers(
-    turn: Turn,
+    turn: EnterpriseTurn,
     *,
     user_id: int | None = None,
     user: UserView | None = None,
@@ -56,7 +56,7 @@ async def show_numbers(
     success: str | None = None,
 ) -> Card:
     """The free-number card, for a user when one is named, with the admin's input kept."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     errors = dict(errors or {})
     if user is None and user_id is not None:
         try:
@@ -86,7 +86,7 @@ async def show_numbers(
     )
 
 
-async def show_refused(turn: Turn, data: NumberAction, errors: Errors) -> Card:
+async def show_refused(turn: EnterpriseTurn, data: NumberAction, errors: Errors) -> Card:
     """The card again after a refusal: the user reloaded, the admin's digits and pick kept."""
     number = data.number if isinstance(data, AssignNumber) else _typed(turn, "number")
     digits = data.digits if isinstance(data, AssignNumber) else _typed(turn, "digits")
@@ -117,7 +117,7 @@ def _assigned(before: UserView, after: UserView, days: int) -> str:
 
 
 @router.action(OpenNumbers)
-async def open_numbers(turn: Turn, data: OpenNumbers) -> Card:
+async def open_numbers(turn: EnterpriseTurn, data: OpenNumbers) -> Card:
     """The free numbers, filtered by last digits, for a user when one is chosen."""
     return await show_numbers(
         turn, user_id=data.user_id, digits=data.digits, page=max(1, data.page)
@@ -125,10 +125,10 @@ async def open_numbers(turn: Turn, data: OpenNumbers) -> Card:
 
 
 async def _change_number(
-    turn: Turn, data: NumberAction, choice: Auto | Release | str
+    turn: EnterpriseTurn, data: NumberAction, choice: Auto | Release | str
 ) -> tuple[UserView, UserView]:
     """The user before and after giving them `choice`, on the version the admin saw."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     users = turn.directory.users
     before = await users.get(enterprise.id, data.user_id)
     after = await users.update(
@@ -138,7 +138,7 @@ async def _change_number(
 
 
 @router.action(AutoAssignNumber, form=show_refused)
-async def auto_assign(turn: Turn, data: AutoAssignNumber) -> Card:
+async def auto_assign(turn: EnterpriseTurn, data: AutoAssignNumber) -> Card:
     """Give the user the next free number (their old one goes into quarantine)."""
     users = turn.directory.users
     before, after = await _change_number(turn, data, AUTO)
@@ -148,9 +148,8 @@ async def auto_assign(turn: Turn, data: AutoAssignNumber) -> Card:
 
 
 @router.action(AssignNumber, form=show_refused)
-async def assign(turn: Turn, data: AssignNumber) -> Card:
+async def assign(turn: EnterpriseTurn, data: AssignNumber, enterprise: EnterpriseView) -> Card:
     """Give the user the number picked in the list, or the one free number ending in the digits."""
-    enterprise = turn.require_enterprise()
     users = turn.directory.users
     if data.number:
         wanted = data.number
@@ -169,7 +168,7 @@ async def assign(turn: Turn, data: AssignNumber) -> Card:
 
 
 @router.action(ReleaseNumber, form=show_refused)
-async def release(turn: Turn, data: ReleaseNumber) -> Card:
+async def release(turn: EnterpriseTurn, data: ReleaseNumber) -> Card:
     """Take the user's number away; it goes into quarantine before anyone else can have it."""
     users = turn.directory.users
     before, after = await _change_number(turn, data, RELEASE)

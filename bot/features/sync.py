@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.router import Router, Turn
+from bot.router import EnterpriseTurn, Router
 from cards.actions import OpenSync, StartSync
 from cards.common import Card
 from cards.sync import build_sync_status_card, when
@@ -13,12 +13,12 @@ from services.views import EnterpriseView, SyncOverview
 router = Router()
 
 
-def is_global_admin_of(turn: Turn, enterprise: EnterpriseView) -> bool:
+def is_global_admin_of(turn: EnterpriseTurn, enterprise: EnterpriseView) -> bool:
     """Whether the admin of this turn is the Global Admin of the enterprise."""
     return turn.admin.role is AdminRole.GLOBAL_ADMIN and turn.admin.enterprise_id == enterprise.id
 
 
-async def requester_names(turn: Turn, overview: SyncOverview) -> dict[str, str]:
+async def requester_names(turn: EnterpriseTurn, overview: SyncOverview) -> dict[str, str]:
     """Names of the admins who requested the runs on the card (object ids stay hidden)."""
     enterprise = overview.enterprise
     wanted = {
@@ -37,9 +37,11 @@ async def requester_names(turn: Turn, overview: SyncOverview) -> dict[str, str]:
     return names
 
 
-async def show_sync(turn: Turn, *, notice: str | None = None, success: str | None = None) -> Card:
+async def show_sync(
+    turn: EnterpriseTurn, *, notice: str | None = None, success: str | None = None
+) -> Card:
     """The enterprise's sync card as this admin may act on it."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     overview = await turn.directory.syncs.overview(enterprise.id)
     return build_sync_status_card(
         overview,
@@ -52,15 +54,14 @@ async def show_sync(turn: Turn, *, notice: str | None = None, success: str | Non
 
 
 @router.action(OpenSync)
-async def open_sync(turn: Turn, data: OpenSync) -> Card:
+async def open_sync(turn: EnterpriseTurn, data: OpenSync) -> Card:
     """Whether a manual sync is needed, the runs, and every user's status."""
     return await show_sync(turn)
 
 
 @router.action(StartSync)
-async def start_sync(turn: Turn, data: StartSync) -> Card:
+async def start_sync(turn: EnterpriseTurn, data: StartSync, enterprise: EnterpriseView) -> Card:
     """Start "Sync Teams Users"; with one already open, show that one instead."""
-    enterprise = turn.require_enterprise()
     try:
         run, started = await turn.directory.syncs.request(turn.actor, enterprise.id)
     except PermissionDeniedError as refusal:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.router import Router, Turn
+from bot.router import EnterpriseTurn, Router
 from cards.actions import (
     CreateHuntGroup,
     IssueDeskPhone,
@@ -21,6 +21,7 @@ from cards.telephony import (
 )
 from cards.unlicensed import selected_ids
 from services.errors import ConflictError, NotFoundError, ValidationError
+from services.views import EnterpriseView
 
 router = Router()
 MAX_GROUPS = 200
@@ -40,7 +41,7 @@ def ticked_group_ids(raw: str) -> list[int]:
 
 
 async def show_telephony(
-    turn: Turn,
+    turn: EnterpriseTurn,
     user_id: int,
     form: TelephonyInputs | None = None,
     errors: Errors | None = None,
@@ -49,7 +50,7 @@ async def show_telephony(
     notice: str | None = None,
 ) -> Card:
     """The user's hunt groups and desk phone card, as saved or with what the admin submitted."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     directory = turn.directory
     try:
         user = await directory.users.get(enterprise.id, user_id)
@@ -74,31 +75,32 @@ def _at(field: str, errors: Errors) -> Errors:
     return {field: " ".join(errors.values())}
 
 
-async def show_groups_form(turn: Turn, form: TelephonyInputs, errors: Errors) -> Card:
+async def show_groups_form(turn: EnterpriseTurn, form: TelephonyInputs, errors: Errors) -> Card:
     """The card again after a refused save: the ticks kept, the reason under the groups."""
     return await show_telephony(turn, form.user_id, form, _at("groups", errors))
 
 
-async def show_new_group_form(turn: Turn, form: TelephonyInputs, errors: Errors) -> Card:
+async def show_new_group_form(turn: EnterpriseTurn, form: TelephonyInputs, errors: Errors) -> Card:
     """The card again after a refused new group: the name kept, the reason under the box."""
     return await show_telephony(turn, form.user_id, form, _at("new_group", errors))
 
 
-async def show_desk_phone_form(turn: Turn, form: TelephonyInputs, errors: Errors) -> Card:
+async def show_desk_phone_form(turn: EnterpriseTurn, form: TelephonyInputs, errors: Errors) -> Card:
     """The card again after a refused desk phone action, the reason next to its buttons."""
     return await show_telephony(turn, form.user_id, form, _at("desk_phone", errors))
 
 
 @router.action(OpenTelephony)
-async def open_telephony(turn: Turn, data: OpenTelephony) -> Card:
+async def open_telephony(turn: EnterpriseTurn, data: OpenTelephony) -> Card:
     """The user's hunt groups and desk phone, as saved."""
     return await show_telephony(turn, data.user_id)
 
 
 @router.action(SaveHuntGroups, form=show_groups_form)
-async def save_hunt_groups(turn: Turn, form: SaveHuntGroups) -> Card:
+async def save_hunt_groups(
+    turn: EnterpriseTurn, form: SaveHuntGroups, enterprise: EnterpriseView
+) -> Card:
     """Make the user a member of exactly the ticked groups."""
-    enterprise = turn.require_enterprise()
     saved = await turn.directory.hunt_groups.set_user_groups(
         turn.actor, enterprise.id, form.user_id, ticked_group_ids(form.groups)
     )
@@ -110,9 +112,10 @@ async def save_hunt_groups(turn: Turn, form: SaveHuntGroups) -> Card:
 
 
 @router.action(CreateHuntGroup, form=show_new_group_form)
-async def create_hunt_group(turn: Turn, form: CreateHuntGroup) -> Card:
+async def create_hunt_group(
+    turn: EnterpriseTurn, form: CreateHuntGroup, enterprise: EnterpriseView
+) -> Card:
     """Create the named group and tick it for the user, who joins it when the admin saves."""
-    enterprise = turn.require_enterprise()
     user = await turn.directory.users.get(enterprise.id, form.user_id)
     group = await turn.directory.hunt_groups.create(turn.actor, enterprise.id, form.new_group)
     ticked = selected_ids(form.groups)
@@ -129,9 +132,10 @@ async def create_hunt_group(turn: Turn, form: CreateHuntGroup) -> Card:
 
 
 @router.action(IssueDeskPhone, form=show_desk_phone_form)
-async def issue_desk_phone(turn: Turn, form: IssueDeskPhone) -> Card:
+async def issue_desk_phone(
+    turn: EnterpriseTurn, form: IssueDeskPhone, enterprise: EnterpriseView
+) -> Card:
     """Issue a desk phone login and show it once; a redelivery gets a card without it."""
-    enterprise = turn.require_enterprise()
     directory = turn.directory
     user = await directory.users.get(enterprise.id, form.user_id)
     # A card opened before someone else issued a login says "Issue", not "Replace": never
@@ -150,9 +154,10 @@ async def issue_desk_phone(turn: Turn, form: IssueDeskPhone) -> Card:
 
 
 @router.action(RevokeDeskPhone, form=show_desk_phone_form)
-async def revoke_desk_phone(turn: Turn, form: RevokeDeskPhone) -> Card:
+async def revoke_desk_phone(
+    turn: EnterpriseTurn, form: RevokeDeskPhone, enterprise: EnterpriseView
+) -> Card:
     """Take the user's desk phone login away."""
-    enterprise = turn.require_enterprise()
     user = await turn.directory.users.get(enterprise.id, form.user_id)
     if await turn.directory.desk_phones.revoke(turn.actor, enterprise.id, user.id):
         return await show_telephony(

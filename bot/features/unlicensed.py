@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.router import Router, Turn
+from bot.router import EnterpriseTurn, Router
 from cards.actions import EnableUsersForm, OpenUnlicensed, database_id
 from cards.common import Card, Errors
 from cards.unlicensed import selected_ids, unlicensed_card, users_enabled_card
 from services.errors import BulkRefusedError, NotFoundError, ValidationError
 from services.models import LicenceProduct
+from services.views import EnterpriseView
 
 router = Router()
 LISTED = 100
@@ -40,13 +41,13 @@ def selected_user_ids(raw: str) -> list[int]:
 
 
 async def show_unlicensed(
-    turn: Turn,
+    turn: EnterpriseTurn,
     form: EnableUsersForm,
     errors: Errors,
     refused: Sequence[tuple[str, str]] = (),
 ) -> Card:
     """The unlicensed list, with the admin's selection and product kept and any refusals."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     users = await turn.directory.users.directory(
         enterprise.id, unlicensed_only=True, page_size=LISTED
     )
@@ -55,12 +56,14 @@ async def show_unlicensed(
 
 
 @router.action(OpenUnlicensed)
-async def open_unlicensed(turn: Turn, data: OpenUnlicensed) -> Card:
+async def open_unlicensed(turn: EnterpriseTurn, data: OpenUnlicensed) -> Card:
     """The users without a calling licence, nobody selected yet."""
     return await show_unlicensed(turn, EnableUsersForm(ent=turn.ent), {})
 
 
-async def _refused_names(turn: Turn, enterprise_id: int, user_ids: list[int]) -> dict[int, str]:
+async def _refused_names(
+    turn: EnterpriseTurn, enterprise_id: int, user_ids: list[int]
+) -> dict[int, str]:
     """Names of the refused users of this enterprise; ids of anyone else stay unnamed."""
     names: dict[int, str] = {}
     for user_id in user_ids:
@@ -72,9 +75,10 @@ async def _refused_names(turn: Turn, enterprise_id: int, user_ids: list[int]) ->
 
 
 @router.action(EnableUsersForm, form=show_unlicensed)
-async def enable_users(turn: Turn, form: EnableUsersForm) -> Card:
+async def enable_users(
+    turn: EnterpriseTurn, form: EnableUsersForm, enterprise: EnterpriseView
+) -> Card:
     """Enable the selected users together, or show each refused one with the reason."""
-    enterprise = turn.require_enterprise()
     product = enable_product(form.licence)
     user_ids = selected_user_ids(form.users)
     try:

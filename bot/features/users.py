@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.router import Router, Turn
+from bot.router import EnterpriseTurn, Router
 from cards.actions import (
     CreateUserForm,
     Dataset,
@@ -18,7 +18,7 @@ from services.inventory import AUTO, Auto, DigitMatch, parse_extension
 from services.models import AdminRole, LicenceProduct
 from services.phone import pretty
 from services.users import RELEASE, NewUser, Release, UserChanges
-from services.views import UserView
+from services.views import EnterpriseView, UserView
 
 router = Router()
 STATIC_CHOICES = 15
@@ -35,10 +35,10 @@ def licence_choice(value: str) -> LicenceProduct | None:
 
 
 async def number_choice(
-    turn: Turn, mode: str, number: str, digits: str
+    turn: EnterpriseTurn, mode: str, number: str, digits: str
 ) -> Auto | Release | str | None:
     """What the number fields of a form ask for: the next free one, a chosen one, none, or keep."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     if mode == "auto":
         return AUTO
     if mode == "none":
@@ -69,8 +69,8 @@ def extension_choice(mode: str, extension: str) -> Auto | int | None:
     raise ValidationError("Choose how to give the extension.", field="extension_mode")
 
 
-async def _free_numbers(turn: Turn) -> list[str]:
-    enterprise = turn.require_enterprise()
+async def _free_numbers(turn: EnterpriseTurn) -> list[str]:
+    enterprise = turn.enterprise
     page = await turn.directory.inventory.search_free(
         enterprise.id, page_size=STATIC_CHOICES, with_total=False
     )
@@ -78,7 +78,7 @@ async def _free_numbers(turn: Turn) -> list[str]:
 
 
 async def _user_card(
-    turn: Turn,
+    turn: EnterpriseTurn,
     user: UserView,
     form: EditUserForm | None = None,
     errors: Errors | None = None,
@@ -86,7 +86,7 @@ async def _user_card(
     saved: bool = False,
 ) -> Card:
     """The user card with the free numbers, and the user's PBX status and hunt groups."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     return user_card(
         user,
         enterprise,
@@ -99,23 +99,24 @@ async def _user_card(
     )
 
 
-async def show_create_form(turn: Turn, form: CreateUserForm, errors: Errors) -> Card:
+async def show_create_form(turn: EnterpriseTurn, form: CreateUserForm, errors: Errors) -> Card:
     """The create-user form, with the admin's input and the errors next to the fields."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     pools = await turn.directory.licences.pools(enterprise.id)
     return create_user_card(enterprise, pools, await _free_numbers(turn), form, errors)
 
 
 @router.action(OpenCreateUser)
-async def open_create(turn: Turn, data: OpenCreateUser) -> Card:
+async def open_create(turn: EnterpriseTurn, data: OpenCreateUser) -> Card:
     """An empty create-user form."""
     return await show_create_form(turn, CreateUserForm(ent=turn.ent), {})
 
 
 @router.action(CreateUserForm, form=show_create_form)
-async def create_user(turn: Turn, form: CreateUserForm) -> Card:
+async def create_user(
+    turn: EnterpriseTurn, form: CreateUserForm, enterprise: EnterpriseView
+) -> Card:
     """Create the user the form describes."""
-    enterprise = turn.require_enterprise()
     licence = licence_choice(form.licence)
     number = await number_choice(turn, form.number_mode, form.number, form.number_digits)
     if isinstance(number, Release):
@@ -143,9 +144,8 @@ async def create_user(turn: Turn, form: CreateUserForm) -> Card:
 
 
 @router.action(FindUser)
-async def find_user(turn: Turn, data: FindUser) -> Card:
+async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: EnterpriseView) -> Card:
     """Search users; an empty search shows the search box only."""
-    enterprise = turn.require_enterprise()
     results = None
     if data.query:
         results = await turn.directory.users.directory(
@@ -155,16 +155,15 @@ async def find_user(turn: Turn, data: FindUser) -> Card:
 
 
 @router.action(UserRef)
-async def open_user(turn: Turn, data: UserRef) -> Card:
+async def open_user(turn: EnterpriseTurn, data: UserRef, enterprise: EnterpriseView) -> Card:
     """One user's card with the edit form."""
-    enterprise = turn.require_enterprise()
     user = await turn.directory.users.get(enterprise.id, data.user_id)
     return await _user_card(turn, user)
 
 
-async def show_edit_form(turn: Turn, form: EditUserForm, errors: Errors) -> Card:
+async def show_edit_form(turn: EnterpriseTurn, form: EditUserForm, errors: Errors) -> Card:
     """The user card again, with what the admin typed and the errors next to the fields."""
-    enterprise = turn.require_enterprise()
+    enterprise = turn.enterprise
     user = await turn.directory.users.get(enterprise.id, form.user_id)
     if "version" in errors:
         # Someone else saved first: show their version, keep what this admin typed.
@@ -173,9 +172,8 @@ async def show_edit_form(turn: Turn, form: EditUserForm, errors: Errors) -> Card
 
 
 @router.action(EditUserForm, form=show_edit_form)
-async def edit_user(turn: Turn, form: EditUserForm) -> Card:
+async def edit_user(turn: EnterpriseTurn, form: EditUserForm, enterprise: EnterpriseView) -> Card:
     """Save the edit form on the version the admin saw."""
-    enterprise = turn.require_enterprise()
     licence = licence_choice(form.licence)
     changes = UserChanges(
         display_name=form.display_name,
@@ -193,17 +191,19 @@ async def edit_user(turn: Turn, form: EditUserForm) -> Card:
 
 
 @router.search(Dataset.USERS)
-async def search_users(turn: Turn, query: str, limit: int) -> list[tuple[str, str]]:
+async def search_users(
+    turn: EnterpriseTurn, query: str, limit: int, enterprise: EnterpriseView
+) -> list[tuple[str, str]]:
     """Type-ahead over users by name, e-mail, number or extension."""
-    enterprise = turn.require_enterprise()
     users = await turn.directory.users.search(enterprise.id, query, limit)
     return [(f"{u.display_name} · {u.email}", str(u.id)) for u in users]
 
 
 @router.search(Dataset.FREE_NUMBERS)
-async def search_free_numbers(turn: Turn, query: str, limit: int) -> list[tuple[str, str]]:
+async def search_free_numbers(
+    turn: EnterpriseTurn, query: str, limit: int, enterprise: EnterpriseView
+) -> list[tuple[str, str]]:
     """Type-ahead over free numbers: trailing digits first, then numbers containing them."""
-    enterprise = turn.require_enterprise()
     digits = "".join(ch for ch in query if ch.isdigit())
     inventory = turn.directory.inventory
     found = (
