@@ -235,9 +235,9 @@ def parse_sheet(data: bytes) -> Sheet:
     if long_lines:
         shown = ", ".join(str(n) for n in long_lines[:_MAX_NOTES])
         more = f" and {len(long_lines) - _MAX_NOTES} more" if len(long_lines) > _MAX_NOTES else ""
+        subject = f"Line {shown} has" if len(long_lines) == 1 else f"Lines {shown}{more} have"
         notes.append(
-            f"Lines {shown}{more} have more cells than the first line has columns; "
-            "the extra cells were ignored."
+            f"{subject} more cells than the first line has columns; the extra cells were ignored."
         )
     if not rows:
         raise FileRefusedError(
