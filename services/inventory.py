@@ -264,9 +264,15 @@ async def claim_next_extension(session: AsyncSession, enterprise: Enterprise, us
 
 
 async def claim_extension(
-    session: AsyncSession, enterprise: Enterprise, user_id: int, extension: int
+    session: AsyncSession,
+    enterprise: Enterprise,
+    user_id: int | None,
+    extension: int,
+    *,
+    hunt_group_id: int | None = None,
 ) -> int:
-    """Give the user one chosen extension, if it is in range and free."""
+    """Give the user (or the hunt group) one chosen extension, if it is in range and free."""
+    holder = {"user_id": user_id} if hunt_group_id is None else {"hunt_group_id": hunt_group_id}
     if not enterprise.extension_start <= extension <= enterprise.extension_end:
         raise ValidationError(
             f"Extension {extension} is outside this enterprise's range "
@@ -281,7 +287,7 @@ async def claim_extension(
             Extension.user_id.is_(None),
             Extension.hunt_group_id.is_(None),
         )
-        .values(user_id=user_id)
+        .values(holder)
     )
     if getattr(claimed, "rowcount", 0) != 1:
         raise ValidationError(

@@ -54,7 +54,7 @@ from sqlalchemy.types import UserDefinedType
 
 from services.dburl import async_database_url
 from services.pbx.backend import PbxError, PbxInventory, PbxRoute, RouteKind, describe_error
-from services.pbx.drift import Drift, DriftKind, Names, key_label
+from services.pbx.drift import Drift, DriftKind, Names, key_label, to_rewrite
 from services.pbx.lines import (
     PREFIX,
     CallerIdLine,
@@ -521,8 +521,7 @@ class AsteriskBackend:
         found: Sequence[Drift],
     ) -> None:
         """Rewrite every line and group a drift names; delete the rows nobody owns."""
-        by_endpoint = {line.endpoint: line for line in lines}
-        by_queue = {group.queue: group for group in groups}
+        rewrite_lines, rewrite_groups = to_rewrite(found, lines, groups)
         async with self._transaction(enterprise_id) as connection:
             for item in found:
                 if item.row is not None:
@@ -540,11 +539,10 @@ class AsteriskBackend:
                                 == member_interface(enterprise_id, parsed[1])
                             )
                         )
-            for queue in sorted({i.queue for i in found if i.queue is not None}):
-                if queue in by_queue:
-                    await self._write_group(connection, by_queue[queue])
-            for endpoint in sorted({i.endpoint for i in found if i.endpoint in by_endpoint}):
-                await self._write_line(connection, by_endpoint[endpoint])
+            for group in rewrite_groups:
+                await self._write_group(connection, group)
+            for line in rewrite_lines:
+                await self._write_line(connection, line)
 
     async def close(self) -> None:
         """Close the pooled PBX connections."""

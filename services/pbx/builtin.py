@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.db import Database
 from services.models import BuiltinGroupMember, BuiltinLine, BuiltinRoute
 from services.pbx.backend import PbxError, PbxInventory, PbxRoute, RouteKind, describe_error
-from services.pbx.drift import Drift, DriftKind, compare
+from services.pbx.drift import Drift, DriftKind, compare, to_rewrite
 from services.pbx.lines import CallerIdLine, GroupLine, PbxLine, SipAuth, parse_endpoint
 
 
@@ -58,30 +58,9 @@ class BuiltinBackend:
                     sip_md5_cred=line.sip.md5_cred if line.sip else None,
                 )
             )
-            await session.execute(
-                delete(BuiltinRoute).where(
-                    BuiltinRoute.enterprise_id == line.enterprise_id,
-                    BuiltinRoute.endpoint == line.endpoint,
-                )
+            await _write_routes(
+                session, line.enterprise_id, line.endpoint, line.extension, line.ddi
             )
-            for kind, key in ((RouteKind.EXTENSION, line.extension), (RouteKind.DDI, line.ddi)):
-                if key is None:
-                    continue
-                await session.execute(
-                    delete(BuiltinRoute).where(
-                        BuiltinRoute.enterprise_id == line.enterprise_id,
-                        BuiltinRoute.kind == kind.value,
-                        BuiltinRoute.key == key,
-                    )
-                )
-                session.add(
-                    BuiltinRoute(
-                        enterprise_id=line.enterprise_id,
-                        kind=kind.value,
-                        key=key,
-                        endpoint=line.endpoint,
-                    )
-                )
             await self._write_groups(session, line.endpoint, line.hunt_groups)
 
     async def remove(self, enterprise_id: int, endpoint: str) -> None:
@@ -101,30 +80,9 @@ class BuiltinBackend:
     async def provision_group(self, group: GroupLine) -> None:
         """Route the group's extension and number to its queue (the route names the queue)."""
         async with self._transaction() as session:
-            await session.execute(
-                delete(BuiltinRoute).where(
-                    BuiltinRoute.enterprise_id == group.enterprise_id,
-                    BuiltinRoute.endpoint == group.queue,
-                )
+            await _write_routes(
+                session, group.enterprise_id, group.queue, group.extension, group.ddi
             )
-            for kind, key in ((RouteKind.EXTENSION, group.extension), (RouteKind.DDI, group.ddi)):
-                if key is None:
-                    continue
-                await session.execute(
-                    delete(BuiltinRoute).where(
-                        BuiltinRoute.enterprise_id == group.enterprise_id,
-                        BuiltinRoute.kind == kind.value,
-                        BuiltinRoute.key == key,
-                    )
-                )
-                session.add(
-                    BuiltinRoute(
-                        enterprise_id=group.enterprise_id,
-                        kind=kind.value,
-                        key=key,
-                        endpoint=group.queue,
-                    )
-                )
 
     async def remove_group(self, enterprise_id: int, queue: str) -> None:
         """Delete the group's routes and memberships."""
@@ -157,17 +115,16 @@ class BuiltinBackend:
         found: Sequence[Drift],
     ) -> None:
         """Store again every line and group a drift names; drop what nobody owns."""
-        by_endpoint = {line.endpoint: line for line in lines}
-        by_queue = {group.queue: group for group in groups}
         for item in found:
             if item.kind is DriftKind.UNKNOWN_ENDPOINT and item.endpoint is not None:
                 await self.remove(enterprise_id, item.endpoint)
             elif item.kind is DriftKind.STRAY_ROUTE and item.route is not None:
                 await self.remove_route(enterprise_id, *item.route)
-        for queue in sorted({i.queue for i in found if i.queue in by_queue}):
-            await self.provision_group(by_queue[queue])
-        for endpoint in sorted({i.endpoint for i in found if i.endpoint in by_endpoint}):
-            await self.provision(by_endpoint[endpoint])
+        rewrite_lines, rewrite_groups = to_rewrite(found, lines, groups)
+        for group in rewrite_groups:
+            await self.provision_group(group)
+        for line in rewrite_lines:
+            await self.provision(line)
 
     async def set_hunt_groups(
         self, enterprise_id: int, endpoint: str, member_name: str, queues: tuple[str, ...]
@@ -256,3 +213,27 @@ class BuiltinBackend:
                 hunt_groups=tuple(sorted(groups.get(row.endpoint, []))),
             )
         return PbxInventory(lines=lines, routes=routes)
+
+
+async def _write_routes(
+    session: AsyncSession, enterprise_id: int, target: str, extension: str | None, ddi: str | None
+) -> None:
+    """Route exactly these keys to the target (an endpoint or a queue), taking them over."""
+    await session.execute(
+        delete(BuiltinRoute).where(
+            BuiltinRoute.enterprise_id == enterprise_id, BuiltinRoute.endpoint == target
+        )
+    )
+    for kind, key in ((RouteKind.EXTENSION, extension), (RouteKind.DDI, ddi)):
+        if key is None:
+            continue
+        await session.execute(
+            delete(BuiltinRoute).where(
+                BuiltinRoute.enterprise_id == enterprise_id,
+                BuiltinRoute.kind == kind.value,
+                BuiltinRoute.key == key,
+            )
+        )
+        session.add(
+            BuiltinRoute(enterprise_id=enterprise_id, kind=kind.value, key=key, endpoint=target)
+        )

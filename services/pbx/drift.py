@@ -49,6 +49,20 @@ class Drift:
     queue: str | None = None
 
 
+def to_rewrite(
+    found: Sequence[Drift], lines: Sequence[PbxLine], groups: Sequence[GroupLine]
+) -> tuple[list[PbxLine], list[GroupLine]]:
+    """The lines and groups a repair writes again: those a drift names, in a stable order."""
+    endpoints = {item.endpoint for item in found}
+    queues = {item.queue for item in found}
+    return (
+        sorted(
+            (line for line in lines if line.endpoint in endpoints), key=lambda line: line.endpoint
+        ),
+        sorted((group for group in groups if group.queue in queues), key=lambda g: g.queue),
+    )
+
+
 def key_label(kind: RouteKind, key: str) -> str:
     """A number or extension as an operator reads it."""
     return f"number {pretty(key)}" if kind is RouteKind.DDI else f"extension {key}"

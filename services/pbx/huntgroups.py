@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import journal
 from services.db import Database
 from services.errors import ConflictError, NotFoundError, ValidationError
-from services.inventory import load_enterprise, parse_extension
+from services.inventory import claim_extension, load_enterprise, parse_extension
 from services.models import (
     Enterprise,
     Extension,
@@ -188,28 +188,9 @@ async def _release_group_number(session: AsyncSession, group_id: int, quarantine
 async def _claim_group_extension(
     session: AsyncSession, enterprise: Enterprise, group_id: int, raw: str | int
 ) -> int:
-    extension = parse_extension(raw)
-    if not enterprise.extension_start <= extension <= enterprise.extension_end:
-        raise ValidationError(
-            f"Extension {extension} is outside this enterprise's range "
-            f"{enterprise.extension_start}–{enterprise.extension_end}.",
-            field="extension",
-        )
-    claimed = await session.execute(
-        update(Extension)
-        .where(
-            Extension.enterprise_id == enterprise.id,
-            Extension.number == extension,
-            Extension.user_id.is_(None),
-            Extension.hunt_group_id.is_(None),
-        )
-        .values(hunt_group_id=group_id)
+    return await claim_extension(
+        session, enterprise, None, parse_extension(raw), hunt_group_id=group_id
     )
-    if getattr(claimed, "rowcount", 0) != 1:
-        raise ValidationError(
-            f"Extension {extension} is already taken; pick a free one.", field="extension"
-        )
-    return extension
 
 
 async def _claim_group_number(
@@ -462,7 +443,12 @@ class HuntGroups:
         )
         if wanted != current:
             await self.change_in(
-                session, actor, enterprise_id, user_id, add=wanted - current, remove=current - wanted
+                session,
+                actor,
+                enterprise_id,
+                user_id,
+                add=wanted - current,
+                remove=current - wanted,
             )
 
     async def change_in(

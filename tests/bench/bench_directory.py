@@ -36,7 +36,7 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def fresh_postgres_url() -> str | None:
+async def fresh_postgres_url(name: str = BENCH_DB) -> str | None:
     """A PostgreSQL database of its own for the benchmark, dropped and created anew."""
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
@@ -46,14 +46,15 @@ async def fresh_postgres_url() -> str | None:
         host=url.host, port=url.port or 5432, user=url.username, database=url.database
     )
     try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {BENCH_DB}")
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    return url.set(database=BENCH_DB).render_as_string(hide_password=False)
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
-async def _directory(url: str, key_dir: Path) -> Directory:
+async def directory_at(url: str, key_dir: Path) -> Directory:
+    """A migrated directory over that database, with a key of its own."""
     db = Database(url)
     await db.migrate()
     settings = Settings(database_url=url, secret_key_file=key_dir / "secret.key")
@@ -62,7 +63,7 @@ async def _directory(url: str, key_dir: Path) -> Directory:
 
 async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
     """Load a large inventory, then time searches by four trailing digits."""
-    directory = await _directory(url, key_dir)
+    directory = await directory_at(url, key_dir)
     try:
         enterprise = await directory.enterprises.create(
             OPERATOR,
@@ -104,7 +105,7 @@ async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
 
 async def bench_allocation(url: str, key_dir: Path) -> list[str]:
     """500 concurrent auto-assignments from one inventory: rate and duplicates."""
-    directory = await _directory(url, key_dir)
+    directory = await directory_at(url, key_dir)
     try:
         enterprise = await directory.enterprises.create(
             OPERATOR,

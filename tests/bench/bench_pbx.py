@@ -18,16 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import select, text, update
-from sqlalchemy.engine import make_url
 
-from services.config import PbxTrunkSettings, Settings
-from services.db import Database
+from services.config import PbxTrunkSettings
 from services.directory import Directory
 from services.inventory import load_enterprise
 from services.models import AdminRole, LicencePool, LicenceProduct, User
-from services.passwords import PasswordVault
 from services.pbx.asterisk import AsteriskBackend, extensions, line_dialplan
 from services.pbx.lines import desired_lines
 from services.pbx.pusher import PbxPusher
@@ -36,7 +32,7 @@ from services.pbx.staticconf import EnterpriseDialplan, static_files
 from services.users import NewUser, UserChanges
 from services.views import Actor
 from tests.asterisk_kit import ASTERISK_TABLES, free_udp_port, hang_up, harness, sipua
-from tests.bench.bench_directory import percentile
+from tests.bench.bench_directory import directory_at, fresh_postgres_url, percentile
 
 OPERATOR = Actor("bench", "Benchmark", AdminRole.SERVICE_PROVIDER, None)
 RECONCILE_USERS = int(os.environ.get("BENCH_PBX_USERS", "10000"))
@@ -44,17 +40,11 @@ CHANGES = int(os.environ.get("BENCH_PBX_CHANGES", "100"))
 CHANGE_INTERVAL = 0.1  # 10 changes a second
 
 
-async def _fresh(base: str, name: str) -> str:
-    url = make_url(base)
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, database=url.database
-    )
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    return url.set(database=name).render_as_string(hide_password=False)
+async def _fresh(name: str) -> str:
+    url = await fresh_postgres_url(name)
+    if url is None:
+        raise RuntimeError("the PBX benchmarks need TEST_DATABASE_URL")
+    return url
 
 
 async def _empty_asterisk(url: str) -> AsteriskBackend:
@@ -63,13 +53,6 @@ async def _empty_asterisk(url: str) -> AsteriskBackend:
     async with backend.engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {', '.join(ASTERISK_TABLES)} RESTART IDENTITY"))
     return backend
-
-
-async def _directory(url: str, scratch: Path) -> Directory:
-    db = Database(url)
-    await db.migrate()
-    settings = Settings(database_url=url, secret_key_file=scratch / "secret.key")
-    return Directory.build(db, settings, PasswordVault.from_settings("", settings.secret_key_file))
 
 
 async def _enterprise(directory: Directory, users: int) -> int:
@@ -127,9 +110,9 @@ async def _bulk_users(directory: Directory, ent: int, count: int) -> None:
         await uow.commit()
 
 
-async def bench_reconcile(base: str, scratch: Path, asterisk_url: str) -> list[str]:
+async def bench_reconcile(scratch: Path, asterisk_url: str) -> list[str]:
     """Reconcile of RECONCILE_USERS users on PostgreSQL, against reading the rows alone."""
-    directory = await _directory(await _fresh(base, "switchboard_bench_pbx"), scratch)
+    directory = await directory_at(await _fresh("switchboard_bench_pbx"), scratch)
     backend = await _empty_asterisk(asterisk_url)
     try:
         ent = await _enterprise(directory, RECONCILE_USERS)
@@ -168,9 +151,9 @@ async def bench_reconcile(base: str, scratch: Path, asterisk_url: str) -> list[s
         await directory.db.dispose()
 
 
-async def bench_change_to_live(base: str, scratch: Path, asterisk_url: str) -> list[str]:
+async def bench_change_to_live(scratch: Path, asterisk_url: str) -> list[str]:
     """Commit-to-call latency of a directory change on a real Asterisk, 10 changes a second."""
-    directory = await _directory(await _fresh(base, "switchboard_bench_live"), scratch)
+    directory = await directory_at(await _fresh("switchboard_bench_live"), scratch)
     backend = await _empty_asterisk(asterisk_url)
     port = harness.free_port("127.0.0.1")
     ports = {ip: free_udp_port(ip) for ip in ("127.0.0.2", "127.0.0.3")}
@@ -236,12 +219,11 @@ async def bench_change_to_live(base: str, scratch: Path, asterisk_url: str) -> l
 
 async def run() -> list[str]:
     """Both PBX benchmarks; they need PostgreSQL (TEST_DATABASE_URL) and the Asterisk build."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
+    if not os.environ.get("TEST_DATABASE_URL"):
         return ["pbx: skipped (TEST_DATABASE_URL is not set)"]
-    asterisk_url = await _fresh(base, "switchboard_bench_asterisk")
+    asterisk_url = await _fresh("switchboard_bench_asterisk")
     await asyncio.to_thread(harness.realtime_schema, asterisk_url)
     with tempfile.TemporaryDirectory() as scratch:
-        lines = await bench_change_to_live(base, Path(scratch), asterisk_url)
-        lines += await bench_reconcile(base, Path(scratch), asterisk_url)
+        lines = await bench_change_to_live(Path(scratch), asterisk_url)
+        lines += await bench_reconcile(Path(scratch), asterisk_url)
     return lines
