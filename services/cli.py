@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from services.bulk.cli import add_users_commands
 from services.config import Settings
 from services.directory import Directory, open_directory
 from services.enterprises import parse_extension_range
@@ -462,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--tenant-id", required=True, help="the enterprise's Entra tenant id")
     check.set_defaults(run=graph_check)
+    add_users_commands(groups, OPERATOR, _enterprise_id)
     return parser
 
 
