@@ -89,6 +89,7 @@ async def directory_facts(db: Database, enterprise_id: int) -> dict[str, object]
                     .where(
                         OutboxItem.enterprise_id == enterprise_id,
                         OutboxItem.kind == "user.create",
+                        OutboxItem.user_id.is_not(None),
                     )
                     .group_by(OutboxItem.user_id)
                 )
