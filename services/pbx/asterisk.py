@@ -443,19 +443,8 @@ class AsteriskBackend:
 
     async def remove(self, enterprise_id: int, endpoint: str) -> None:
         """Take every row of the user off the PBX: nothing rings them, nobody calls as them."""
-        parsed = parse_endpoint(endpoint)
         async with self._transaction(enterprise_id) as connection:
-            for table in (ps_endpoints, ps_aors, ps_auths):
-                await connection.execute(delete(table).where(table.c.id == endpoint))
-            if parsed is None:
-                return
-            user_id = parsed[1]
-            await self._delete_user_dialplan(connection, enterprise_id, user_id)
-            await connection.execute(
-                delete(queue_members).where(
-                    queue_members.c.interface == member_interface(enterprise_id, user_id)
-                )
-            )
+            await self._remove_user(connection, enterprise_id, endpoint)
 
     async def provision_group(self, group: GroupLine) -> None:
         """Write the hunt group's queue and the routes of its extension and number."""
@@ -528,17 +517,7 @@ class AsteriskBackend:
                     await _delete_row(connection, *item.row)
             for item in found:
                 if item.kind is DriftKind.UNKNOWN_ENDPOINT and item.endpoint is not None:
-                    parsed = parse_endpoint(item.endpoint)
-                    for table in (ps_endpoints, ps_aors, ps_auths):
-                        await connection.execute(delete(table).where(table.c.id == item.endpoint))
-                    if parsed is not None:
-                        await self._delete_user_dialplan(connection, enterprise_id, parsed[1])
-                        await connection.execute(
-                            delete(queue_members).where(
-                                queue_members.c.interface
-                                == member_interface(enterprise_id, parsed[1])
-                            )
-                        )
+                    await self._remove_user(connection, enterprise_id, item.endpoint)
             for group in rewrite_groups:
                 await self._write_group(connection, group)
             for line in rewrite_lines:
@@ -570,6 +549,22 @@ class AsteriskBackend:
         await _insert_dialplan(connection, rows)
         await self._write_queues(
             connection, line.enterprise_id, line.user_id, line.caller_id.name, line.hunt_groups
+        )
+
+    async def _remove_user(
+        self, connection: AsyncConnection, enterprise_id: int, endpoint: str
+    ) -> None:
+        """Every row of one user: endpoint, AOR, auth, dialplan and queue memberships."""
+        for table in (ps_endpoints, ps_aors, ps_auths):
+            await connection.execute(delete(table).where(table.c.id == endpoint))
+        parsed = parse_endpoint(endpoint)
+        if parsed is None:
+            return
+        await self._delete_user_dialplan(connection, enterprise_id, parsed[1])
+        await connection.execute(
+            delete(queue_members).where(
+                queue_members.c.interface == member_interface(enterprise_id, parsed[1])
+            )
         )
 
     async def _delete_user_dialplan(
