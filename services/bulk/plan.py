@@ -177,7 +177,9 @@ class _Wanted:
     current: _Current | None = None
 
     def refuse(self, error: DomainError | str) -> None:
-        self.reasons.append(error.message if isinstance(error, DomainError) else error)
+        message = error.message if isinstance(error, DomainError) else error
+        # One line, whatever the cell it quotes held: reasons go into cards and CSV files.
+        self.reasons.append(" ".join(message.split()))
 
     @property
     def ok(self) -> bool:
