@@ -273,3 +273,14 @@ def outage_card(*, ent: int | None = None) -> Card:
         "Try again in a minute.",
         ent=ent,
     )
+
+
+def already_handled_card(*, ent: int | None = None) -> Card:
+    """The answer to a request that reached Switchboard twice, when the first delivery's own
+    answer is not known: the change was made once, and nothing was done again."""
+    return notice_card(
+        "Switchboard already did this",
+        "This request reached Switchboard twice. It was carried out the first time, and "
+        "nothing was done again: open it from Home to see the result.",
+        ent=ent,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -209,16 +209,45 @@ class ActivityLedger:
         self._waiting: _Answers = {}
         self._writing: _Answers = {}
         self._writer: asyncio.Task[None] | None = None
+        # Deliveries of one activity under way in this process, and the event a redelivery
+        # waits on: set when one of them keeps its answer, or when the last one ends.
+        self._claimers: dict[str, int] = {}
+        self._answered: dict[str, asyncio.Event] = {}
 
     @contextmanager
     def claiming(self, key: str) -> Iterator[DeliveryClaim]:
-        """Within the block, the first write transaction also claims the activity `key`."""
+        """Within the block, the first write transaction also claims the activity `key`.
+
+        Keep the answer (`keep`) inside the block: a redelivery waiting in this process wakes
+        when it is kept, or when the block of the last delivery under way ends.
+        """
         claim = DeliveryClaim(key)
+        key = claim.key
+        self._claimers[key] = self._claimers.get(key, 0) + 1
+        self._answered.setdefault(key, asyncio.Event())
         token = first_write.set(claim)
         try:
             yield claim
         finally:
             first_write.reset(token)
+            left = self._claimers.pop(key) - 1
+            if left:
+                self._claimers[key] = left
+            else:
+                self._answered.pop(key).set()
+
+    async def first_answer(self, key: str, *, wait_seconds: float) -> dict[str, Any] | None:
+        """The answer the delivery that claimed `key` gave. When that delivery is under way in
+        this process, wait (up to `wait_seconds`) for it to answer; when it ran elsewhere,
+        its answer is in the database or, if that instance stopped before writing it, nowhere:
+        None then, at once."""
+        key = key[:_KEY_LENGTH]
+        answered = self._answered.get(key)
+        if answered is not None:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), wait_seconds)
+        claim = await self.peek(key)
+        return claim.response if claim else None
 
     async def claim(self, key: str) -> Claim:
         """Record the activity as handled now; a repeat gets the first answer, if any yet."""
@@ -252,7 +281,11 @@ class ActivityLedger:
         together in the next transaction: on SQLite's single writer, one transaction per
         answer would queue every change behind them.
         """
-        self._waiting[key[:_KEY_LENGTH]] = response
+        key = key[:_KEY_LENGTH]
+        self._waiting[key] = response
+        answered = self._answered.get(key)
+        if answered is not None:
+            answered.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_answers())
 

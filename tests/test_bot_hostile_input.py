@@ -226,8 +226,9 @@ async def test_editing_a_user_of_another_enterprise_says_it_does_not_exist(
     text = card_text(card)
     assert APOLOGY not in text
     assert "That user does not exist in this enterprise" in text
-    assert (await harness.directory.users.get(vic.enterprise_id, vic.id)).display_name == "Vic Other"
-
+    assert (
+        await harness.directory.users.get(vic.enterprise_id, vic.id)
+    ).display_name == "Vic Other"
 
 
 async def test_a_conversation_id_outside_printable_ascii_is_a_400(harness: BotHarness) -> None:

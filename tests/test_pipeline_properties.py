@@ -124,9 +124,7 @@ async def test_no_payload_of_any_verb_reaches_a_500_or_an_apology(
     )
     caplog.clear()
     caplog.set_level(logging.WARNING)
-    response = await harness.client.post(
-        harness.teams.card_action(verb, {"verb": verb, **payload})
-    )
+    response = await harness.client.post(harness.teams.card_action(verb, {"verb": verb, **payload}))
     assert response.status == 200, response.text
     body = response.json()
     assert body["statusCode"] == 200, body

@@ -44,7 +44,9 @@ class DatabaseRelay:
         """Stop relaying for good."""
         await self.down()
 
-    async def _relay(self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+    async def _relay(
+        self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
+    ) -> None:
         try:
             server_reader, server = await asyncio.open_connection(*self.target)
         except OSError:

@@ -1,0 +1,77 @@
+"""The ledger step: a redelivery gets the first answer, and never an apology when the first
+delivery's instance stopped between committing the change and writing its answer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from bot.app import build_app
+from bot.auth import BotSettings
+from bot.pipeline import STEPS
+from bot.steps import errors, identity, ledger, references, request, routing, tenancy
+from cards.actions import Verb
+from services.conversations import ActivityLedger
+from tests.botkit import BotHarness, card_text
+from tests.support.fixtures import ServeBot
+
+ADA = {
+    "display_name": "Ada Lovelace",
+    "email": "ada@contoso.com",
+    "licence": "essentials",
+    "number_mode": "auto",
+    "extension_mode": "auto",
+}
+
+
+class _StoppedBeforeAnswering(ActivityLedger):
+    """An instance stopped right after its change committed: its answer is never written."""
+
+    def keep(self, key: str, response: object) -> None:
+        return None
+
+
+def test_the_pipeline_lists_its_steps_in_order() -> None:
+    assert (
+        errors.contain,
+        request.read,
+        references.remember,
+        identity.identify,
+        tenancy.choose_enterprise,
+        ledger.once,
+        routing.route,
+    ) == STEPS
+
+
+async def test_a_redelivery_after_the_first_instance_stopped_says_it_was_done(
+    harness: BotHarness, serve_bot: ServeBot, bot_settings: BotSettings
+) -> None:
+    directory = harness.directory
+    activity = harness.teams.card_action(
+        Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
+    )
+    stopped = await serve_bot(
+        build_app(replace(directory, ledger=_StoppedBeforeAnswering(directory.db)), bot_settings)
+    )
+    first = (await stopped.post(activity)).json()["value"]
+    assert "Ada Lovelace was created" in card_text(first)
+
+    # Teams retries on another instance, which knows only what the database holds.
+    other = await serve_bot(
+        build_app(replace(directory, ledger=ActivityLedger(directory.db)), bot_settings)
+    )
+    retried = (await other.post(activity)).json()["value"]
+
+    assert "already did this" in card_text(retried) and "Sorry" not in card_text(retried)
+    page = await directory.users.directory(harness.ent, page_size=10)
+    assert [user.email for user in page.items] == ["ada@contoso.com"]
+
+
+async def test_deliveries_in_one_process_wait_for_the_first_answer(harness: BotHarness) -> None:
+    activity = harness.teams.card_action(
+        Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
+    )
+    responses = await asyncio.gather(*(harness.client.post(activity) for _ in range(4)))
+    answers = [response.json()["value"] for response in responses]
+    assert all(answer == answers[0] for answer in answers)
+    assert "Ada Lovelace was created" in card_text(answers[0])
