@@ -93,6 +93,9 @@ class GraphService:
         for client in self._tenants.values():
             await client.close()
         self._tenants.clear()
+        if self.shared_budget is not None:
+            await self.shared_budget.close()
+            self.shared_budget = None
         if self._session is not None:
             await self._session.close()
             self._session = None
