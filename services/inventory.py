@@ -315,6 +315,138 @@ async def user_extension(session: AsyncSession, user_id: int) -> int | None:
     ).scalar_one_or_none()
 
 
+class ClaimsShortError(ValidationError):
+    """A set of claims (a bulk batch) could not all be made; claim one by one to learn which."""
+
+
+async def claim_numbers(
+    session: AsyncSession, enterprise: Enterprise, wanted: dict[int, str]
+) -> dict[int, str]:
+    """Give each user (by id) their chosen E.164 number, all or none: the same conditional
+    claim as `claim_number`, for many users in one round trip."""
+    if not wanted:
+        return {}
+    await session.execute(
+        update(_NUMBERS)
+        .where(
+            _NUMBERS.c.e164 == bindparam("wanted"),
+            _NUMBERS.c.enterprise_id == enterprise.id,
+            _NUMBERS.c.status == NumberStatus.FREE,
+        )
+        .values(status=NumberStatus.ASSIGNED, user_id=bindparam("claimant")),
+        [{"wanted": e164, "claimant": user_id} for user_id, e164 in wanted.items()],
+    )
+    return await _claimed(session, _NUMBERS, _NUMBERS.c.e164, wanted, "numbers")
+
+
+async def claim_next_numbers(
+    session: AsyncSession, enterprise_id: int, user_ids: list[int]
+) -> dict[int, str]:
+    """Give each user the next lowest free number, all or none (see `claim_next_number`)."""
+    if not user_ids:
+        return {}
+    for attempt in range(2):
+        lowest = (
+            select(_NUMBERS.c.id, _NUMBERS.c.e164)
+            .where(
+                _NUMBERS.c.enterprise_id == enterprise_id,
+                _NUMBERS.c.status == NumberStatus.FREE,
+            )
+            .order_by(_NUMBERS.c.e164)
+            .limit(len(user_ids))
+        )
+        if _is_postgres(session):
+            lowest = lowest.with_for_update(skip_locked=True)
+        free = (await session.execute(lowest)).all()
+        if len(free) == len(user_ids):
+            break
+        if attempt == 0 and not await sweep_quarantine(session, enterprise_id):
+            break
+    if len(free) < len(user_ids):
+        raise ClaimsShortError(
+            "Not enough free numbers are left in this enterprise's inventory.", field="number"
+        )
+    await session.execute(
+        update(_NUMBERS)
+        .where(_NUMBERS.c.id == bindparam("row"))
+        .values(status=NumberStatus.ASSIGNED, user_id=bindparam("claimant")),
+        [{"row": row.id, "claimant": user_id} for user_id, row in zip(user_ids, free, strict=True)],
+    )
+    return {user_id: row.e164 for user_id, row in zip(user_ids, free, strict=True)}
+
+
+async def claim_extensions(
+    session: AsyncSession, enterprise: Enterprise, wanted: dict[int, int]
+) -> dict[int, int]:
+    """Give each user their chosen extension, all or none (see `claim_extension`)."""
+    if not wanted:
+        return {}
+    await session.execute(
+        update(_EXTENSIONS)
+        .where(
+            _EXTENSIONS.c.enterprise_id == enterprise.id,
+            _EXTENSIONS.c.number == bindparam("wanted"),
+            _EXTENSIONS.c.number.between(enterprise.extension_start, enterprise.extension_end),
+            _EXTENSIONS.c.user_id.is_(None),
+            _EXTENSIONS.c.hunt_group_id.is_(None),
+        )
+        .values(user_id=bindparam("claimant")),
+        [{"wanted": number, "claimant": user_id} for user_id, number in wanted.items()],
+    )
+    return await _claimed(session, _EXTENSIONS, _EXTENSIONS.c.number, wanted, "extensions")
+
+
+async def claim_next_extensions(
+    session: AsyncSession, enterprise: Enterprise, user_ids: list[int]
+) -> dict[int, int]:
+    """Give each user the next lowest free extension, all or none."""
+    if not user_ids:
+        return {}
+    lowest = (
+        select(_EXTENSIONS.c.id, _EXTENSIONS.c.number)
+        .where(
+            _EXTENSIONS.c.enterprise_id == enterprise.id,
+            _EXTENSIONS.c.user_id.is_(None),
+            _EXTENSIONS.c.hunt_group_id.is_(None),
+            _EXTENSIONS.c.number.between(enterprise.extension_start, enterprise.extension_end),
+        )
+        .order_by(_EXTENSIONS.c.number)
+        .limit(len(user_ids))
+    )
+    if _is_postgres(session):
+        lowest = lowest.with_for_update(skip_locked=True)
+    free = (await session.execute(lowest)).all()
+    if len(free) < len(user_ids):
+        raise ClaimsShortError(
+            f"Not enough free extensions are left from {enterprise.extension_start} to "
+            f"{enterprise.extension_end}.",
+            field="extension",
+        )
+    await session.execute(
+        update(_EXTENSIONS)
+        .where(_EXTENSIONS.c.id == bindparam("row"))
+        .values(user_id=bindparam("claimant")),
+        [{"row": row.id, "claimant": user_id} for user_id, row in zip(user_ids, free, strict=True)],
+    )
+    return {user_id: int(row.number) for user_id, row in zip(user_ids, free, strict=True)}
+
+
+async def _claimed(
+    session: AsyncSession, table: Table, value: Any, wanted: dict[int, Any], what: str
+) -> dict[int, Any]:
+    """What the users now hold; refused unless every one holds what they asked for (an
+    executemany's row count is not reported by every driver, so it is read back)."""
+    held = {
+        row.user_id: row.value
+        for row in await session.execute(
+            select(table.c.user_id, value.label("value")).where(table.c.user_id.in_(list(wanted)))
+        )
+    }
+    if held != wanted:
+        raise ClaimsShortError(f"Some of the chosen {what} are no longer free.")
+    return held
+
+
 def parse_extension(raw: str | int, *, field: str = "extension") -> int:
     """An extension as typed: digits only, up to 8 of them."""
     text = str(raw).strip()

@@ -43,9 +43,13 @@ from services.errors import (
 from services.inventory import (
     Auto,
     claim_extension,
+    claim_extensions,
     claim_next_extension,
+    claim_next_extensions,
     claim_next_number,
+    claim_next_numbers,
     claim_number,
+    claim_numbers,
     load_enterprise,
     release_user_extension,
     release_user_number,
@@ -256,6 +260,49 @@ async def _fill_licence_needs(
     return number, extension
 
 
+def _new_user(
+    enterprise: Enterprise, new: NewUser, display_name: str, email: str, password_ciphertext: str
+) -> User:
+    """The row of a new user, before their number, extension and licence are claimed."""
+    return User(
+        enterprise_id=enterprise.id,
+        display_name=display_name,
+        email=email,
+        licence=new.licence,
+        password_ciphertext=password_ciphertext,
+        send_password_email=new.send_password_email,
+        notify_user=new.notify_user,
+        # Decided before the insert, so the row is written once: a licensed Essentials
+        # user or a chosen number means a number of their own (or nothing commits).
+        callerid_mode=CallerIdMode.OWN_DDI
+        if new.number is not None or new.licence is LicenceProduct.ESSENTIALS
+        else CallerIdMode.COMPANY_MAIN,
+        provisioning_status=journal.waiting_status(enterprise),
+    )
+
+
+def _journal_create(
+    session: AsyncSession,
+    actor: Actor,
+    enterprise: Enterprise,
+    user: User,
+    new: NewUser,
+    number: str | None,
+    extension: int | None,
+) -> None:
+    """The outbox rows and the audit entry of a new user."""
+    journal.enqueue_for_microsoft(session, enterprise, user, "user.create")
+    journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.create")
+    journal.audit(
+        session,
+        actor,
+        enterprise.id,
+        "user.create",
+        user.email,
+        after=_snapshot(user, number, extension) | {"send_password_email": new.send_password_email},
+    )
+
+
 # Refuses an e-mail address the enterprise's Microsoft 365 would not accept (tenant id, address).
 EmailDomainCheck = Callable[[str, str], Awaitable[None]]
 
@@ -313,21 +360,7 @@ class Users:
         display_name = clean_display_name(new.display_name)
         email = clean_email(new.email)
         refuse_basic_with_number(new.licence, new.number)
-        user = User(
-            enterprise_id=enterprise.id,
-            display_name=display_name,
-            email=email,
-            licence=new.licence,
-            password_ciphertext=password_ciphertext,
-            send_password_email=new.send_password_email,
-            notify_user=new.notify_user,
-            # Decided before the insert, so the row is written once: a licensed Essentials
-            # user or a chosen number means a number of their own (or nothing commits).
-            callerid_mode=CallerIdMode.OWN_DDI
-            if new.number is not None or new.licence is LicenceProduct.ESSENTIALS
-            else CallerIdMode.COMPANY_MAIN,
-            provisioning_status=journal.waiting_status(enterprise),
-        )
+        user = _new_user(enterprise, new, display_name, email, password_ciphertext)
         session.add(user)
         try:
             await session.flush()
@@ -345,22 +378,86 @@ class Users:
             else None
         )
         number, extension = await _fill_licence_needs(session, enterprise, user, number, extension)
-        journal.enqueue_for_microsoft(session, enterprise, user, "user.create")
-        journal.enqueue_for_pbx(session, enterprise.id, user.id, "user.create")
-        journal.audit(
-            session,
-            actor,
-            enterprise.id,
-            "user.create",
-            user.email,
-            after=_snapshot(user, number, extension)
-            | {"send_password_email": new.send_password_email},
-        )
+        _journal_create(session, actor, enterprise, user, new, number, extension)
         await session.flush()
         if new.licence is not None:
             # Last: the pool's row stays locked until commit, and every create needs it.
             await take_licences(session, enterprise.id, new.licence)
         return _view(user, enterprise, number, extension)
+
+    async def create_many_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise: Enterprise,
+        news: list[NewUser],
+        password_ciphertexts: list[str],
+    ) -> list[UserView]:
+        """Create many users within the caller's transaction, all or none: the rules of
+        `create_in`, with each kind of claim made for all of them in one round trip (the
+        bulk import's fast path; on any refusal, create them one by one to learn which)."""
+        cleaned = []
+        for new in news:
+            refuse_basic_with_number(new.licence, new.number)
+            cleaned.append((clean_display_name(new.display_name), clean_email(new.email)))
+        users = [
+            _new_user(enterprise, new, name, email, ciphertext)
+            for new, (name, email), ciphertext in zip(
+                news, cleaned, password_ciphertexts, strict=True
+            )
+        ]
+        session.add_all(users)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise ConflictError("One of these e-mail addresses is taken.", field="email") from None
+        chosen_numbers: dict[int, str] = {}
+        for user, new in zip(users, news, strict=True):
+            if isinstance(new.number, str):
+                chosen_numbers[user.id] = to_e164(new.number, enterprise.region, field="number")
+        numbers = await claim_numbers(session, enterprise, chosen_numbers)
+        extensions = await claim_extensions(
+            session,
+            enterprise,
+            {
+                u.id: n.extension
+                for u, n in zip(users, news, strict=True)
+                if isinstance(n.extension, int)
+            },
+        )
+        # What each licence includes, as `_fill_licence_needs` gives it one user at a time.
+        numbers |= await claim_next_numbers(
+            session,
+            enterprise.id,
+            [
+                u.id
+                for u, n in zip(users, news, strict=True)
+                if u.id not in numbers
+                and (isinstance(n.number, Auto) or u.licence is LicenceProduct.ESSENTIALS)
+            ],
+        )
+        extensions |= await claim_next_extensions(
+            session,
+            enterprise,
+            [
+                u.id
+                for u, n in zip(users, news, strict=True)
+                if u.id not in extensions
+                and (isinstance(n.extension, Auto) or u.licence is not None)
+            ],
+        )
+        for user, new in zip(users, news, strict=True):
+            _journal_create(
+                session, actor, enterprise, user, new, numbers.get(user.id), extensions.get(user.id)
+            )
+        await session.flush()
+        for product in LicenceProduct:
+            wanted = sum(1 for user in users if user.licence is product)
+            if wanted:
+                await take_licences(session, enterprise.id, product, wanted)
+        return [
+            _view(user, enterprise, numbers.get(user.id), extensions.get(user.id)) for user in users
+        ]
 
     async def get(self, enterprise_id: int, user_id: int) -> UserView:
         """One user of the enterprise."""

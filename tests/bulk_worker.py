@@ -1,6 +1,6 @@
 """A process that applies a bulk import and stops dead in the middle of a batch, for the
-resume test: once it has marked `stop_after` rows inside its transactions it prints
-"stalled" and blocks, holding its open transaction, until it is killed.
+resume test: once it has marked `stop_after` rows applied inside its transactions (not yet
+committed) it prints "stalled" and blocks, holding its open transaction, until it is killed.
 
     python -m tests.bulk_worker DATABASE_URL KEY_FILE IMPORT_ID BATCH_SIZE STOP_AFTER
 """
@@ -27,11 +27,14 @@ async def main(url: str, key_file: str, import_id: int, batch_size: int, stop_af
     marked = 0
 
     @event.listens_for(db.write_engine.sync_engine, "after_cursor_execute")
-    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def _count(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
+    ) -> None:
         nonlocal marked
         if statement.lstrip().upper().startswith("UPDATE BULK_IMPORT_ROWS"):
-            marked += 1
-            if marked == stop_after:
+            was = marked
+            marked += len(parameters) if many else 1
+            if was < stop_after <= marked:
                 print("stalled", flush=True)
                 time.sleep(3600)
 

@@ -489,3 +489,66 @@ async def test_removals_and_releases_go_first_so_the_file_fits(
     assert (progress.applied, progress.failed) == (3, 0), await bulk.result_csv(progress.import_id)
     new = await _user(directory, ent, "new@contoso.example")
     assert new.licence is LicenceProduct.ESSENTIALS and new.extension is not None  # type: ignore[attr-defined]
+
+
+async def test_users_created_together_are_recorded_as_one_by_one_creation_records_them(
+    directory: Directory, ent: int, bulk: Bulk
+) -> None:
+    shapes = [
+        ("Essentials", "+442079460060", None),
+        ("Essentials", None, None),
+        ("Basic", None, 1070),
+        ("", None, None),
+    ]
+    rows = [
+        [f"Bulk {i}", f"bulk{i}@contoso.example", licence, number or "", str(ext or "")]
+        for i, (licence, number, ext) in enumerate(shapes)
+    ]
+    data = sheet(rows)
+    progress = await bulk.apply(PROVIDER, ent, data, (await bulk.preview(ent, data)).token)
+    assert progress.applied == 4
+    for i, (licence, number, ext) in enumerate(shapes):
+        await directory.users.create(
+            PROVIDER,
+            ent,
+            NewUser(
+                f"One {i}",
+                f"one{i}@contoso.example",
+                LicenceProduct(licence.lower()) if licence else None,
+                "+442079460061" if number else None,
+                ext + 1 if ext else None,
+            ),
+        )
+
+    async def record(email: str) -> tuple[object, ...]:
+        user = await _user(directory, ent, email)
+        async with directory.db.unit_of_work(readonly=True) as uow:
+            outbox = sorted(
+                (channel, kind, sorted(payload))
+                for channel, kind, payload in await uow.session.execute(
+                    select(OutboxItem.channel, OutboxItem.kind, OutboxItem.payload).where(
+                        OutboxItem.user_id == user.id  # type: ignore[attr-defined]
+                    )
+                )
+            )
+            [after] = (
+                await uow.session.execute(
+                    select(AuditEntry.after).where(AuditEntry.target == email)
+                )
+            ).scalars()
+        return (
+            user.licence,  # type: ignore[attr-defined]
+            user.number is not None,  # type: ignore[attr-defined]
+            user.extension is not None,  # type: ignore[attr-defined]
+            user.caller_id.mode,  # type: ignore[attr-defined]
+            user.status,  # type: ignore[attr-defined]
+            outbox,
+            sorted(after),
+            after["licence"],
+            after["callerid_mode"],
+        )
+
+    for i in range(len(shapes)):
+        assert await record(f"bulk{i}@contoso.example") == await record(f"one{i}@contoso.example")
+    pools = {p.product: p.used for p in await directory.licences.pools(ent)}
+    assert pools == {LicenceProduct.ESSENTIALS: 4, LicenceProduct.BASIC: 2}

@@ -62,7 +62,7 @@ async def test_an_apply_killed_mid_batch_resumes_applying_every_row_exactly_once
     import_id = await bulk.start(admin_of(ent), ent, data, preview.token, "move.csv")
     before = await _audits(directory, ent)
 
-    # Marked rows: two whole batches, then three rows into the third.
+    # Stalls once a third batch has marked rows applied, before that batch commits.
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.bulk_worker", directory.db.url,
          str(tmp_path / "secret.key"), str(import_id), str(BATCH), str(2 * BATCH + 3)],

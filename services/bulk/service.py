@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -149,6 +150,32 @@ def _licence_choice(value: Any) -> LicenceProduct | Release | None:
     if value == RELEASE_WORD:
         return RELEASE
     return LicenceProduct(value) if value else None
+
+
+def _new_user(plan: dict[str, Any]) -> NewUser:
+    return NewUser(
+        display_name=plan["display_name"],
+        email=plan["email"],
+        licence=LicenceProduct(plan["licence"]) if plan["licence"] else None,
+        number=cast(Auto | str | None, _number_choice(plan["number"])),
+        extension=cast(Auto | int | None, _extension_choice(plan["extension"])),
+    )
+
+
+def _plain_create(plan: dict[str, Any]) -> bool:
+    """A new user with nothing but a licence, number and extension: created with others."""
+    return plan["kind"] == "create" and not plan.get("callerid") and not plan.get("groups")
+
+
+def _runs(rows: Sequence[Row[Any, Any]]) -> list[list[tuple[int, dict[str, Any]]]]:
+    """The batch's rows in order, consecutive plain creates grouped together."""
+    runs: list[list[tuple[int, dict[str, Any]]]] = []
+    for row_id, plan in rows:
+        if runs and _plain_create(plan) and _plain_create(runs[-1][-1][1]):
+            runs[-1].append((row_id, plan))
+        else:
+            runs.append([(row_id, plan)])
+    return runs
 
 
 def _caller_id(change: dict[str, Any]) -> CallerIdChange:
@@ -347,9 +374,57 @@ class Bulk:
                     .order_by(LicencePool.product)
                     .with_for_update()
                 )
-            for row_id, plan in rows:
-                await self._apply_row(session, actor, enterprise, row_id, plan, sealed)
+            for run in _runs(rows):
+                if len(run) > 1 and await self._apply_creates(
+                    session, actor, enterprise, run, sealed
+                ):
+                    continue
+                for row_id, plan in run:
+                    await self._apply_row(session, actor, enterprise, row_id, plan, sealed)
             await uow.commit()
+        return True
+
+    async def _apply_creates(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        enterprise: Enterprise,
+        run: list[tuple[int, dict[str, Any]]],
+        sealed: list[str],
+    ) -> bool:
+        """New users of consecutive rows created together, in one savepoint with their rows
+        marked applied; False (and nothing done) when any is refused."""
+        passwords = [
+            sealed.pop() if sealed else self.users.vault.seal(generate_password()) for _ in run
+        ]
+        try:
+            async with session.begin_nested():
+                views = await self.users.create_many_in(
+                    session, actor, enterprise, [_new_user(plan) for _, plan in run], passwords
+                )
+                now = utcnow()
+                await session.execute(
+                    update(_ROWS)
+                    .where(_ROWS.c.id == bindparam("row"), _ROWS.c.status == RowStatus.PENDING)
+                    .values(
+                        status=RowStatus.APPLIED,
+                        user_id=bindparam("created"),
+                        number=bindparam("given_number"),
+                        extension=bindparam("given_extension"),
+                        finished_at=now,
+                    ),
+                    [
+                        {
+                            "row": row_id,
+                            "created": view.id,
+                            "given_number": view.number,
+                            "given_extension": view.extension,
+                        }
+                        for (row_id, _), view in zip(run, views, strict=True)
+                    ],
+                )
+        except (DomainError, IntegrityError, StaleDataError):
+            return False
         return True
 
     async def _finish_if_done(self, session: AsyncSession, import_id: int) -> None:
@@ -427,19 +502,7 @@ class Bulk:
             return None
         if kind == "create":
             password = sealed.pop() if sealed else self.users.vault.seal(generate_password())
-            view = await self.users.create_in(
-                session,
-                actor,
-                enterprise,
-                NewUser(
-                    display_name=plan["display_name"],
-                    email=plan["email"],
-                    licence=LicenceProduct(plan["licence"]) if plan["licence"] else None,
-                    number=cast(Auto | str | None, _number_choice(plan["number"])),
-                    extension=cast(Auto | int | None, _extension_choice(plan["extension"])),
-                ),
-                password,
-            )
+            view = await self.users.create_in(session, actor, enterprise, _new_user(plan), password)
         else:
             view = await self.users.update_in(
                 session,
