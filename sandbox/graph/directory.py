@@ -261,6 +261,12 @@ class DirectoryApi:
     def assign_license(self, request: GraphRequest) -> GraphResponse:
         """POST /users/{id}/assignLicense: takes units from, and returns them to, the pool."""
         body = request.json_object()
+        for name in body:
+            if name not in ("addLicenses", "removeLicenses"):
+                raise bad_request(
+                    f"The parameter '{name}' in the request payload is not a valid parameter "
+                    "for the operation 'assignLicense'."
+                )
         for name in ("addLicenses", "removeLicenses"):
             if not isinstance(body.get(name), list):
                 raise bad_request(

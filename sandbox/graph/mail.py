@@ -42,7 +42,17 @@ class MailApi:
 
     def send_mail(self, request: GraphRequest) -> GraphResponse:
         """Record the message and answer 202 Accepted."""
-        message = request.json_object().get("message")
+        payload = request.json_object()
+        for name in payload:
+            # The metadata spells the parameters Message and SaveToSentItems; case is ignored.
+            if name.lower() not in ("message", "savetosentitems"):
+                raise GraphError(
+                    400,
+                    "ErrorInvalidRequest",
+                    f"The parameter '{name}' in the request payload is not a valid parameter "
+                    "for the operation 'sendMail'.",
+                )
+        message = next((v for k, v in payload.items() if k.lower() == "message"), None)
         if not isinstance(message, dict):
             raise GraphError(400, "ErrorInvalidRequest", "The parameter 'message' is required.")
         to = _addresses(message, "toRecipients")

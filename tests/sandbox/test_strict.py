@@ -207,3 +207,24 @@ async def test_domains_and_transitive_group_membership(
         ("contoso.example", True)
     ]
     assert member_of.body["value"] == [outer.id]
+
+
+async def test_licence_and_mail_bodies_with_unknown_parameters_are_refused(
+    graph: GraphClient,
+) -> None:
+    user_id = await graph.create_user("eve", usageLocation="GB")
+    licence = await graph.post(
+        f"/users/{user_id}/assignLicense",
+        {"addLicenses": [{"skuId": PHONE_SKU}], "removeLicenses": [], "licences": []},
+    )
+    assert licence.status == 400 and "'licences'" in licence.error_message
+    mail = await graph.post(
+        f"/users/{ADMIN_ID}/sendMail",
+        {"message": {"toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}, "cc": []},
+    )
+    assert mail.status == 400 and "'cc'" in mail.error_message
+    pascal = await graph.post(
+        f"/users/{ADMIN_ID}/sendMail",
+        {"Message": {"toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}},
+    )
+    assert pascal.status == 202  # the metadata's own spelling
