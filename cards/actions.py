@@ -3,10 +3,19 @@ the bot's handlers read them back with the same models."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 # Ids are the database's 32-bit integers: anything larger is no row of ours, and must never
 # reach the database (PostgreSQL refuses it; SQLite refuses beyond 64 bits).
@@ -63,6 +72,52 @@ def database_id(text: str) -> int | None:
         return None
     number = int(text)
     return number if 0 < number <= MAX_ID else None
+
+
+# More choices than any multi-select of ours offers: such a value is no selection of ours.
+MAX_CHOICES = 10_000
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The ticked choices of a multi-select, as row ids; `unreadable` when something else came
+    along. Teams sends a multi-select's value as text: "12,15"."""
+
+    ids: tuple[int, ...] = ()
+    unreadable: bool = False
+
+    @property
+    def value(self) -> str:
+        """The multi-select's value on a card: the ids, comma-separated."""
+        return ",".join(str(row_id) for row_id in self.ids)
+
+
+def _read_selection(value: Any) -> Any:
+    if isinstance(value, Selection) or value is None:
+        return value or Selection()
+    if not isinstance(value, str):
+        raise ValueError("a multi-select's value is text")  # what Teams sends: "12,15"
+    texts = [part.strip() for part in value.split(",") if part.strip()]
+    if len(texts) > MAX_CHOICES:
+        return Selection(unreadable=True)
+    ids = [database_id(text) for text in texts]
+    return Selection(tuple(i for i in ids if i is not None), unreadable=None in ids)
+
+
+IdSelection = Annotated[
+    Selection, BeforeValidator(_read_selection), PlainSerializer(lambda s: s.value, return_type=str)
+]
+
+
+def _blank_to(default: str) -> BeforeValidator:
+    """A choice left empty reads as `default`."""
+    return BeforeValidator(lambda v: default if isinstance(v, str) and not v.strip() else v)
+
+
+# How a form gives a direct number or an extension: the next free one, the one picked, none
+# (numbers only), or the one the user has.
+NumberMode = Annotated[Literal["auto", "pick", "none", "keep"], _blank_to("keep")]
+ExtensionMode = Annotated[Literal["auto", "pick", "keep"], _blank_to("keep")]
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -127,10 +182,10 @@ class CreateUserForm(ActionData):
     display_name: str = ""
     email: str = ""
     licence: str = "essentials"
-    number_mode: str = "auto"
+    number_mode: NumberMode = "auto"
     number: str = ""
     number_digits: str = ""
-    extension_mode: str = "auto"
+    extension_mode: ExtensionMode = "auto"
     extension: str = ""
     send_password_email: bool = False
     notify_user: bool = False
@@ -167,10 +222,10 @@ class EditUserForm(ActionData):
     display_name: str = ""
     email: str = ""
     licence: str = ""
-    number_mode: str = "keep"
+    number_mode: NumberMode = "keep"
     number: str = ""
     number_digits: str = ""
-    extension_mode: str = "keep"
+    extension_mode: ExtensionMode = "keep"
     extension: str = ""
     send_password_email: bool = False
     notify_user: bool = False
@@ -258,11 +313,11 @@ class OpenUnlicensed(ActionData):
 
 
 class EnableUsersForm(ActionData):
-    """Users picked on the unlicensed list (input `users`, comma-separated ids) and a product."""
+    """Users picked on the unlicensed list (input `users`) and a product."""
 
     verb: ClassVar[Verb] = Verb.UNLICENSED_ENABLE
     changes_state: ClassVar[bool] = True
-    users: str = ""
+    users: IdSelection = Selection()
     licence: str = "essentials"
 
 
@@ -288,12 +343,12 @@ class OpenTelephony(ActionData):
 
 class TelephonyInputs(ActionData):
     """What every button of the hunt groups and desk phone card sends: the user, and the card's
-    inputs as the admin left them (`groups`: the ticked group ids, comma-separated; `new_group`:
-    the name box), so a refused action shows them again."""
+    inputs as the admin left them (`groups`: the ticked groups; `new_group`: the name box), so a
+    refused action shows them again."""
 
     changes_state: ClassVar[bool] = True
     user_id: RowId
-    groups: str = ""
+    groups: IdSelection = Selection()
     new_group: str = ""
 
 

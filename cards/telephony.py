@@ -30,7 +30,6 @@ from cards.common import (
     plain,
     text_input,
 )
-from cards.unlicensed import selected_ids
 from services.pbx.credentials import SipLogin
 from services.pbx.huntgroups import MAX_GROUP_NAME, HuntGroupView
 from services.pbx.status import PbxState, PbxStatusView
@@ -194,7 +193,9 @@ def telephony_card(
     ent = enterprise.id
     errors = errors or {}
     ticked = (
-        selected_ids(form.groups) if form is not None else [str(group.id) for group in member_of]
+        [str(group_id) for group_id in form.groups.ids]
+        if form is not None
+        else [str(group.id) for group in member_of]
     )
     form = form or TelephonyInputs(ent=ent, user_id=user.id)
     extension = str(user.extension) if user.extension is not None else "—"

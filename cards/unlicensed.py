@@ -50,11 +50,6 @@ ENABLED_HELP = (
 )
 
 
-def selected_ids(raw: str) -> list[str]:
-    """The ids of a multi-select value ("12,15"), as the strings the choices carry."""
-    return [part.strip() for part in (raw or "").split(",") if part.strip()]
-
-
 def _licence_choices(pools: Sequence[PoolView]) -> list[tuple[str, str]]:
     free = {pool.product: pool.free for pool in pools}
     return [
@@ -118,7 +113,7 @@ def unlicensed_card(
         )
     listed = {str(user.id) for user in users.items}
     # Keep what the admin selected, as far as those users are still on the list.
-    kept = [user_id for user_id in selected_ids(form.users) if user_id in listed]
+    kept = [str(user_id) for user_id in form.users.ids if str(user_id) in listed]
     picker = ChoiceSetInput(
         id="users",
         label="Users to enable",

@@ -9,8 +9,8 @@ from cards.actions import (
     OpenTelephony,
     RevokeDeskPhone,
     SaveHuntGroups,
+    Selection,
     TelephonyInputs,
-    database_id,
 )
 from cards.common import Card, Errors, notice_card, plain
 from cards.telephony import (
@@ -19,7 +19,6 @@ from cards.telephony import (
     hunt_group_names,
     telephony_card,
 )
-from cards.unlicensed import selected_ids
 from services.errors import ConflictError, NotFoundError, ValidationError
 from services.views import EnterpriseView
 
@@ -27,17 +26,15 @@ router = Router()
 MAX_GROUPS = 200
 
 
-def ticked_group_ids(raw: str) -> list[int]:
-    """The group ids of the multi-select's value; anything else is refused before the service."""
-    parts = selected_ids(raw)
-    if len(parts) > MAX_GROUPS:
+def ticked_group_ids(selection: Selection) -> list[int]:
+    """The ticked group ids; anything unreadable is refused before the service."""
+    if len(selection.ids) > MAX_GROUPS:
         raise ValidationError(f"Tick at most {MAX_GROUPS} groups.", field="groups")
-    ids = [database_id(part) for part in parts]
-    if None in ids:
+    if selection.unreadable:
         raise ValidationError(
             "Switchboard could not read that selection. Tick the groups again.", field="groups"
         )
-    return sorted({id_ for id_ in ids if id_ is not None})
+    return sorted(set(selection.ids))
 
 
 async def show_telephony(
@@ -105,7 +102,7 @@ async def save_hunt_groups(
         turn.actor, enterprise.id, form.user_id, ticked_group_ids(form.groups)
     )
     # The name box is kept: the admin may have typed a group they have not created yet.
-    kept = form.model_copy(update={"groups": ",".join(str(group.id) for group in saved)})
+    kept = form.model_copy(update={"groups": Selection(tuple(group.id for group in saved))})
     return await show_telephony(
         turn, form.user_id, kept, success=f"Hunt groups saved: {hunt_group_names(saved)}."
     )
@@ -118,16 +115,16 @@ async def create_hunt_group(
     """Create the named group and tick it for the user, who joins it when the admin saves."""
     user = await turn.directory.users.get(enterprise.id, form.user_id)
     group = await turn.directory.hunt_groups.create(turn.actor, enterprise.id, form.new_group)
-    ticked = selected_ids(form.groups)
+    ticked = list(form.groups.ids)
     if user.licence is None:
         success = f"Hunt group {group.name} was created."
     else:
-        ticked.append(str(group.id))
+        ticked.append(group.id)
         success = (
-            f"Hunt group {group.name} was created and is ticked below: press **Save groups** "
+            f"Hunt group {group.name} was created and is ticked below: press “Save groups” "
             f"to add {user.display_name} to it."
         )
-    kept = form.model_copy(update={"groups": ",".join(ticked), "new_group": ""})
+    kept = form.model_copy(update={"groups": Selection(tuple(ticked)), "new_group": ""})
     return await show_telephony(turn, form.user_id, kept, success=success)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.router import EnterpriseTurn, Router
-from cards.actions import EnableUsersForm, OpenUnlicensed, database_id
+from cards.actions import EnableUsersForm, OpenUnlicensed, Selection
 from cards.common import Card, Errors
-from cards.unlicensed import selected_ids, unlicensed_card, users_enabled_card
+from cards.unlicensed import unlicensed_card, users_enabled_card
 from services.errors import BulkRefusedError, NotFoundError, ValidationError
 from services.models import LicenceProduct
 from services.views import EnterpriseView
@@ -25,19 +25,17 @@ def enable_product(value: str) -> LicenceProduct:
         raise ValidationError("Choose Essentials or Basic.", field="licence") from None
 
 
-def selected_user_ids(raw: str) -> list[int]:
-    """The user ids of the multi-select's value; anything else is refused before the service."""
-    parts = selected_ids(raw)
-    if not parts:
-        raise ValidationError("Select at least one user to enable.", field="users")
-    if len(parts) > MAX_SELECTED:
-        raise ValidationError(f"Select at most {MAX_SELECTED} users at a time.", field="users")
-    ids = [database_id(part) for part in parts]
-    if None in ids:
+def selected_user_ids(selection: Selection) -> list[int]:
+    """The selected user ids; anything unreadable is refused before the service."""
+    if selection.unreadable:
         raise ValidationError(
             "Switchboard could not read that selection. Select the users again.", field="users"
         )
-    return [id_ for id_ in ids if id_ is not None]
+    if not selection.ids:
+        raise ValidationError("Select at least one user to enable.", field="users")
+    if len(selection.ids) > MAX_SELECTED:
+        raise ValidationError(f"Select at most {MAX_SELECTED} users at a time.", field="users")
+    return list(selection.ids)
 
 
 async def show_unlicensed(

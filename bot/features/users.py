@@ -7,7 +7,9 @@ from cards.actions import (
     CreateUserForm,
     Dataset,
     EditUserForm,
+    ExtensionMode,
     FindUser,
+    NumberMode,
     OpenCreateUser,
     UserRef,
 )
@@ -35,38 +37,33 @@ def licence_choice(value: str) -> LicenceProduct | None:
 
 
 async def number_choice(
-    turn: EnterpriseTurn, mode: str, number: str, digits: str
+    turn: EnterpriseTurn, mode: NumberMode, number: str, digits: str
 ) -> Auto | Release | str | None:
     """What the number fields of a form ask for: the next free one, a chosen one, none, or keep."""
-    enterprise = turn.enterprise
     if mode == "auto":
         return AUTO
     if mode == "none":
         return RELEASE
-    if mode == "pick":
-        if number:
-            return number
-        if digits:
-            return await turn.directory.inventory.free_number_ending(
-                enterprise.id, digits, field="number_digits"
-            )
-        raise ValidationError("Pick a free number, or type its last digits.", field="number")
-    if mode in ("", "keep"):
+    if mode == "keep":
         return None
-    raise ValidationError("Choose how to give the number.", field="number_mode")
+    if number:
+        return number
+    if digits:
+        return await turn.directory.inventory.free_number_ending(
+            turn.enterprise.id, digits, field="number_digits"
+        )
+    raise ValidationError("Pick a free number, or type its last digits.", field="number")
 
 
-def extension_choice(mode: str, extension: str) -> Auto | int | None:
+def extension_choice(mode: ExtensionMode, extension: str) -> Auto | int | None:
     """What the extension fields ask for: the next free one, a chosen one, or keep."""
     if mode == "auto":
         return AUTO
-    if mode == "pick":
-        if not extension:
-            raise ValidationError("Type the extension you want.", field="extension")
-        return parse_extension(extension)
-    if mode in ("", "keep"):
+    if mode == "keep":
         return None
-    raise ValidationError("Choose how to give the extension.", field="extension_mode")
+    if not extension:
+        raise ValidationError("Type the extension you want.", field="extension")
+    return parse_extension(extension)
 
 
 async def _free_numbers(turn: EnterpriseTurn) -> list[str]:
