@@ -283,6 +283,7 @@ async def test_a_global_administrator_through_a_nested_group_is_recognised(
         assert await check(tid, member.id)
         assert await check(tid, admin_object_id(86))
         assert not await check(tid, outsider.id)
+        assert not await check(tid, "00000000-0000-4000-8000-00000000dead")  # not in the tenant
     finally:
         await service.close()
 

@@ -462,11 +462,15 @@ class GraphOperations:
         # checkMemberGroups is transitive and takes at most 20 ids; ids that are not groups
         # (users, service principals) simply never match.
         for start in range(0, len(holders), 20):
-            answer = await self.graph.call(
+            answer = await self.graph.send(
                 "POST",
                 _user_path(principal_id) + "/checkMemberGroups",
                 {"groupIds": holders[start : start + 20]},
             )
+            if answer.status == 404:
+                return False  # no such user in this tenant: a member of nothing here
+            if answer.status >= 400:
+                raise to_error(answer)
             values = answer.body.get("value") if isinstance(answer.body, dict) else None
             if isinstance(values, list) and values:
                 return True
