@@ -18,7 +18,8 @@ class GlobalAdminCheck:
         self.graph = graph
 
     async def __call__(self, tenant_id: str, aad_object_id: str) -> bool:
-        """True when Graph lists a Global Administrator role assignment for the person.
+        """True when the person holds the Global Administrator role, directly or through a
+        group they belong to (transitively).
 
         Raises GraphError when Graph cannot be asked; callers refuse in that case too.
         """
