@@ -102,6 +102,9 @@ PAYLOAD_NAMES = frozenset({"data", "form"})
 
 Handler = Callable[..., Awaitable[Card]]
 FormBuilder = Callable[[EnterpriseTurn, D, Errors], Awaitable[Card]]
+# The card for a redelivery whose first delivery's answer is lost (its instance stopped right
+# after the change committed): built from what the change left, or None when not found.
+RedeliveryBuilder = Callable[[EnterpriseTurn, D], Awaitable[Card | None]]
 SearchHandler = Callable[..., Awaitable[list[tuple[str, str]]]]
 
 
@@ -128,6 +131,7 @@ class Route(Generic[D]):
     form: FormBuilder[D] | None
     roles: frozenset[AdminRole] | None
     needs: tuple[str, ...]
+    redelivered: RedeliveryBuilder[D] | None = None
 
     async def call(self, turn: EnterpriseTurn, payload: D) -> Card:
         """Run the handler with what its signature names."""
@@ -167,9 +171,11 @@ class Router:
         *,
         form: FormBuilder[D] | None = None,
         roles: Iterable[AdminRole] | None = None,
+        redelivered: RedeliveryBuilder[D] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated function as the handler of `model.verb`; only `roles`, when
-        given, may run it."""
+        given, may run it. `form` draws the form again after a refusal; `redelivered` answers a
+        redelivery from the change itself when the first answer was lost."""
 
         def register(handler: Handler) -> Handler:
             verb = model.verb.value
@@ -181,6 +187,7 @@ class Router:
                 form,
                 frozenset(roles) if roles else None,
                 _needs(handler, PAYLOAD_NAMES),
+                redelivered,
             )
             return handler
 
@@ -251,6 +258,18 @@ class Router:
             return notice_card("That could not be done", plain(refusal.message), ent=turn.ent)
         finally:
             turn.redelivery_card = acting.redelivery_card
+
+    async def answer_redelivery(self, verb: str, turn: Turn) -> Card | None:
+        """The card for a redelivery of `verb` whose first answer was lost, from what the
+        first delivery changed; None when the verb has no such card or it cannot be built."""
+        route = self.routes.get(verb)
+        acting = turn.acting()
+        if route is None or route.redelivered is None or acting is None:
+            return None
+        try:
+            return await route.redelivered(acting, route.model.model_validate(turn.data))
+        except (PayloadError, DomainError):
+            return None
 
     async def run_search(
         self, dataset: str, turn: Turn, query: str, limit: int

@@ -43,7 +43,7 @@ def test_the_pipeline_lists_its_steps_in_order() -> None:
     ) == STEPS
 
 
-async def test_a_redelivery_after_the_first_instance_stopped_says_it_was_done(
+async def test_a_redelivery_after_the_first_instance_stopped_shows_the_user_it_created(
     harness: BotHarness, serve_bot: ServeBot, bot_settings: BotSettings
 ) -> None:
     directory = harness.directory
@@ -62,7 +62,8 @@ async def test_a_redelivery_after_the_first_instance_stopped_says_it_was_done(
     )
     retried = (await other.post(activity)).json()["value"]
 
-    assert "already did this" in card_text(retried) and "Sorry" not in card_text(retried)
+    # answered from the committed change: the user it created, not an apology
+    assert "Ada Lovelace was created" in card_text(retried) and "Sorry" not in card_text(retried)
     page = await directory.users.directory(harness.ent, page_size=10)
     assert [user.email for user in page.items] == ["ada@contoso.com"]
 
@@ -75,3 +76,32 @@ async def test_deliveries_in_one_process_wait_for_the_first_answer(harness: BotH
     answers = [response.json()["value"] for response in responses]
     assert all(answer == answers[0] for answer in answers)
     assert "Ada Lovelace was created" in card_text(answers[0])
+
+
+async def test_other_changes_redelivered_after_the_instance_stopped_say_they_were_done(
+    harness: BotHarness, serve_bot: ServeBot, bot_settings: BotSettings
+) -> None:
+    directory = harness.directory
+    created = await harness.act(Verb.USER_CREATE_SUBMIT, ADA)
+    [user] = (await directory.users.directory(harness.ent, page_size=10)).items
+    assert "Ada Lovelace was created" in card_text(created)
+    activity = harness.teams.card_action(
+        Verb.USER_EDIT_SUBMIT.value,
+        {
+            "verb": Verb.USER_EDIT_SUBMIT.value,
+            "user_id": user.id,
+            "version": user.version,
+            "display_name": "Ada King",
+            "email": "ada@contoso.com",
+        },
+    )
+    stopped = await serve_bot(
+        build_app(replace(directory, ledger=_StoppedBeforeAnswering(directory.db)), bot_settings)
+    )
+    assert "Ada King" in card_text((await stopped.post(activity)).json()["value"])
+    other = await serve_bot(
+        build_app(replace(directory, ledger=ActivityLedger(directory.db)), bot_settings)
+    )
+    retried = (await other.post(activity)).json()["value"]
+    assert "already did this" in card_text(retried) and "Sorry" not in card_text(retried)
+    assert (await directory.users.get(harness.ent, user.id)).display_name == "Ada King"

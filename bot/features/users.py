@@ -109,7 +109,19 @@ async def open_create(turn: EnterpriseTurn, data: OpenCreateUser) -> Card:
     return await show_create_form(turn, CreateUserForm(ent=turn.ent), {})
 
 
-@router.action(CreateUserForm, form=show_create_form)
+async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | None:
+    """A create carried out by an earlier delivery of the same submit: the user it made."""
+    email = form.email.strip().lower()
+    found = await turn.directory.users.search(turn.enterprise.id, email, limit=5) if email else []
+    user = next((u for u in found if u.email.lower() == email), None)
+    if user is None:
+        return None
+    return user_created_card(
+        user, turn.enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
+    )
+
+
+@router.action(CreateUserForm, form=show_create_form, redelivered=show_created)
 async def create_user(
     turn: EnterpriseTurn, form: CreateUserForm, enterprise: EnterpriseView
 ) -> Card:
@@ -142,12 +154,14 @@ async def create_user(
 
 @router.action(FindUser)
 async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: EnterpriseView) -> Card:
-    """Search users; an empty search shows the search box only."""
+    """Search users; one match opens that user, an empty search shows the search box only."""
     results = None
     if data.query:
         results = await turn.directory.users.directory(
             enterprise.id, search=data.query, page_size=10
         )
+        if results.total == 1:
+            return await _user_card(turn, results.items[0])
     return find_user_card(enterprise, data.query, results)
 
 

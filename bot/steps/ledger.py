@@ -65,4 +65,10 @@ async def _first_answer(turn: TurnState, key: str) -> Card:
         key, wait_seconds=DUPLICATE_WAIT_SECONDS
     )
     logger.info("Duplicate delivery of activity %s answered from the ledger", key)
-    return answer or already_handled_card(ent=turn.turn.ent if turn.turn else None)
+    if answer is not None:
+        return answer
+    # The delivery that made the change stopped before its answer was written: answer from
+    # the change itself where the verb can, else say it was done.
+    acting = turn.turn
+    rebuilt = await turn.services.router.answer_redelivery(turn.verb, acting) if acting else None
+    return rebuilt or already_handled_card(ent=acting.ent if acting else None)
