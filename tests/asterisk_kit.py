@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,95 @@ def hang_up(phone: Any) -> None:
         waker.sendto(b"SIP/2.0 200 OK\r\n\r\n", (phone.ip, phone.port))
     phone._thread.join(timeout=2)
     phone.close()
+
+
+class TlsSipPeer:
+    """A SIP peer over TLS (Microsoft's proxies speak TLS on 5061): accepts Asterisk's
+    connections, records each request and answers INVITEs 486 Busy Here."""
+
+    def __init__(self, ip: str, context: ssl.SSLContext) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((ip, 0))
+        self.listener.listen(8)
+        self.port = int(self.listener.getsockname()[1])
+        self.context = context
+        self.received: list[str] = []
+        self._closed = False
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            connection = self.context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        buffer = b""
+        with connection:
+            while not self._closed:
+                try:
+                    data = connection.recv(65535)
+                except (OSError, ssl.SSLError):
+                    return
+                if not data:
+                    return
+                buffer += data
+                while b"\r\n\r\n" in buffer:
+                    head, _, rest = buffer.partition(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n"):
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() in (b"content-length", b"l"):
+                            length = int(value.strip() or 0)
+                    if len(rest) < length:
+                        break
+                    message = (head + b"\r\n\r\n" + rest[:length]).decode(errors="replace")
+                    buffer = rest[length:]
+                    self._answer(connection, message)
+
+    def _answer(self, connection: ssl.SSLSocket, message: str) -> None:
+        if message.startswith("SIP/2.0") or message.startswith("ACK "):
+            return
+        with self._lock:
+            self.received.append(message)
+        first, headers, _ = sipua.parse(message)
+        status = "486 Busy Here" if first.startswith("INVITE ") else "200 OK"
+        to = headers["to"][0] + ("" if ";tag=" in headers["to"][0] else ";tag=tlspeer")
+        lines = [f"SIP/2.0 {status}", *(f"Via: {via}" for via in headers["via"])]
+        lines += [
+            f"From: {headers['from'][0]}",
+            f"To: {to}",
+            f"Call-ID: {headers['call-id'][0]}",
+            f"CSeq: {headers['cseq'][0]}",
+            "Content-Length: 0",
+            "",
+            "",
+        ]
+        connection.sendall("\r\n".join(lines).encode())
+
+    def wait_request(self, method: str = "INVITE", timeout: float = 5.0) -> str | None:
+        """The first request of that method received (waiting up to timeout), or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = [m for m in self.received if m.startswith(method + " ")]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
 
 
 @pytest.fixture(scope="session")

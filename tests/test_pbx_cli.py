@@ -178,7 +178,8 @@ def test_pbx_config_writes_the_static_configuration(
     assert "contact=sip:sip.pstnhub.microsoft.com:5061;transport=tls" in pjsip
     assert "match=52.112.0.0/14" in pjsip and "match=192.0.2.10" in pjsip
     assert pjsip.count("identify_by=ip") == 2
-    assert "external_signaling_address=sbc.provider.example" in pjsip
+    assert "external_signaling_hostname=sbc.provider.example" in pjsip
+    assert "external_signaling_port=5061" in pjsip
     dialplan = files["extensions.conf"].read_text()
     for context in ("sb-e1-ext", "sb-e1-ddi", "sb-e1-ring", "sb-e1-id"):
         assert f"[{context}]\nswitch => Realtime/@extensions" in dialplan

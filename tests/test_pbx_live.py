@@ -10,15 +10,17 @@ agents on other loopback addresses.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from services.callerid import CallerIdChange
 from services.cli import main
-from services.config import Settings
+from services.config import PbxTrunkSettings, Settings
 from services.db import Database
 from services.directory import Directory
 from services.models import CallerIdMode, LicenceProduct
@@ -26,13 +28,17 @@ from services.passwords import PasswordVault
 from services.pbx.asterisk import AsteriskBackend
 from services.pbx.credentials import DeskPhones
 from services.pbx.huntgroups import HuntGroups
+from services.pbx.lines import CallerIdLine, PbxLine
 from services.pbx.pusher import PbxPusher
+from services.pbx.staticconf import static_files
 from services.users import NewUser
 from tests.asterisk_kit import (
+    ENTERPRISES,
     PSTN_IP,
     STRANGER_IP,
     TEAMS_IP,
     LivePbx,
+    TlsSipPeer,
     display_name,
     free_udp_port,
     hang_up,
@@ -452,3 +458,73 @@ async def _provision_one_user(env: dict[str, str], tmp_path: Path) -> None:
     finally:
         await backend.close()
         await db.dispose()
+
+
+def test_calls_reach_teams_over_tls_with_the_sbc_name(
+    tmp_path: Path, asterisk_url: str, capsys: Any
+) -> None:
+    """Direct Routing speaks TLS: with the TLS settings of docs/PBX_SETUP.md step 4, Asterisk
+    loads the certificate, reaches the Teams peer over TLS, and names itself by the SBC's FQDN
+    in Contact and Via (Microsoft's proxies refuse an IP address there)."""
+    ca = trustme.CA()
+    sbc = ca.issue_cert("sbc.switchboard.test")
+    sbc.cert_chain_pems[0].write_to_path(str(tmp_path / "sbc.crt"))
+    sbc.private_key_pem.write_to_path(str(tmp_path / "sbc.key"))
+    peer_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("sip.pstnhub.test").configure_cert(peer_context)
+    microsoft = TlsSipPeer(TEAMS_IP, peer_context)
+    port, tls_port = harness.free_port("127.0.0.1"), harness.free_port("127.0.0.1")
+    pstn_port = free_udp_port(PSTN_IP)
+    trunks = PbxTrunkSettings(
+        sip_bind=f"127.0.0.1:{port}",
+        tls_bind=f"127.0.0.1:{tls_port}",
+        tls_cert_file=str(tmp_path / "sbc.crt"),
+        tls_key_file=str(tmp_path / "sbc.key"),
+        sbc_fqdn="sbc.switchboard.test",
+        teams_hosts=(f"{TEAMS_IP}:{microsoft.port}",),
+        teams_transport="tls",
+        teams_match=(TEAMS_IP,),
+        pstn_hosts=(f"{PSTN_IP}:{pstn_port}",),
+        pstn_match=(PSTN_IP,),
+    )
+    files = static_files(trunks, "asterisk", asterisk_url, ENTERPRISES)
+    ast = harness.Asterisk(asterisk_url, sip_port=port, configs=files)
+    ast.start()
+    carrier = sipua.Phone(
+        "carrier", server=(ast.sip_host, ast.sip_port), ip=PSTN_IP, port=pstn_port
+    )
+    try:
+        assert "sb-tls" in ast.cli("pjsip show transports")
+        asyncio.run(_route_a_number_to_teams(asterisk_url))
+        assert carrier.invite(ADA_DDI).code == 486
+        invite = microsoft.wait_request("INVITE")
+        assert invite is not None, "nothing reached the Teams peer over TLS"
+        assert _request_user(invite) == ADA_DDI
+        [via] = header(invite, "Via")
+        assert via.startswith(f"SIP/2.0/TLS sbc.switchboard.test:{tls_port}")
+        [contact] = header(invite, "Contact")
+        assert f"@sbc.switchboard.test:{tls_port};transport=TLS>" in contact
+    finally:
+        hang_up(carrier)
+        microsoft.close()
+        ast.stop()
+
+
+async def _route_a_number_to_teams(asterisk_url: str) -> None:
+    """Ada's line, as the pusher writes it, straight into Asterisk's tables."""
+    backend = AsteriskBackend(asterisk_url)
+    try:
+        await backend.provision(
+            PbxLine(
+                endpoint="sb-e1-u1",
+                enterprise_id=1,
+                user_id=1,
+                extension="1000",
+                ddi=ADA_DDI,
+                caller_id=CallerIdLine("Ada Lovelace", ADA_DDI, False, False, None),
+                sip=None,
+                hunt_groups=(),
+            )
+        )
+    finally:
+        await backend.close()

@@ -145,8 +145,11 @@ def pjsip_conf(trunks: PbxTrunkSettings, realm: str) -> str:
                 f"priv_key_file={trunks.tls_key_file}\nmethod=tlsv1_2\n"
             )
             if trunks.sbc_fqdn:
-                # Microsoft's proxies expect the SBC's FQDN in Contact and Via.
-                text += f"external_signaling_address={trunks.sbc_fqdn}\n"
+                # Microsoft's proxies expect the SBC's FQDN in Contact and Via, where Asterisk
+                # would put its IP address (res_pjsip_nat.c; no DNS look-up of the name).
+                port = trunks.tls_bind.rpartition(":")[2]
+                text += f"external_signaling_hostname={trunks.sbc_fqdn}\n"
+                text += f"external_signaling_port={port}\n" if port.isdigit() else ""
         else:
             text += f"bind={trunks.sip_bind}\n"
         text += "\n"
