@@ -39,6 +39,7 @@ class Verb(StrEnum):
     USER_FIND = "user.find"
     USER_OPEN = "user.open"
     USER_EDIT_SUBMIT = "user.edit.submit"
+    USER_REMOVE = "user.remove"
     NUMBERS_OPEN = "numbers.open"
     NUMBER_AUTO = "numbers.auto"
     NUMBER_ASSIGN = "numbers.assign"
@@ -50,6 +51,7 @@ class Verb(StrEnum):
     UNLICENSED_ENABLE = "unlicensed.enable"
     SYNC_OPEN = "sync.open"
     SYNC_START = "sync.start"
+    SYNC_CONSENT = "sync.consent"
     TELEPHONY_OPEN = "telephony.open"
     HUNT_GROUPS_SAVE = "huntgroups.save"
     HUNT_GROUP_CREATE = "huntgroups.create"
@@ -229,6 +231,18 @@ class EditUserForm(ActionData):
     extension: str = ""
     send_password_email: bool = False
     notify_user: bool = False
+    # Set by the confirmation card: the admin has read what cannot be undone and goes ahead.
+    confirmed: bool = False
+
+
+class RemoveUser(ActionData):
+    """Remove (offboard) a user; `confirmed` once the admin has read what will happen."""
+
+    verb: ClassVar[Verb] = Verb.USER_REMOVE
+    changes_state: ClassVar[bool] = True
+    user_id: RowId
+    version: RowId
+    confirmed: bool = False
 
 
 class OpenNumbers(ActionData):
@@ -238,6 +252,8 @@ class OpenNumbers(ActionData):
     user_id: RowId | None = None
     digits: str = ""
     page: Page = 1
+    # Pressed "Choose this user": a user must have been picked.
+    choose: bool = False
 
     @field_validator("user_id", mode="before")
     @classmethod
@@ -253,6 +269,7 @@ class AutoAssignNumber(ActionData):
     changes_state: ClassVar[bool] = True
     user_id: RowId
     version: RowId
+    confirmed: bool = False
 
 
 class AssignNumber(ActionData):
@@ -264,6 +281,7 @@ class AssignNumber(ActionData):
     version: RowId
     number: str = ""
     digits: str = ""
+    confirmed: bool = False
 
 
 class ReleaseNumber(ActionData):
@@ -273,6 +291,7 @@ class ReleaseNumber(ActionData):
     changes_state: ClassVar[bool] = True
     user_id: RowId
     version: RowId
+    confirmed: bool = False
 
 
 class OpenCallerId(ActionData):
@@ -319,6 +338,7 @@ class EnableUsersForm(ActionData):
     changes_state: ClassVar[bool] = True
     users: IdSelection = Selection()
     licence: str = "essentials"
+    confirmed: bool = False
 
 
 class OpenSync(ActionData):
@@ -332,6 +352,14 @@ class StartSync(ActionData):
 
     verb: ClassVar[Verb] = Verb.SYNC_START
     changes_state: ClassVar[bool] = True
+
+
+class SetConsent(ActionData):
+    """The Global Admin grants or withdraws "Allow Management by Service Provider"."""
+
+    verb: ClassVar[Verb] = Verb.SYNC_CONSENT
+    changes_state: ClassVar[bool] = True
+    consent: bool
 
 
 class OpenTelephony(ActionData):

@@ -51,6 +51,14 @@ MODE_NAMES = {
     CallerIdMode.ANONYMOUS: "anonymous",
 }
 
+# The choices as the form names them, for messages that quote them.
+MODE_CHOICE_NAMES = {
+    CallerIdMode.OWN_DDI: "Own direct number",
+    CallerIdMode.COMPANY_MAIN: "Company main number",
+    CallerIdMode.OTHER: "Another company number",
+    CallerIdMode.ANONYMOUS: "Anonymous",
+}
+
 
 def _mode_choices(user: UserView, enterprise: EnterpriseView) -> list[tuple[str, str]]:
     own = number_text(user.number) if user.number else "none assigned yet"
@@ -197,7 +205,9 @@ def caller_id_card(
         help_text=CALLER_ID_HELP,
         ent=ent,
         notice=notice,
-        success="Caller ID saved." if saved else None,
+        success=f"Caller ID saved: calls now present {current_setting(user)[0][1]}."
+        if saved
+        else None,
         actions=[
             button(
                 "Save caller ID",

@@ -42,7 +42,7 @@ from services.models import LicenceProduct
 from services.views import EnterpriseView, Page, UserView
 
 # Fields that have an input of their own on this card; any other refusal shows at the bottom.
-_FIELDS_WITH_INPUTS = ("digits", "number")
+_FIELDS_WITH_INPUTS = ("digits", "number", "user_id")
 # Messages shown as the card's banner rather than next to an input.
 _BANNER_FIELDS = ("version", "user")
 
@@ -125,9 +125,9 @@ def _pager(
     return [action_row(*pager)] if pager else []
 
 
-def _user_picker(users: Sequence[UserView]) -> ChoiceSetInput:
+def _user_picker(users: Sequence[UserView], errors: Errors) -> list[CardElement]:
     # Static choices serve clients without type-ahead; Teams searches all users as you type.
-    return ChoiceSetInput(
+    picker = ChoiceSetInput(
         id="user_id",
         label="Give a number to (type a name to search)",
         choices=[Choice(title=f"{u.display_name} · {u.email}", value=str(u.id)) for u in users],
@@ -135,6 +135,7 @@ def _user_picker(users: Sequence[UserView]) -> ChoiceSetInput:
         style="filtered",
         placeholder="Name or e-mail",
     )
+    return [picker, *field_error(errors, "user_id")]
 
 
 def _user_facts(user: UserView, errors: Errors) -> list[CardElement]:
@@ -232,8 +233,10 @@ def numbers_card(
     body.extend(_pager(enterprise, free, digits, user_id))
     actions: list[Action]
     if user is None:
-        body.append(_user_picker(users))
-        actions = [button("Choose this user", OpenNumbers(ent=ent, digits=form.digits))]
+        body.extend(_user_picker(users, errors))
+        actions = [
+            button("Choose this user", OpenNumbers(ent=ent, digits=form.digits, choose=True))
+        ]
     else:
         # The picker and its buttons come last, right above the buttons that act on them.
         controls, actions = _user_controls(

@@ -14,7 +14,6 @@ from cards.actions import (
     OpenCallerId,
     OpenCreateUser,
     OpenNumbers,
-    OpenPickedUser,
     OpenSync,
     OpenTelephony,
     UserRef,
@@ -23,6 +22,7 @@ from cards.common import (
     LICENCE_CHOICES,
     Card,
     Errors,
+    action_row,
     button,
     choice_input,
     columns,
@@ -222,9 +222,14 @@ def user_summary(
 
 
 def user_created_card(
-    user: UserView, enterprise: EnterpriseView, *, is_global_admin: bool = False
+    user: UserView,
+    enterprise: EnterpriseView,
+    *,
+    is_global_admin: bool = False,
+    note: str | None = None,
 ) -> Card:
-    """The result of creating a user, with the next steps for the admin who created them."""
+    """The result of creating a user, with the next steps for the admin who created them;
+    `note` says where the result differs from what the form asked for."""
     steps = [
         "**Next steps**",
         "1. Check the caller ID"
@@ -249,6 +254,7 @@ def user_created_card(
         help_text=CREATE_HELP,
         ent=ent,
         success="The user is set up on the PBX.",
+        notice=note,
         actions=[
             button("Caller ID", OpenCallerId(ent=ent, user_id=user.id), primary=True),
             button("Edit user", UserRef(ent=ent, user_id=user.id)),
@@ -259,37 +265,36 @@ def user_created_card(
 
 
 def find_user_card(enterprise: EnterpriseView, query: str, results: Page[UserView] | None) -> Card:
-    """A search box over the users, with the matches as buttons."""
+    """A search box over the users, with each match a button that opens the user."""
     ent = enterprise.id
-    picker = ChoiceSetInput(
-        id="user_id",
-        label="Pick a user (type to search)",
-        choices=[
-            Choice(title=f"{u.display_name} · {u.email}", value=str(u.id))
-            for u in (results.items if results else [])
-        ],
-        choices_data=QueryData(dataset=Dataset.USERS.value),
-        style="filtered",
-    )
     body: list[CardElement] = [
         *text_input("query", "Search", query, {}, placeholder="Name, e-mail, number or extension"),
     ]
     if results is not None:
         if not results.items:
-            body.append(paragraph(f"No user matches “{plain(query)}”.", subtle=True))
-        for user in results.items:
             body.append(
-                columns(
-                    [paragraph(f"**{plain(user.display_name)}**  \n{plain(user.email)}")],
-                    [
-                        paragraph(
-                            f"{number_text(user.number)} · ext {user.extension or '—'}", subtle=True
-                        )
-                    ],
-                    [paragraph(status_label(user.status), subtle=True)],
-                    widths=["stretch", "auto", "auto"],
+                paragraph(
+                    f"No user matches “{plain(query)}”. Search by part of a name or e-mail, or "
+                    "by digits of a number or extension.",
+                    subtle=True,
                 )
             )
+        for user in results.items:
+            open_user = button(f"Open {user.display_name}", UserRef(ent=ent, user_id=user.id))
+            row = columns(
+                [
+                    paragraph(f"**{plain(user.display_name)}**  \n{plain(user.email)}"),
+                    paragraph(
+                        f"{number_text(user.number)} · ext {user.extension or '—'} · "
+                        f"{user.licence.label if user.licence else 'no licence'}",
+                        subtle=True,
+                    ),
+                ],
+                [action_row(open_user)],
+                widths=["stretch", "auto"],
+            )
+            row.separator = True
+            body.append(row)
         if results.total > len(results.items):
             body.append(
                 paragraph(
@@ -297,16 +302,12 @@ def find_user_card(enterprise: EnterpriseView, query: str, results: Page[UserVie
                     subtle=True,
                 )
             )
-    body.append(picker)
     return frame(
         "Find user",
         body,
         help_text=FIND_HELP,
         ent=ent,
-        actions=[
-            button("Search", FindUser(ent=ent), primary=True),
-            button("Open user", OpenPickedUser(ent=ent)),
-        ],
+        actions=[button("Search", FindUser(ent=ent), primary=True)],
     )
 
 

@@ -122,6 +122,10 @@ async def test_choose_a_user_from_the_free_list(harness: BotHarness) -> None:
     assert find_input(picked, "digits")["value"] == "0042"
     nobody = await harness.act(Verb.NUMBERS_OPEN, {**choose, "user_id": ""})
     assert "Free numbers" in card_text(nobody)
+    assert "Pick the user to give a number to first" in card_text(nobody)
+    # searching the list without a user is no refusal
+    search = buttons(nobody)["Search"]
+    assert "Pick the user" not in card_text(await harness.act(Verb.NUMBERS_OPEN, search))
 
 
 @ON_SQLITE
@@ -171,7 +175,7 @@ async def test_assign_the_picked_number_or_the_one_ending_in_the_digits(
         ({"digits": "7777"}, "digits", "No free number ends in 7777"),
         ({"digits": "4"}, "digits", "Several free numbers end in 4"),
         ({"digits": "abc"}, "digits", "Type one or more digits"),
-        ({}, "number", "Pick a free number in the list, or type its last digits"),
+        ({}, "number", "Nothing was assigned: pick a free number in “Number to assign”"),
         ({"number": "+442079460001"}, "number", "already assigned"),
         ({"number": "+442079470003"}, "number", "not in this enterprise's inventory"),
         ({"number": "12"}, "number", "not a valid number"),

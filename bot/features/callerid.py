@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.router import EnterpriseTurn, Router
 from cards.actions import CallerIdForm, OpenCallerId
-from cards.callerid import caller_id_card
+from cards.callerid import MODE_CHOICE_NAMES, caller_id_card
 from cards.common import Card, Errors, notice_card, plain
 from services.callerid import CallerIdChange
 from services.errors import NotFoundError, ValidationError
@@ -47,13 +47,33 @@ async def show_caller_id_form(turn: EnterpriseTurn, form: CallerIdForm, errors: 
     return caller_id_card(user, enterprise, form, errors)
 
 
+async def _mode_meant(turn: EnterpriseTurn, form: CallerIdForm) -> CallerIdMode:
+    """The mode the admin means. Digits typed while the choice was left as it was mean "present
+    that number"; digits typed next to another deliberate choice are refused, saying what to do.
+    (The digits box only comes pre-filled when the user already presents another number.)"""
+    mode = caller_id_mode(form.mode)
+    if mode is CallerIdMode.OTHER or not form.number_digits.strip():
+        return mode
+    user = await turn.directory.users.get(turn.enterprise.id, form.user_id)
+    if user.caller_id.mode is CallerIdMode.OTHER:
+        return mode  # the digits shown were the current number's: the new choice wins
+    if mode is user.caller_id.mode:
+        return CallerIdMode.OTHER
+    raise ValidationError(
+        f"You typed last digits but chose “{MODE_CHOICE_NAMES[mode]}”. To present the number "
+        "ending in those digits, tick “Another company number”; otherwise clear the digits.",
+        field="number_digits",
+    )
+
+
 @router.action(CallerIdForm, form=show_caller_id_form)
 async def save_caller_id(
     turn: EnterpriseTurn, form: CallerIdForm, enterprise: EnterpriseView
 ) -> Card:
     """Save the caller ID on the version of the user the admin saw."""
+    mode = await _mode_meant(turn, form)
     change = CallerIdChange(
-        mode=caller_id_mode(form.mode),
+        mode=mode,
         number_digits=form.number_digits,
         caller_name=form.caller_name,
         send_pai=form.send_pai,

@@ -119,8 +119,13 @@ def _assigned(before: UserView, after: UserView, days: int) -> str:
 @router.action(OpenNumbers)
 async def open_numbers(turn: EnterpriseTurn, data: OpenNumbers) -> Card:
     """The free numbers, filtered by last digits, for a user when one is chosen."""
+    errors: Errors = {}
+    if data.choose and data.user_id is None:
+        errors["user_id"] = (
+            "Pick the user to give a number to first, then press “Choose this user”."
+        )
     return await show_numbers(
-        turn, user_id=data.user_id, digits=data.digits, page=max(1, data.page)
+        turn, user_id=data.user_id, digits=data.digits, page=max(1, data.page), errors=errors
     )
 
 
@@ -159,7 +164,9 @@ async def assign(turn: EnterpriseTurn, data: AssignNumber, enterprise: Enterpris
         )
     else:
         raise ValidationError(
-            "Pick a free number in the list, or type its last digits.", field="number"
+            "Nothing was assigned: pick a free number in “Number to assign”, or type its last "
+            "digits.",
+            field="number",
         )
     before, after = await _change_number(turn, data, wanted)
     return await show_numbers(

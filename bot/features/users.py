@@ -130,8 +130,15 @@ async def create_user(
     number = await number_choice(turn, form.number_mode, form.number, form.number_digits)
     if isinstance(number, Release):
         number = None
+    note = None
     if licence is not LicenceProduct.ESSENTIALS and isinstance(number, Auto):
-        number = None  # "next free number" only applies to Essentials
+        number = None  # "next free number" only applies to Essentials: say so on the result
+        note = (
+            "Basic gives an extension only, so no direct number was assigned. To give "
+            "a direct number, change the licence to Essentials on the user card."
+            if licence is LicenceProduct.BASIC
+            else "Without a calling licence there is no direct number, so none was assigned."
+        )
     user = await turn.directory.users.create(
         turn.actor,
         enterprise.id,
@@ -148,7 +155,7 @@ async def create_user(
         ),
     )
     return user_created_card(
-        user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
+        user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN, note=note
     )
 
 

@@ -1,0 +1,106 @@
+"""A new admin's journeys over real HTTP: what they try first works the first time, and every
+answer says what happened or what to do next."""
+
+from __future__ import annotations
+
+import pytest
+
+from cards.actions import Verb
+from services.models import LicenceProduct
+from services.users import NewUser
+from services.views import UserView
+from tests.botkit import BotHarness, buttons, card_text
+from tests.conftest import PROVIDER
+
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+async def _user(
+    harness: BotHarness,
+    name: str,
+    email: str,
+    licence: LicenceProduct | None = LicenceProduct.ESSENTIALS,
+    number: str | None = None,
+) -> UserView:
+    return await harness.directory.users.create(
+        PROVIDER,
+        harness.ent,
+        NewUser(display_name=name, email=email, licence=licence, number=number),
+    )
+
+
+async def test_find_with_one_match_opens_the_user(harness: BotHarness) -> None:
+    priya = await _user(harness, "Priya Patel", "priya@contoso.com")
+    await _user(harness, "Pat Jones", "pat@contoso.com")
+    card = await harness.say("find priya")
+    assert card["body"][0]["text"] == "Priya Patel"
+    assert "Save" in buttons(card)
+    assert buttons(card)["Save"]["user_id"] == priya.id
+
+
+async def test_find_results_are_buttons_that_open_the_user(harness: BotHarness) -> None:
+    await _user(harness, "Pat Jones", "pat@contoso.com")
+    patricia = await _user(harness, "Patricia Moss", "patricia@contoso.com")
+    card = await harness.say("find pat")
+    found = buttons(card)
+    assert "Open user" not in found  # no second picker to fill in
+    opened = await harness.act(Verb.USER_OPEN, found["Open Patricia Moss"])
+    assert opened["body"][0]["text"] == "Patricia Moss"
+    assert buttons(opened)["Save"]["user_id"] == patricia.id
+    nobody = await harness.say("find zebra")
+    assert "No user matches “zebra”" in card_text(nobody)
+
+
+def _caller_id_save(card: dict, **inputs: object) -> dict:
+    return {**buttons(card)["Save caller ID"], **inputs}
+
+
+async def test_caller_id_digits_without_ticking_another_number_present_that_number(
+    harness: BotHarness,
+) -> None:
+    ada = await _user(harness, "Ada Lovelace", "ada@contoso.com", number="+442079460000")
+    card = await harness.act(Verb.CALLER_ID_OPEN, {"user_id": ada.id})
+    # the choice left as it was (own number), the digits typed: the typed number is meant
+    saved = await harness.act(
+        Verb.CALLER_ID_SUBMIT, _caller_id_save(card, mode="own_ddi", number_digits="0042")
+    )
+    text = card_text(saved)
+    assert "Caller ID saved: calls now present +44 20 7946 0042 (another company number)" in text
+    user = await harness.directory.users.get(harness.ent, ada.id)
+    assert user.caller_id.presented_number == "+442079460042"
+
+
+async def test_caller_id_digits_next_to_another_deliberate_choice_say_what_to_do(
+    harness: BotHarness,
+) -> None:
+    ada = await _user(harness, "Ada Lovelace", "ada@contoso.com", number="+442079460000")
+    card = await harness.act(Verb.CALLER_ID_OPEN, {"user_id": ada.id})
+    refused = await harness.act(
+        Verb.CALLER_ID_SUBMIT, _caller_id_save(card, mode="anonymous", number_digits="0042")
+    )
+    text = card_text(refused)
+    assert "Caller ID saved" not in text
+    assert "You typed last digits but chose “Anonymous”" in text
+    assert "tick “Another company number”" in text
+    user = await harness.directory.users.get(harness.ent, ada.id)
+    assert user.caller_id.presented_number == "+442079460000"
+
+
+async def test_basic_with_next_free_number_says_why_there_is_no_number(
+    harness: BotHarness,
+) -> None:
+    form = await harness.say("create user")
+    created = await harness.act(
+        Verb.USER_CREATE_SUBMIT,
+        {
+            **buttons(form)["Create user"],
+            "display_name": "Bob Basic",
+            "email": "bob@contoso.com",
+            "licence": "basic",
+            "number_mode": "auto",
+            "extension_mode": "auto",
+        },
+    )
+    text = card_text(created)
+    assert "Bob Basic was created" in text
+    assert "Basic gives an extension only, so no direct number was assigned" in text
