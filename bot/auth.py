@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -147,17 +148,39 @@ class AuthenticationUnavailable(Exception):
     """The signing keys could not be fetched, so no token can be checked; answer 503."""
 
 
+async def check_token(authentication: BotFrameworkAuthentication, auth_header: str) -> None:
+    """Check the token's signature, issuer, audience and lifetime before anything of the
+    request's body is read; raise AuthenticationFailed if it is bad.
+
+    The claims that name the activity (its service URL, its channel) can only be matched once
+    the body is parsed: ``authenticate_activity`` does that, with the whole check again.
+    """
+    inner = getattr(authentication, "_inner", None)
+    validate = getattr(inner, "_jwt_token_validation_validate_auth_header", None)
+    if validate is None:
+        return  # not botbuilder's configured authentication: the whole check after parsing
+    with _token_failures():
+        await validate(auth_header, "", None)
+
+
 async def authenticate_activity(
     authentication: BotFrameworkAuthentication, activity: Activity, auth_header: str | None
 ) -> AuthenticateRequestResult:
-    """Check the request's token for ``activity``; raise AuthenticationFailed if it is bad.
+    """Check the request's token for ``activity``; raise AuthenticationFailed if it is bad."""
+    with _token_failures():
+        result: AuthenticateRequestResult = await authentication.authenticate_request(
+            activity, auth_header or None
+        )
+        return result
 
-    botbuilder signals bad tokens with many exception types (PermissionError, PyJWT
+
+@contextmanager
+def _token_failures() -> Iterator[None]:
+    """botbuilder signals bad tokens with many exception types (PermissionError, PyJWT
     errors, IndexError for an unknown key id, bare Exception for a disallowed
-    algorithm...), so every one of them counts as a failed authentication.
-    """
+    algorithm...), so every one of them counts as a failed authentication."""
     try:
-        return await authentication.authenticate_request(activity, auth_header or None)
+        yield
     except requests.RequestException as error:
         raise AuthenticationUnavailable(f"cannot fetch signing keys: {error}") from error
     except IndexError as error:

@@ -28,6 +28,7 @@ from bot.auth import (
     AuthenticationUnavailable,
     BotSettings,
     authenticate_activity,
+    check_token,
     use_nonblocking_signing_keys,
 )
 from bot.inbound import MAX_BODY_BYTES, MalformedActivityError, parse_activity
@@ -132,9 +133,18 @@ class MessagesEndpoint:
                 return _unauthorized()
             # Cheap when already in place; survives tests clearing botbuilder's key cache.
             use_nonblocking_signing_keys(self._settings)
+            # The token first: nothing of the body is read for a request without a good one.
+            try:
+                await check_token(self._adapter.bot_framework_authentication, auth_header)
+            except AuthenticationFailed as failure:
+                logger.warning("Rejected an activity with an invalid token: %s", failure)
+                return _unauthorized()
+            except AuthenticationUnavailable as failure:
+                logger.error("Cannot authenticate activities: %s", failure)
+                return _error(HTTPStatus.SERVICE_UNAVAILABLE, "authentication unavailable")
 
-        # The token is checked against the activity's serviceUrl, so parse first: the parser
-        # bounds the body's size and nesting, so nothing in it can hurt before the token check.
+        # Then the body, bounded in size and nesting, and the token's claims that name the
+        # activity (its service URL) against it.
         try:
             activity = parse_activity(await request.read())
         except MalformedActivityError as malformed:
