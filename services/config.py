@@ -241,6 +241,8 @@ class PbxTrunkSettings:
     teams_hosts: tuple[str, ...] = TEAMS_SIP_PROXIES
     teams_transport: str = "tls"
     teams_match: tuple[str, ...] = TEAMS_SIGNALLING_SUBNETS
+    # Media to Microsoft is SRTP (SDES keys over TLS); Asterisk needs res_srtp for it.
+    teams_media_encryption: str = "sdes"
     # The carrier's trunk: where calls to the PSTN go and where calls from it come from.
     pstn_hosts: tuple[str, ...] = ()
     pstn_transport: str = "udp"
@@ -264,6 +266,9 @@ class PbxTrunkSettings:
             teams_hosts=_env_list("PBX_TEAMS_HOSTS", TEAMS_SIP_PROXIES),
             teams_transport=(os.environ.get("PBX_TEAMS_TRANSPORT") or "tls").strip().lower(),
             teams_match=_env_list("PBX_TEAMS_MATCH", TEAMS_SIGNALLING_SUBNETS),
+            teams_media_encryption=(os.environ.get("PBX_TEAMS_MEDIA_ENCRYPTION") or "sdes")
+            .strip()
+            .lower(),
             pstn_hosts=_env_list("PBX_PSTN_HOSTS", ()),
             pstn_transport=(os.environ.get("PBX_PSTN_TRANSPORT") or "udp").strip().lower(),
             pstn_match=_env_list("PBX_PSTN_MATCH", ()),

@@ -231,6 +231,8 @@ def live_pbx(asterisk_database: str) -> Iterator[LivePbx]:
         teams_hosts=(f"{TEAMS_IP}:{teams_port}",),
         teams_transport="udp",
         teams_match=(TEAMS_IP,),
+        # This build has no res_srtp: plain RTP on the lab trunk (production: sdes).
+        teams_media_encryption="no",
         pstn_hosts=(f"{PSTN_IP}:{pstn_port}",),
         pstn_match=(PSTN_IP,),
     )

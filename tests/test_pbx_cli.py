@@ -178,6 +178,7 @@ def test_pbx_config_writes_the_static_configuration(
     assert "contact=sip:sip.pstnhub.microsoft.com:5061;transport=tls" in pjsip
     assert "match=52.112.0.0/14" in pjsip and "match=192.0.2.10" in pjsip
     assert pjsip.count("identify_by=ip") == 2
+    assert pjsip.count("media_encryption=sdes") == 1  # Teams media is SRTP; the carrier's not
     assert "external_signaling_hostname=sbc.provider.example" in pjsip
     assert "external_signaling_port=5061" in pjsip
     dialplan = files["extensions.conf"].read_text()

@@ -404,6 +404,7 @@ def test_the_operator_guide_connects_an_asterisk(
         "PBX_TEAMS_HOSTS": f"{TEAMS_IP}:{teams_port}",
         "PBX_TEAMS_TRANSPORT": "udp",
         "PBX_TEAMS_MATCH": TEAMS_IP,
+        "PBX_TEAMS_MEDIA_ENCRYPTION": "no",
         "PBX_PSTN_HOSTS": f"{PSTN_IP}:{pstn_port}",
         "PBX_PSTN_MATCH": PSTN_IP,
     }
@@ -484,6 +485,7 @@ def test_calls_reach_teams_over_tls_with_the_sbc_name(
         teams_hosts=(f"{TEAMS_IP}:{microsoft.port}",),
         teams_transport="tls",
         teams_match=(TEAMS_IP,),
+        teams_media_encryption="no",  # this build has no res_srtp
         pstn_hosts=(f"{PSTN_IP}:{pstn_port}",),
         pstn_match=(PSTN_IP,),
     )

@@ -44,6 +44,7 @@ TRANSPORTS = (f"{PREFIX}-udp", f"{PREFIX}-tcp", f"{PREFIX}-tls")
 REALTIME_FAMILIES = ("ps_endpoints", "ps_auths", "ps_aors", "extensions", "queues", "queue_members")
 _DIAL_FORMATS = {"e164": "${EXTEN}", "e164-no-plus": "${EXTEN:1}"}
 _TRANSPORTS = ("udp", "tcp", "tls")
+_MEDIA_ENCRYPTION = ("sdes", "no")
 HEADER = "; Written by `switchboard pbx config`; run it again rather than editing by hand.\n"
 
 
@@ -80,8 +81,14 @@ def _trunk(
     match: Sequence[str],
     from_domain: str,
     qualify: bool,
+    media_encryption: str = "no",
 ) -> str:
     transport = _transport_name(protocol)
+    if media_encryption not in _MEDIA_ENCRYPTION:
+        raise ValidationError(
+            f"The trunk's media encryption is “{media_encryption}”; use sdes or no.",
+            field="PBX_TEAMS_MEDIA_ENCRYPTION",
+        )
     contacts = "".join(
         f"contact=sip:{host}" + (f";transport={protocol}" if protocol != "udp" else "") + "\n"
         for host in hosts
@@ -102,7 +109,10 @@ def _trunk(
         "send_pai=no\n"
         "send_rpid=no\n"
         "trust_id_inbound=no\n"
-        "trust_id_outbound=no\n" + (f"from_domain={from_domain}\n" if from_domain else "") + "\n"
+        "trust_id_outbound=no\n"
+        + (f"from_domain={from_domain}\n" if from_domain else "")
+        + (f"media_encryption={media_encryption}\n" if media_encryption != "no" else "")
+        + "\n"
         f"[{name}]\n"
         "type=aor\n"
         f"{contacts}" + ("qualify_frequency=60\n" if qualify else "") + "\n"
@@ -161,6 +171,7 @@ def pjsip_conf(trunks: PbxTrunkSettings, realm: str) -> str:
         match=trunks.teams_match,
         from_domain=trunks.sbc_fqdn,
         qualify=True,
+        media_encryption=trunks.teams_media_encryption,
     )
     text += _trunk(
         PSTN_TRUNK,

@@ -162,6 +162,7 @@ async def bench_change_to_live(scratch: Path, asterisk_url: str) -> list[str]:
         teams_hosts=(f"127.0.0.3:{ports['127.0.0.3']}",),
         teams_transport="udp",
         teams_match=("127.0.0.3",),
+        teams_media_encryption="no",
         pstn_hosts=(f"127.0.0.2:{ports['127.0.0.2']}",),
         pstn_match=("127.0.0.2",),
     )
