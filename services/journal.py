@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import AuditEntry, Enterprise, OutboxItem, ProvisioningStatus, User, utcnow
@@ -108,3 +109,28 @@ def enqueue_group_for_pbx(
         )
     )
     wake_after_commit(session)
+
+
+async def write_staged(session: AsyncSession) -> None:
+    """Write the audit entries and outbox rows staged in the session with one statement per
+    table. The ORM's flush inserts them one by one to read each new id back (on SQLite), which
+    a bulk import of thousands of users pays for thousands of times; nobody reads those ids."""
+    tables: list[tuple[type[OutboxItem | AuditEntry], list[dict[str, Any]]]] = []
+    for model in (OutboxItem, AuditEntry):
+        columns = [column.key for column in model.__mapper__.column_attrs if column.key != "id"]
+        staged = [item for item in session.new if type(item) is model]
+        for item in staged:
+            # Every one taken out before the first insert, whose autoflush would write them.
+            session.expunge(item)
+        tables.append(
+            (
+                model,
+                [
+                    {key: value for key in columns if (value := getattr(item, key)) is not None}
+                    for item in staged
+                ],
+            )
+        )
+    for model, rows in tables:
+        for shape in {tuple(row) for row in rows}:
+            await session.execute(insert(model), [row for row in rows if tuple(row) == shape])

@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    insert,
     or_,
     select,
 )
@@ -400,17 +401,37 @@ class Users:
         for new in news:
             refuse_basic_with_number(new.licence, new.number)
             cleaned.append((clean_display_name(new.display_name), clean_email(new.email)))
-        users = [
+        rows = [
             _new_user(enterprise, new, name, email, ciphertext)
             for new, (name, email), ciphertext in zip(
                 news, cleaned, password_ciphertexts, strict=True
             )
         ]
-        session.add_all(users)
+        # Inserted in one statement, the ids read back by e-mail (unique in the enterprise),
+        # then loaded: the ORM's flush would insert them one by one to read each id.
+        columns = [c.key for c in User.__mapper__.column_attrs if c.key != "id"]
+        values = [
+            {key: value for key in columns if (value := getattr(row, key)) is not None}
+            for row in rows
+        ]
+        ids: dict[str, int] = {}
         try:
-            await session.flush()
+            # Rows without a licence leave out that column: one statement per shape.
+            for shape in {tuple(row) for row in values}:
+                inserted = await session.execute(
+                    insert(User).returning(User.id, User.email),
+                    [row for row in values if tuple(row) == shape],
+                )
+                ids |= {email: user_id for user_id, email in inserted}
         except IntegrityError:
             raise ConflictError("One of these e-mail addresses is taken.", field="email") from None
+        loaded = {
+            user.id: user
+            for user in (
+                await session.execute(select(User).where(User.id.in_(list(ids.values()))))
+            ).scalars()
+        }
+        users = [loaded[ids[email]] for _, email in cleaned]
         chosen_numbers: dict[int, str] = {}
         for user, new in zip(users, news, strict=True):
             if isinstance(new.number, str):
@@ -450,6 +471,7 @@ class Users:
             _journal_create(
                 session, actor, enterprise, user, new, numbers.get(user.id), extensions.get(user.id)
             )
+        await journal.write_staged(session)
         await session.flush()
         for product in LicenceProduct:
             wanted = sum(1 for user in users if user.licence is product)
