@@ -650,33 +650,6 @@ class Inventory:
             )
         return Page(items=items, total=total, page=page, page_size=page_size)
 
-    async def set_reserved(
-        self, actor: Actor, enterprise_id: int, raw_number: str, reserved: bool
-    ) -> str:
-        """Hold a free number back from auto-assignment, or hand a reserved one back."""
-        async with self.db.unit_of_work() as uow:
-            enterprise = await load_enterprise(uow.session, enterprise_id)
-            e164 = to_e164(raw_number, enterprise.region)
-            source, target = (
-                (NumberStatus.FREE, NumberStatus.RESERVED)
-                if reserved
-                else (NumberStatus.RESERVED, NumberStatus.FREE)
-            )
-            result = await uow.session.execute(
-                update(PhoneNumber)
-                .where(
-                    PhoneNumber.e164 == e164,
-                    PhoneNumber.enterprise_id == enterprise.id,
-                    PhoneNumber.status == source,
-                )
-                .values(status=target)
-            )
-            if getattr(result, "rowcount", 0) != 1:
-                raise ValidationError(f"{e164} is not a {source.value} number of this enterprise.")
-            journal.audit(uow.session, actor, enterprise.id, f"numbers.{target.value}", e164)
-            await uow.commit()
-        return e164
-
     async def sweep(self, enterprise_id: int | None) -> int:
         """Return numbers whose quarantine has ended to the free pool (None: every
         enterprise's)."""

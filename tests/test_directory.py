@@ -284,13 +284,21 @@ async def test_an_answer_with_an_integer_beyond_64_bits_is_kept_exactly(
     assert claim is not None and claim.response == {"page": 10**30}
 
 
-async def test_reserved_numbers_are_not_auto_assigned(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, numbers=("+442079460000", "+442079460001"))
-    await directory.inventory.set_reserved(PROVIDER, ent, "+442079460000", True)
+async def test_a_hunt_groups_number_and_extension_are_never_given_to_a_user(
+    directory: Directory,
+) -> None:
+    ent = await seed_enterprise(
+        directory, numbers=("+442079460000", "+442079460001"), extensions=(1000, 1001)
+    )
+    await directory.hunt_groups.create(
+        admin_of(ent), ent, "Sales", extension=1000, number="+442079460000"
+    )
+    with pytest.raises(ValidationError, match="not a free number"):
+        await directory.hunt_groups.create(admin_of(ent), ent, "Desk", number="+442079460000")
     ada = await directory.users.create(
         admin_of(ent), ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
-    assert ada.number == "+442079460001"
+    assert (ada.number, ada.extension) == ("+442079460001", 1001)
     with pytest.raises(NoFreeNumberError):
         await directory.users.create(
             admin_of(ent), ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
