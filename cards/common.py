@@ -32,6 +32,7 @@ from microsoft_teams.cards import (
 from cards.actions import ActionData, Home, UserRef
 from services.models import LicenceProduct, ProvisioningStatus
 from services.phone import pretty
+from services.views import UserView
 
 Card = dict[str, Any]
 Errors = dict[str, str]
@@ -68,6 +69,14 @@ def status_label(status: ProvisioningStatus, error: str | None = None) -> str:
     """The provisioning status as the indicator admins see, with the failure reason."""
     label = STATUS_LABELS[status]
     return f"{label}: {plain(error)}" if status is ProvisioningStatus.FAILED and error else label
+
+
+def user_status_label(user: UserView) -> str:
+    """A user's sync indicator: a user without a calling licence has nothing for Teams Phone
+    to provision, so they never read as "Provisioned"."""
+    if user.licence is None and user.status is ProvisioningStatus.PROVISIONED:
+        return "⚪ No calling licence"
+    return status_label(user.status, user.status_error)
 
 
 def number_text(e164: str | None) -> str:

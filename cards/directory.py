@@ -28,9 +28,9 @@ from cards.common import (
     number_text,
     paragraph,
     plain,
-    status_label,
     text_input,
     user_link_cell,
+    user_status_label,
 )
 from services.users import DirectorySort
 from services.views import EnterpriseView, Page, UserView
@@ -132,9 +132,7 @@ def _user_row(user: UserView, ent: int) -> TableRow:
             name_cell,
             TableCell(items=[TextBlock(text=number_text(user.number), wrap=True)]),
             TableCell(items=[TextBlock(text=extension, wrap=True)]),
-            TableCell(
-                items=[TextBlock(text=status_label(user.status, user.status_error), wrap=True)]
-            ),
+            TableCell(items=[TextBlock(text=user_status_label(user), wrap=True)]),
         ]
     )
 

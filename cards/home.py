@@ -31,10 +31,23 @@ HOME_HELP = (
     "check their **caller ID** (new users often still present the company's main number).\n\n"
     "Changes reach the PBX at once. Microsoft learns them through **Sync Teams Users**: "
     "automatic once your enterprise allows management by the service provider and its first "
-    "sync is done; otherwise the Global Admin starts it from the sync card.\n\n"
-    "You can also type: **create user**, **find** *name*, **directory**, **numbers** *1111*, "
-    "**unlicensed**, **sync**, **help**."
+    "sync is done; otherwise the Global Admin starts it from the sync card."
 )
+# What an admin can type, and what each does: shown on the home card itself.
+COMMANDS = (
+    ("create user", "a new user, with licence, number and extension"),
+    ("find priya", "a user by name, e-mail, number or extension"),
+    ("directory", "every user, with their numbers, extensions and licences"),
+    ("numbers 1111", "the free numbers ending in 1111"),
+    ("unlicensed", "the users without a calling licence, to enable them"),
+    ("sync", "Sync Teams Users and its status"),
+    ("help", "this card"),
+)
+
+
+def command_list() -> str:
+    """The typed commands, one a line."""
+    return "\n".join(f"- **{command}**: {what}" for command, what in COMMANDS)
 
 
 def home_card(
@@ -74,6 +87,7 @@ def home_card(
     ]
     summary += [(f"{p.product.label} licences", f"{p.free} free of {p.total}") for p in pools]
     body.append(facts(summary))
+    body.append(paragraph("**You can type**\n\n" + command_list()))
     actions = [
         button("Create user", OpenCreateUser(ent=ent), primary=True),
         button("Find user", FindUser(ent=ent)),

@@ -171,9 +171,14 @@ def unlicensed_card(
 
 
 def users_enabled_card(
-    enterprise: EnterpriseView, enabled: Sequence[UserView], product: LicenceProduct
+    enterprise: EnterpriseView,
+    enabled: Sequence[UserView],
+    product: LicenceProduct,
+    *,
+    is_global_admin: bool = False,
 ) -> Card:
-    """Who was enabled, with the number and extension each one got."""
+    """Who was enabled, with the number and extension each one got, and the next step for
+    the admin viewing it (the Global Admin runs the sync; others ask them)."""
     ent = enterprise.id
     header = TableRow(
         cells=[

@@ -32,8 +32,8 @@ from cards.common import (
     number_text,
     paragraph,
     plain,
-    status_label,
     text_input,
+    user_status_label,
 )
 from cards.telephony import pbx_line
 from services.models import CallerIdMode
@@ -56,7 +56,10 @@ EDIT_HELP = (
     "If someone else saved this user after you opened it, your save is refused: open the user "
     "again to see their changes.\n\n"
     "**Hunt groups & desk phone**: the hunt groups that ring this user (several users reached "
-    "from one number), and a SIP login for a physical desk phone, shown to you once."
+    "from one number), and a SIP login for a physical desk phone, shown to you once.\n\n"
+    "**Teams sync** says whether Microsoft has this user's latest changes (⚪ not synced: they "
+    "wait for **Sync Teams Users**; 🟢 provisioned: Teams has them). **PBX line** says whether "
+    "the PBX is set up to ring this user, and their hunt groups."
 )
 FIND_HELP = "Search by part of a name or e-mail, or by digits of a number or extension."
 
@@ -214,10 +217,10 @@ def user_summary(
         ("Number", number_text(user.number)),
         ("Extension", str(user.extension) if user.extension is not None else "—"),
         ("Caller ID", presented),
-        ("Status", status_label(user.status, user.status_error)),
+        ("Teams sync", user_status_label(user)),
     ]
     if pbx_status is not None or hunt_groups is not None:
-        summary.append(("PBX", pbx_line(pbx_status, hunt_groups)))
+        summary.append(("PBX line", pbx_line(pbx_status, hunt_groups)))
     return summary
 
 
@@ -378,7 +381,16 @@ def user_card(
         help_text=EDIT_HELP,
         ent=ent,
         notice=notice,
-        success="Saved." if saved else None,
+        success=(
+            "Saved. "
+            + (
+                "The change syncs to Microsoft automatically."
+                if enterprise.syncs_automatically
+                else "Microsoft gets it with the next Sync Teams Users (Sync status)."
+            )
+        )
+        if saved
+        else None,
         actions=[
             button(
                 "Save", EditUserForm(ent=ent, user_id=user.id, version=user.version), primary=True
@@ -387,5 +399,6 @@ def user_card(
             button("Numbers", OpenNumbers(ent=ent, user_id=user.id)),
             button("Hunt groups & desk phone", OpenTelephony(ent=ent, user_id=user.id)),
             button("Reload", UserRef(ent=ent, user_id=user.id)),
+            button("Sync status", OpenSync(ent=ent)),
         ],
     )

@@ -104,3 +104,41 @@ async def test_basic_with_next_free_number_says_why_there_is_no_number(
     text = card_text(created)
     assert "Bob Basic was created" in text
     assert "Basic gives an extension only, so no direct number was assigned" in text
+
+
+async def test_help_lists_the_commands_on_the_card_itself(harness: BotHarness) -> None:
+    card = await harness.say("help")
+    visible = [block for block in card["body"] if block.get("id") != "help"]
+    text = card_text({"body": visible})
+    for command in ("create user", "find priya", "directory", "numbers 1111", "unlicensed", "sync"):
+        assert f"**{command}**" in text
+
+
+async def test_statuses_read_true_and_say_what_they_are(harness: BotHarness) -> None:
+    nolicence = await _user(harness, "Nora None", "nora@contoso.com", licence=None)
+    async with harness.directory.db.unit_of_work() as uow:
+        from sqlalchemy import update
+
+        from services.models import ProvisioningStatus, User
+
+        await uow.session.execute(
+            update(User)
+            .where(User.id == nolicence.id)
+            .values(provisioning_status=ProvisioningStatus.PROVISIONED)
+        )
+        await uow.commit()
+    card = await harness.act(Verb.USER_OPEN, {"user_id": nolicence.id})
+    text = card_text(card)
+    assert "Provisioned" not in text and "No calling licence" in text
+    assert "Teams sync" in text and "PBX line" in text
+    assert "**Teams sync** says whether Microsoft has" in text  # explained in the help
+    saved = await harness.act(
+        Verb.USER_EDIT_SUBMIT,
+        {
+            **buttons(card)["Save"],
+            "display_name": "Nora Later",
+            "email": "nora@contoso.com",
+            "licence": "none",
+        },
+    )
+    assert "Microsoft gets it with the next Sync Teams Users" in card_text(saved)

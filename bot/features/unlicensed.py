@@ -9,7 +9,7 @@ from cards.actions import EnableUsersForm, OpenUnlicensed, Selection
 from cards.common import Card, Errors
 from cards.unlicensed import unlicensed_card, users_enabled_card
 from services.errors import BulkRefusedError, NotFoundError, ValidationError
-from services.models import LicenceProduct
+from services.models import AdminRole, LicenceProduct
 from services.views import EnterpriseView
 
 router = Router()
@@ -91,4 +91,6 @@ async def enable_users(
             else refusal.message
         )
         return await show_unlicensed(turn, form, {"users": summary}, refused)
-    return users_enabled_card(enterprise, enabled, product)
+    return users_enabled_card(
+        enterprise, enabled, product, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
+    )
