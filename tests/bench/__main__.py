@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.bench import bench_bot, bench_directory, bench_pbx, bench_sync
+from tests.bench import bench_bot, bench_bulk, bench_directory, bench_pbx, bench_sync
 
 SUITES = {
     "directory": bench_directory.run,
     "bot": bench_bot.run,
     "sync": bench_sync.run,
     "pbx": bench_pbx.run,
+    "bulk": bench_bulk.run,
 }
 
 

@@ -1,0 +1,172 @@
+"""Bulk import benchmarks: preview of a 5,000-row file, and apply of 5,000 rows against the
+same rows created one by one through Users.create in the same run, on SQLite and PostgreSQL.
+Prints figures; asserts nothing about time."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from services.bulk import Bulk, RowAction
+from services.config import Settings
+from services.db import Database
+from services.directory import Directory
+from services.inventory import AUTO
+from services.models import AdminRole, LicenceProduct
+from services.passwords import PasswordVault
+from services.users import NewUser
+from services.views import Actor
+
+ROWS = int(os.environ.get("BENCH_BULK_ROWS", "5000"))
+OPERATOR = Actor("bench", "Benchmark", AdminRole.SERVICE_PROVIDER, None)
+BENCH_DB = "switchboard_bench_bulk"
+HEADER = "Name,E-mail,Licence,Number,Extension\r\n"
+
+
+async def _fresh_postgres_url() -> str | None:
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        return None
+    url = make_url(base)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database=url.database
+    )
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {BENCH_DB}")
+    finally:
+        await admin.close()
+    return url.set(database=BENCH_DB).render_as_string(hide_password=False)
+
+
+async def _directory(url: str, key_dir: Path) -> Directory:
+    db = Database(url)
+    await db.migrate()
+    settings = Settings(database_url=url, secret_key_file=key_dir / "secret.key")
+    return Directory.build(db, settings, PasswordVault.from_settings("", settings.secret_key_file))
+
+
+async def _enterprise(directory: Directory, tenant: str, block: str) -> int:
+    """An enterprise with 10,000 numbers (+44 20 794<block> xxxx), extensions 10000-19999 and
+    licences for everyone."""
+    view = await directory.enterprises.create(
+        OPERATOR,
+        name=f"Bench {tenant}",
+        tenant_id=tenant,
+        main_number="+441134960000",
+        extensions=(10000, 19999),
+        region="GB",
+        consent=False,
+    )
+    await directory.inventory.import_range(
+        OPERATOR, view.id, f"+4420794{block}0000", f"+4420794{block}9999"
+    )
+    for product in LicenceProduct:
+        await directory.licences.set_pool(OPERATOR, view.id, product, ROWS)
+    return view.id
+
+
+def _rows(block: str) -> list[NewUser]:
+    """The users of the file: two thirds Essentials (half with a chosen number), a third Basic;
+    a quarter with a chosen extension. Chosen ones sit above the automatic ones."""
+    users = []
+    for i in range(ROWS):
+        licence = LicenceProduct.BASIC if i % 3 == 2 else LicenceProduct.ESSENTIALS
+        number = (
+            f"+4420794{block}{5000 + i // 2:04d}"
+            if licence is LicenceProduct.ESSENTIALS and i % 2 == 0
+            else None
+        )
+        extension = 15000 + i if i % 4 == 0 else None
+        users.append(
+            NewUser(f"User {i:05d}", f"user{i}@contoso.example", licence, number, extension)
+        )
+    return users
+
+
+def _file(users: list[NewUser]) -> bytes:
+    lines = [
+        f"{u.display_name},{u.email},{u.licence.label if u.licence else ''},"
+        f"{u.number or ''},{u.extension if u.extension is not None else ''}\r\n"
+        for u in users
+    ]
+    return (HEADER + "".join(lines)).encode()
+
+
+async def _timed_preview(bulk: Bulk, ent: int, data: bytes) -> tuple[float, list[float]]:
+    samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        preview = await bulk.preview(ent, data)
+        samples.append(time.perf_counter() - started)
+    assert preview.count(RowAction.REJECTED) == 0, preview.rejected[:3]
+    return min(samples), samples
+
+
+async def _suite(label: str, url: str, key_dir: Path) -> list[str]:
+    directory = await _directory(url, key_dir)
+    lines = []
+    try:
+        bulk = Bulk.of(directory)
+        ent_bulk = await _enterprise(directory, f"{label}-bulk", "6")
+        ent_single = await _enterprise(directory, f"{label}-single", "7")
+        data = _file(_rows("6"))
+        best, samples = await _timed_preview(bulk, ent_bulk, data)
+        lines.append(
+            f"{label}: preview of a {ROWS:,}-row file of new users: best {best:.2f} s, median "
+            f"{statistics.median(samples):.2f} s of 3 ({len(data) / 1024:.0f} KB; target < 2 s)"
+        )
+        preview = await bulk.preview(ent_bulk, data)
+        started = time.perf_counter()
+        progress = await bulk.apply(OPERATOR, ent_bulk, data, preview.token)
+        bulk_seconds = time.perf_counter() - started
+        assert progress.applied == ROWS and progress.failed == 0, progress
+        exported = await bulk.export(ent_bulk)
+        again, again_samples = await _timed_preview(bulk, ent_bulk, exported)
+        lines.append(
+            f"{label}: preview of the {ROWS:,}-user export (every row unchanged): best "
+            f"{again:.2f} s, median {statistics.median(again_samples):.2f} s of 3"
+        )
+        started = time.perf_counter()
+        for user in _rows("7"):
+            await directory.users.create(
+                OPERATOR,
+                ent_single,
+                NewUser(
+                    user.display_name,
+                    user.email,
+                    user.licence,
+                    user.number,
+                    user.extension if user.extension is not None else AUTO,
+                ),
+            )
+        single_seconds = time.perf_counter() - started
+        bulk_rate, single_rate = ROWS / bulk_seconds, ROWS / single_seconds
+        lines.append(
+            f"{label}: apply of {ROWS:,} rows: {bulk_seconds:.1f} s, {bulk_rate:,.0f} rows/s; "
+            f"one by one through Users.create: {single_seconds:.1f} s, {single_rate:,.0f} rows/s; "
+            f"{bulk_rate / single_rate:.1f}x (target >= 5x)"
+        )
+    finally:
+        await directory.db.dispose()
+    return lines
+
+
+async def run() -> list[str]:
+    """Both databases (PostgreSQL when TEST_DATABASE_URL is set)."""
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        key_dir = Path(tmp)
+        lines += await _suite("SQLite", f"sqlite+aiosqlite:///{key_dir / 'bench.db'}", key_dir)
+        url = await _fresh_postgres_url()
+        if url is None:
+            lines.append("PostgreSQL: skipped (TEST_DATABASE_URL is not set)")
+        else:
+            lines += await _suite("PostgreSQL", url, key_dir)
+    return lines
