@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
@@ -37,7 +38,19 @@ async def reasons_by_line(bulk: Bulk, enterprise_id: int, data: bytes) -> dict[i
     return {row.line: row.reason for row in preview.rejected}
 
 
-async def directory_facts(db: Database, enterprise_id: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class Facts:
+    """Who the directory holds, who holds numbers and extensions, and per user how many
+    create audit entries (by e-mail) and create outbox rows (by id) were written."""
+
+    emails: list[str]
+    numbers: list[int | None]
+    extensions: list[int | None]
+    creates: dict[str, int]
+    outbox: dict[int | None, int]
+
+
+async def directory_facts(db: Database, enterprise_id: int) -> Facts:
     """What must hold after any apply: one user per e-mail, numbers and extensions unique,
     how many create audits and outbox rows each user has."""
     async with db.unit_of_work(readonly=True) as uow:
@@ -95,10 +108,4 @@ async def directory_facts(db: Database, enterprise_id: int) -> dict[str, object]
                 )
             ).all()
         )
-    return {
-        "emails": emails,
-        "numbers": numbers,
-        "extensions": extensions,
-        "creates": creates,
-        "outbox": outbox,
-    }
+    return Facts(emails, numbers, extensions, creates, outbox)

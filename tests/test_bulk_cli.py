@@ -57,8 +57,11 @@ def test_export_edit_preview_apply_and_export_again(
     result = tmp_path / "result.csv"
     argv = ["users", "import", "--tenant-id", TENANT, str(people), "--apply", "--token", token]
     assert main([*argv, "--result", str(result)]) == 0
-    out = capsys.readouterr().out
-    assert "Import 1: 2 applied, 0 failed, 1 rejected in the preview, 0 unchanged; finished." in out
+    printed = capsys.readouterr().out
+    assert (
+        "Import 1: 2 applied, 0 failed, 1 rejected in the preview, 0 unchanged; finished."
+        in printed
+    )
     assert [(r["E-mail"], r["Result"]) for r in read_result(result.read_bytes())] == [
         ("ada@contoso.example", "applied"),
         ("bob@contoso.example", "applied"),

@@ -27,7 +27,7 @@ PROPERTIES = settings(
 )
 COLUMNS = list(Column)
 _cell_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40
 )
 
 

@@ -99,13 +99,11 @@ async def test_an_apply_killed_mid_batch_resumes_applying_every_row_exactly_once
         | {("user.remove", f"old{i}@contoso.example"): 1 for i in range(9, 12)}
     )
     facts = await directory_facts(directory.db, ent)
-    emails = facts["emails"]
-    assert isinstance(emails, list)
-    assert sorted(emails) == sorted(
+    assert sorted(facts.emails) == sorted(
         [f"new{i}@contoso.example" for i in range(40)]
         + [f"old{i}@contoso.example" for i in range(9)]
     )
-    assert set(facts["outbox"].values()) == {2}  # type: ignore[attr-defined]
+    assert set(facts.outbox.values()) == {2}
     # No number or extension given twice; everyone holds what their licence includes.
     async with directory.db.unit_of_work(readonly=True) as uow:
         s = uow.session

@@ -568,6 +568,11 @@ async def _check_caller_id(session: AsyncSession, wanted: _Wanted, snap: _Snapsh
             own = wanted.number is not None
             change["mode"] = (CallerIdMode.OWN_DDI if own else CallerIdMode.COMPANY_MAIN).value
     if change["mode"] == CallerIdMode.OWN_DDI.value and wanted.number is None:
+        if current is not None and current.callerid_mode is CallerIdMode.OWN_DDI:
+            # The export's "Own number", left as it was on a row that gives the number up: the
+            # edit form's rule applies, and the user presents the company's main number.
+            wanted.callerid = None
+            return
         wanted.refuse(
             f"{wanted.display_name or 'This user'} has no direct number of their own; give "
             "them one or present another number."
