@@ -12,6 +12,7 @@ from services.bulk import (
     Bulk,
     BulkImport,
     Column,
+    ImportProgress,
     RowAction,
     StalePreviewError,
     preview_csv,
@@ -576,3 +577,21 @@ async def test_an_exported_row_moved_to_basic_keeps_the_forms_caller_id_rule(
     ada = await _user(directory, ent, "ada@contoso.example")
     assert (ada.licence, ada.number, ada.extension) == (LicenceProduct.BASIC, None, 1000)
     assert ada.caller_id.mode is CallerIdMode.COMPANY_MAIN
+
+
+async def test_progress_is_told_after_each_batch(
+    directory: Directory, ent: int, bulk: Bulk
+) -> None:
+    rows = [[f"P{i}", f"p{i}@contoso.example", "Basic", "", ""] for i in range(20)]
+    data = sheet(rows)
+    import_id = await bulk.start(PROVIDER, ent, data, (await bulk.preview(ent, data)).token)
+    told = []
+
+    async def listen(progress: ImportProgress) -> None:
+        told.append((progress.applied, progress.pending))
+
+    done = await bulk.run(import_id, on_batch=listen)
+    assert told == [(7, 13), (14, 6), (20, 0)]
+    assert done.finished and done.summary() == (
+        "20 applied, 0 failed, 0 rejected in the preview, 0 unchanged; finished."
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,6 +57,9 @@ _RESULT_HEADERS = ["Line", "E-mail", "Action", "Result", "Reason", "Number", "Ex
 
 class StalePreviewError(ConflictError):
     """The directory or the file changed after the preview the admin saw."""
+
+
+ProgressListener = Callable[["ImportProgress"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -318,9 +321,10 @@ class Bulk:
         async with self.db.unit_of_work(readonly=True) as uow:
             return list((await uow.session.execute(query.order_by(BulkImport.id))).scalars())
 
-    async def run(self, import_id: int) -> ImportProgress:
+    async def run(self, import_id: int, on_batch: ProgressListener | None = None) -> ImportProgress:
         """Apply the import's pending rows, batch by batch; safe to call again after a crash,
-        and from two processes at once: each row is applied exactly once."""
+        and from two processes at once: each row is applied exactly once. `on_batch` hears
+        the progress after each committed batch (a card updated in place)."""
         async with self.db.unit_of_work(readonly=True) as uow:
             record = await uow.session.get(BulkImport, import_id)
             if record is None:
@@ -333,6 +337,8 @@ class Bulk:
                 if not await self._run_batch(import_id, enterprise_id, actor):
                     break
                 retries = 0
+                if on_batch is not None:
+                    await on_batch(await self.progress(import_id))
             except DBAPIError as error:
                 # Another transaction held rows this batch needed, in the other order: the
                 # batch was rolled back as a whole, its rows are still pending; run it again.
