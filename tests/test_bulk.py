@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.bulk import (
+    AlreadyAppliedError,
     Bulk,
     BulkImport,
     Column,
@@ -595,3 +596,25 @@ async def test_progress_is_told_after_each_batch(
     assert done.finished and done.summary() == (
         "20 applied, 0 failed, 0 rejected in the preview, 0 unchanged; finished."
     )
+
+
+async def test_apply_pressed_twice_on_one_preview_applies_it_once(
+    directory: Directory, ent: int, bulk: Bulk
+) -> None:
+    data = sheet([["Ann", "ann@contoso.example", "Essentials", "", ""]])
+    token = (await bulk.preview(ent, data)).token
+    outcomes = await asyncio.gather(
+        bulk.start(PROVIDER, ent, data, token),
+        bulk.start(PROVIDER, ent, data, token),
+        return_exceptions=True,
+    )
+    [import_id] = [o for o in outcomes if isinstance(o, int)]
+    [refusal] = [o for o in outcomes if isinstance(o, AlreadyAppliedError)]
+    assert refusal.import_id == import_id
+    assert refusal.message == (
+        f"This preview is already applied (import {import_id}); its progress and result are there."
+    )
+    await bulk.run(import_id)
+    assert (await bulk.progress(import_id)).applied == 1
+    with pytest.raises(StalePreviewError):
+        await bulk.start(PROVIDER, ent, data, token)

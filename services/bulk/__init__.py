@@ -17,6 +17,7 @@ The flow, for the CLI and the bot alike (`Bulk.of(directory)`):
 from services.bulk.models import BulkImport, BulkImportRow, ImportStatus, RowAction, RowStatus
 from services.bulk.plan import Preview, RowPlan
 from services.bulk.service import (
+    AlreadyAppliedError,
     Bulk,
     ImportProgress,
     ProgressListener,
@@ -29,6 +30,7 @@ from services.bulk.sheet import MAX_FILE_BYTES, Column, FileRefusedError, parse_
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "AlreadyAppliedError",
     "Bulk",
     "BulkImport",
     "BulkImportRow",

@@ -56,7 +56,11 @@ class BulkImport(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_bulk_imports_enterprise_status", "enterprise_id", "status"),)
+    __table_args__ = (
+        Index("ix_bulk_imports_enterprise_status", "enterprise_id", "status"),
+        # One import per preview: a second press of Apply finds the first.
+        UniqueConstraint("enterprise_id", "token"),
+    )
 
 
 class BulkImportRow(Base):

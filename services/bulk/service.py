@@ -59,6 +59,14 @@ class StalePreviewError(ConflictError):
     """The directory or the file changed after the preview the admin saw."""
 
 
+class AlreadyAppliedError(ConflictError):
+    """Apply was pressed again on a preview that is already being applied."""
+
+    def __init__(self, message: str, import_id: int) -> None:
+        super().__init__(message, field="token")
+        self.import_id = import_id
+
+
 ProgressListener = Callable[["ImportProgress"], Awaitable[None]]
 
 
@@ -285,7 +293,10 @@ class Bulk:
                 total_rows=len(preview.rows),
             )
             uow.session.add(record)
-            await uow.session.flush()
+            try:
+                await uow.session.flush()
+            except IntegrityError:
+                raise await self._already_applied(enterprise_id, token) from None
             await uow.session.execute(
                 insert(BulkImportRow),
                 [
@@ -305,6 +316,21 @@ class Bulk:
             import_id = record.id
             await uow.commit()
         return import_id
+
+    async def _already_applied(self, enterprise_id: int, token: str) -> AlreadyAppliedError:
+        async with self.db.unit_of_work(readonly=True) as uow:
+            import_id = (
+                await uow.session.execute(
+                    select(BulkImport.id).where(
+                        BulkImport.enterprise_id == enterprise_id, BulkImport.token == token
+                    )
+                )
+            ).scalar_one()
+        return AlreadyAppliedError(
+            f"This preview is already applied (import {import_id}); its progress and result "
+            "are there.",
+            import_id,
+        )
 
     async def apply(
         self, actor: Actor, enterprise_id: int, data: bytes, token: str, file_name: str = ""

@@ -38,6 +38,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bulk_imports")),
+        sa.UniqueConstraint(
+            "enterprise_id", "token", name=op.f("uq_bulk_imports_enterprise_id_token")
+        ),
     )
     op.create_index(
         "ix_bulk_imports_enterprise_status", "bulk_imports", ["enterprise_id", "status"]
