@@ -6,7 +6,7 @@ import codecs
 
 import pytest
 
-from services.bulk import MAX_FILE_BYTES, Column, FileRefusedError, parse_sheet
+from services.bulk import COLUMN_HELP, MAX_FILE_BYTES, Column, FileRefusedError, parse_sheet
 
 ROWS = "Name,E-mail,Licence,Number\nZoë Ångström,zoe@contoso.example,Essentials,+44 20 7946 0001\n"
 
@@ -124,3 +124,8 @@ def test_a_file_over_5_mb_is_refused_before_it_is_read() -> None:
 def test_unreadable_files_are_refused_with_one_clear_line(data: bytes, message: str) -> None:
     with pytest.raises(FileRefusedError, match=message):
         parse_sheet(data)
+
+
+def test_every_column_is_explained_for_the_card() -> None:
+    assert set(COLUMN_HELP) == set(Column)
+    assert all(text.endswith(".") and "\n" not in text for text in COLUMN_HELP.values())

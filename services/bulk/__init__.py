@@ -26,9 +26,16 @@ from services.bulk.service import (
     read_result,
     template,
 )
-from services.bulk.sheet import MAX_FILE_BYTES, Column, FileRefusedError, parse_sheet
+from services.bulk.sheet import (
+    COLUMN_HELP,
+    MAX_FILE_BYTES,
+    Column,
+    FileRefusedError,
+    parse_sheet,
+)
 
 __all__ = [
+    "COLUMN_HELP",
     "MAX_FILE_BYTES",
     "AlreadyAppliedError",
     "Bulk",

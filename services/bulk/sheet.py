@@ -54,6 +54,25 @@ HEADERS = {
     Column.ACTION: "Action",
 }
 
+# What each column means, for the card that offers the template (the file itself carries
+# nothing but the column names).
+COLUMN_HELP = {
+    Column.NAME: "The user's display name.",
+    Column.EMAIL: "Their primary e-mail address: it says which user the row is.",
+    Column.LICENCE: "Essentials (direct number and extension), Basic (extension only) or empty.",
+    Column.NUMBER: "Their direct number (+44 20 …, 020 …, 00 44 …); empty: Switchboard picks "
+    "one for Essentials, none otherwise.",
+    Column.EXTENSION: "Their extension; empty: Switchboard picks one for a licensed user.",
+    Column.CALLERID_MODE: "Own number, Company main number, Another company number or "
+    "Anonymous; empty leaves it as it is.",
+    Column.CALLERID_NUMBER: "For Another company number: that number, or its last digits.",
+    Column.CALLER_NAME: "The name shown on calls; empty: their display name.",
+    Column.PAI: "Yes to send the P-Asserted-Identity header, No not to.",
+    Column.PAI_NUMBER: "The number the PAI header asserts; empty: the number presented.",
+    Column.HUNT_GROUPS: "The hunt groups they belong to, separated by semicolons.",
+    Column.ACTION: "remove to remove the user; empty to create or update them.",
+}
+
 # Header names as people write them, lower case with everything but letters and digits dropped.
 _ALIASES: dict[str, Column] = {
     "name": Column.NAME,
