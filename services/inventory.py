@@ -22,7 +22,7 @@ from services import journal
 from services.db import Database
 from services.errors import NoFreeNumberError, NotFoundError, ValidationError
 from services.models import Enterprise, Extension, NumberStatus, PhoneNumber, User, utcnow
-from services.phone import digits_only, expand_range, reversed_digits, to_e164
+from services.phone import digits_only, expand_range, pretty, reversed_digits, to_e164
 from services.views import Actor, ImportReport, NumberView, Page
 
 MAX_PAGE_SIZE = 100
@@ -182,12 +182,19 @@ async def claim_number(
             select(PhoneNumber.status, PhoneNumber.enterprise_id).where(PhoneNumber.e164 == e164)
         )
     ).first()
-    if row is None or row.enterprise_id != enterprise.id:
-        raise ValidationError(f"{e164} is not in this enterprise's inventory.", field="number")
+    raise _not_free(e164, row if row is not None and row.enterprise_id == enterprise.id else None)
+
+
+def _not_free(e164: str, row: Any) -> ValidationError:
+    """Why a number cannot be given: `row` holds its status in this enterprise's inventory,
+    or is None when the enterprise has no such number."""
+    shown = pretty(e164)
+    if row is None:
+        return ValidationError(f"{shown} is not in this enterprise's inventory.", field="number")
     if row.status == NumberStatus.ASSIGNED:
-        raise ValidationError(f"{e164} is already assigned; pick a free number.", field="number")
-    raise ValidationError(
-        f"{e164} is {row.status.value} and cannot be assigned now; pick a free number.",
+        return ValidationError(f"{shown} is already assigned; pick a free number.", field="number")
+    return ValidationError(
+        f"{shown} is {row.status.value} and cannot be assigned now; pick a free number.",
         field="number",
     )
 
@@ -599,20 +606,71 @@ class Inventory:
                 total = int((await uow.session.execute(count_query)).scalar_one())
         return Page(items=items, total=total, page=page, page_size=page_size)
 
+    async def check_free(self, enterprise_id: int, raw_number: str) -> str:
+        """`raw_number` as E.164 if it is this enterprise's and free now, else the refusal that
+        claiming it would meet; nothing is claimed."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            e164 = to_e164(raw_number, enterprise.region, field="number")
+            row = (
+                await uow.session.execute(
+                    select(PhoneNumber.status, PhoneNumber.enterprise_id).where(
+                        PhoneNumber.e164 == e164
+                    )
+                )
+            ).first()
+        if row is not None and row.enterprise_id == enterprise_id:
+            if row.status == NumberStatus.FREE:
+                return e164
+            raise _not_free(e164, row)
+        raise _not_free(e164, None)
+
     async def free_number_ending(self, enterprise_id: int, typed: str, *, field: str) -> str:
-        """The one free number ending in the typed digits, or a ValidationError saying why not."""
+        """The one free number ending in the typed digits, or a ValidationError saying why not
+        (naming the numbers that end in them but are taken)."""
         digits = digits_only(typed, field=field)
         page = await self.search_free(enterprise_id, digits, page_size=6, with_total=False)
         if not page.items:
-            raise ValidationError(f"No free number ends in {digits}.", field=field)
+            raise ValidationError(
+                f"No free number ends in {digits}"
+                + await self._taken_ending(enterprise_id, digits),
+                field=field,
+            )
         if len(page.items) > 1:
-            listed = ", ".join(page.items[:5])
+            listed = ", ".join(pretty(n) for n in page.items[:5])
             raise ValidationError(
                 f"Several free numbers end in {digits} ({listed}"
                 f"{', …' if len(page.items) > 5 else ''}); type more digits or pick one.",
                 field=field,
             )
         return page.items[0]
+
+    async def _taken_ending(self, enterprise_id: int, digits: str) -> str:
+        """The end of the "no free number" sentence: which numbers ending in `digits` exist but
+        are taken, or just a full stop."""
+        prefix = digits[::-1]
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        async with self.db.unit_of_work(readonly=True) as uow:
+            rows = (
+                await uow.session.execute(
+                    select(PhoneNumber.e164, PhoneNumber.status)
+                    .where(
+                        PhoneNumber.enterprise_id == enterprise_id,
+                        PhoneNumber.reversed_digits >= prefix,
+                        PhoneNumber.reversed_digits < upper,
+                    )
+                    .order_by(PhoneNumber.e164)
+                    .limit(3)
+                )
+            ).all()
+        if not rows:
+            return "."
+        taken = ", ".join(
+            f"{pretty(row.e164)} is "
+            + ("assigned to a user" if row.status == NumberStatus.ASSIGNED else row.status.value)
+            for row in rows
+        )
+        return f": {taken}."
 
     async def list_numbers(
         self,

@@ -142,3 +142,116 @@ async def test_statuses_read_true_and_say_what_they_are(harness: BotHarness) -> 
         },
     )
     assert "Microsoft gets it with the next Sync Teams Users" in card_text(saved)
+
+
+async def test_replacing_a_number_is_confirmed_first_saying_until_when(
+    harness: BotHarness,
+) -> None:
+    priya = await _user(harness, "Priya Patel", "priya@contoso.com", number="+442079460000")
+    card = await harness.say("numbers 0042")
+    picked = await harness.act(
+        Verb.NUMBERS_OPEN, {**buttons(card)["Choose this user"], "user_id": str(priya.id)}
+    )
+    # the digits typed to search, nothing picked: not a silent replacement but a question
+    asked = await harness.act(
+        Verb.NUMBER_ASSIGN,
+        {**buttons(picked)["Assign this number"], "digits": "0042", "number": ""},
+    )
+    text = card_text(asked)
+    assert "Replace Priya Patel's number?" in text
+    assert "Give Priya Patel +44 20 7946 0042 instead of +44 20 7946 0000." in text
+    assert "+44 20 7946 0000 goes into quarantine until" in text
+    user = await harness.directory.users.get(harness.ent, priya.id)
+    assert user.number == "+442079460000"  # nothing changed yet
+    kept = await harness.act(Verb.NUMBERS_OPEN, buttons(asked)["Keep the number"])
+    assert "Number for Priya Patel" in card_text(kept)
+    done = await harness.act(Verb.NUMBER_ASSIGN, buttons(asked)["Replace the number"])
+    assert "+44 20 7946 0042 is now Priya Patel's number" in card_text(done)
+    user = await harness.directory.users.get(harness.ent, priya.id)
+    assert user.number == "+442079460042"
+
+
+async def test_an_edit_that_takes_the_number_away_is_confirmed_first(harness: BotHarness) -> None:
+    cy = await _user(harness, "Cy Young", "cy@contoso.com", number="+442079460000")
+    card = await harness.act(Verb.USER_OPEN, {"user_id": cy.id})
+    edit = {
+        **buttons(card)["Save"],
+        "display_name": "Cy Young",
+        "email": "cy@contoso.com",
+        "licence": "none",
+        "number_mode": "none",
+        "extension_mode": "keep",
+    }
+    asked = await harness.act(Verb.USER_EDIT_SUBMIT, edit)
+    text = card_text(asked)
+    assert "Save the changes to Cy Young?" in text
+    assert "Change Cy Young's licence from Essentials to no licence" in text
+    assert "the Essentials licence goes back to the pool" in text
+    assert "Take +44 20 7946 0000 away from Cy Young." in text
+    assert "+44 20 7946 0000 goes into quarantine until" in text
+    assert (await harness.directory.users.get(harness.ent, cy.id)).licence is not None
+    saved = await harness.act(Verb.USER_EDIT_SUBMIT, buttons(asked)["Save the changes"])
+    assert "Saved." in card_text(saved)
+    after = await harness.directory.users.get(harness.ent, cy.id)
+    assert after.licence is None and after.number is None
+    # a rename takes nothing away: saved at once
+    renamed = await harness.act(
+        Verb.USER_EDIT_SUBMIT,
+        {**buttons(saved)["Save"], **edit, "display_name": "Cy Old", "version": after.version},
+    )
+    assert "Saved." in card_text(renamed)
+
+
+async def test_enabling_several_users_is_confirmed_with_what_it_takes(harness: BotHarness) -> None:
+    ada = await _user(harness, "Ada King", "ada@contoso.com", licence=None)
+    bob = await _user(harness, "Bob Stone", "bob@contoso.com", licence=None)
+    card = await harness.say("unlicensed")
+    asked = await harness.act(
+        Verb.UNLICENSED_ENABLE,
+        {**buttons(card)["Enable selected"], "users": f"{ada.id},{bob.id}", "licence": "basic"},
+    )
+    text = card_text(asked)
+    assert "Enable 2 users with Basic?" in text
+    assert "Enable 2 users: Ada King, Bob Stone." in text
+    assert "Take 2 Basic licences from the pool: 50 of 50 are free now, 48 will be after." in text
+    assert (await harness.directory.users.get(harness.ent, ada.id)).licence is None
+    back = await harness.act(Verb.UNLICENSED_OPEN, buttons(asked)["Back to the list"])
+    assert "Users without a calling licence" in card_text(back)
+    done = await harness.act(Verb.UNLICENSED_ENABLE, buttons(asked)["Enable 2 users"])
+    assert "2 users enabled with Basic" in card_text(done)
+
+
+async def test_no_free_number_says_when_the_number_exists_but_is_taken(
+    harness: BotHarness,
+) -> None:
+    await _user(harness, "Priya Patel", "priya@contoso.com", number="+442079460042")
+    card = await harness.say("create user")
+    refused = await harness.act(
+        Verb.USER_CREATE_SUBMIT,
+        {
+            **buttons(card)["Create user"],
+            "display_name": "Ada Lovelace",
+            "email": "ada@contoso.com",
+            "licence": "essentials",
+            "number_mode": "pick",
+            "number_digits": "0042",
+            "extension_mode": "auto",
+        },
+    )
+    assert "No free number ends in 0042: +44 20 7946 0042 is assigned to a user." in card_text(
+        refused
+    )
+    taken = await harness.act(
+        Verb.USER_CREATE_SUBMIT,
+        {
+            **buttons(card)["Create user"],
+            "display_name": "Ada Lovelace",
+            "email": "ada@contoso.com",
+            "licence": "essentials",
+            "number_mode": "pick",
+            "number": "+442079460042",
+            "extension_mode": "auto",
+        },
+    )
+    # numbers in refusals read as on the cards
+    assert "+44 20 7946 0042 is already assigned" in card_text(taken)

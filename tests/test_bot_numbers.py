@@ -20,6 +20,18 @@ ON_POSTGRES = pytest.mark.parametrize(
 )
 
 
+async def _act(harness: BotHarness, verb: Verb, data: dict) -> dict:
+    """Press a button that changes a user's number, and confirm when a confirmation comes:
+    taking a number away from a user is always asked first."""
+    card = await harness.act(verb, data)
+    offered = buttons(card)
+    for title in ("Replace the number", "Release the number"):
+        if title in offered:
+            assert "goes into quarantine" in card_text(card) or "free numbers" in card_text(card)
+            return await harness.act(verb, offered[title])
+    return card
+
+
 async def _ada(harness: BotHarness) -> UserView:
     """An Essentials user: she gets the first free number, +44 20 7946 0000."""
     return await harness.directory.users.create(
@@ -132,14 +144,14 @@ async def test_choose_a_user_from_the_free_list(harness: BotHarness) -> None:
 async def test_next_free_number_replaces_and_quarantines_the_old_one(harness: BotHarness) -> None:
     ada = await _ada(harness)
     card = await _open_for(harness, ada)
-    done = await harness.act(Verb.NUMBER_AUTO, buttons(card)["Next free number"])
+    done = await _act(harness, Verb.NUMBER_AUTO, buttons(card)["Next free number"])
     text = card_text(done)
     assert "+44 20 7946 0001 is now Ada Lovelace's number" in text
     assert "+44 20 7946 0000, is in quarantine for 30 days" in text
     assert await _number_of(harness, ada.id) == "+442079460001"
     assert await _quarantined(harness) == ["+442079460000"]
     # the next press gives the next free number, never the quarantined one
-    again = await harness.act(Verb.NUMBER_AUTO, buttons(done)["Next free number"])
+    again = await _act(harness, Verb.NUMBER_AUTO, buttons(done)["Next free number"])
     assert "+44 20 7946 0002 is now" in card_text(again)
     assert await _quarantined(harness) == ["+442079460000", "+442079460001"]
     assert "0000" not in str(await harness.search("0000", Dataset.FREE_NUMBERS.value))
@@ -151,17 +163,21 @@ async def test_assign_the_picked_number_or_the_one_ending_in_the_digits(
 ) -> None:
     ada = await _ada(harness)
     card = await _open_for(harness, ada)
-    picked = await harness.act(
-        Verb.NUMBER_ASSIGN, {**buttons(card)["Assign this number"], "number": "+442079460042"}
+    picked = await _act(
+        harness,
+        Verb.NUMBER_ASSIGN,
+        {**buttons(card)["Assign this number"], "number": "+442079460042"},
     )
     assert "+44 20 7946 0042 is now Ada Lovelace's number" in card_text(picked)
-    by_digits = await harness.act(
-        Verb.NUMBER_ASSIGN, {**buttons(picked)["Assign this number"], "digits": "0077"}
+    by_digits = await _act(
+        harness, Verb.NUMBER_ASSIGN, {**buttons(picked)["Assign this number"], "digits": "0077"}
     )
     assert "+44 20 7946 0077 is now Ada Lovelace's number" in card_text(by_digits)
     assert "+44 20 7946 0042, is in quarantine" in card_text(by_digits)
-    same = await harness.act(
-        Verb.NUMBER_ASSIGN, {**buttons(by_digits)["Assign this number"], "number": "+442079460077"}
+    same = await _act(
+        harness,
+        Verb.NUMBER_ASSIGN,
+        {**buttons(by_digits)["Assign this number"], "number": "+442079460077"},
     )
     assert "already is Ada Lovelace's number" in card_text(same)
     assert await _number_of(harness, ada.id) == "+442079460077"
@@ -210,7 +226,7 @@ async def test_release_puts_the_number_into_quarantine(harness: BotHarness) -> N
     card = await _open_for(harness, cy)
     assert "Release number" in buttons(card)
     assert "quarantine for 30 days" in card_text(card)
-    released = await harness.act(Verb.NUMBER_RELEASE, buttons(card)["Release number"])
+    released = await _act(harness, Verb.NUMBER_RELEASE, buttons(card)["Release number"])
     text = card_text(released)
     assert "+44 20 7946 0005 was released and is in quarantine for 30 days" in text
     assert "Release number" not in buttons(released)
@@ -220,19 +236,21 @@ async def test_release_puts_the_number_into_quarantine(harness: BotHarness) -> N
     listed = await harness.say("numbers 0005")
     assert "No free number ends in 0005" in card_text(listed)
     assert await harness.search("0005", Dataset.FREE_NUMBERS.value) == []
-    refused = await harness.act(
-        Verb.NUMBER_ASSIGN, {**buttons(released)["Assign this number"], "number": "+442079460005"}
+    refused = await _act(
+        harness,
+        Verb.NUMBER_ASSIGN,
+        {**buttons(released)["Assign this number"], "number": "+442079460005"},
     )
     assert "quarantined and cannot be assigned now" in card_text(refused)
     now = await harness.directory.users.get(harness.ent, cy.id)
-    again = await harness.act(Verb.NUMBER_RELEASE, {"user_id": cy.id, "version": now.version})
+    again = await _act(harness, Verb.NUMBER_RELEASE, {"user_id": cy.id, "version": now.version})
     assert "had no direct number; nothing was released" in card_text(again)
 
 
 @ON_SQLITE
 async def test_an_essentials_number_cannot_be_released_alone(harness: BotHarness) -> None:
     ada = await _ada(harness)
-    refused = await harness.act(Verb.NUMBER_RELEASE, {"user_id": ada.id, "version": ada.version})
+    refused = await _act(harness, Verb.NUMBER_RELEASE, {"user_id": ada.id, "version": ada.version})
     assert "An Essentials user needs a direct number" in card_text(refused)
     assert await _number_of(harness, ada.id) == "+442079460000"
     assert await _quarantined(harness) == []
@@ -247,9 +265,9 @@ async def test_basic_user_is_refused_a_number(harness: BotHarness) -> None:
     assert "Basic" in card_text(card) and "no direct number" in card_text(card)
     assert "Next free number" not in buttons(card) and "Assign this number" not in buttons(card)
     ids = {"user_id": bo.id, "version": bo.version}
-    auto = await harness.act(Verb.NUMBER_AUTO, ids)
+    auto = await _act(harness, Verb.NUMBER_AUTO, ids)
     assert "Basic licences have no direct number" in card_text(auto)
-    picked = await harness.act(Verb.NUMBER_ASSIGN, {**ids, "number": "+442079460042"})
+    picked = await _act(harness, Verb.NUMBER_ASSIGN, {**ids, "number": "+442079460042"})
     assert "Basic licences have no direct number" in card_text(picked)
     assert await _number_of(harness, bo.id) is None
 
@@ -262,7 +280,8 @@ async def test_stale_card_gets_the_conflict_and_the_reloaded_user(harness: BotHa
     newer = await harness.directory.users.update(
         PROVIDER, harness.ent, ada.id, ada.version, UserChanges(display_name="Ada King")
     )
-    stale = await harness.act(
+    stale = await _act(
+        harness,
         Verb.NUMBER_ASSIGN,
         {**buttons(card)["Assign this number"], "number": "+442079460042", "digits": "42"},
     )
@@ -273,10 +292,12 @@ async def test_stale_card_gets_the_conflict_and_the_reloaded_user(harness: BotHa
     assert find_input(stale, "digits")["value"] == "42"
     assert buttons(stale)["Assign this number"]["version"] == newer.version
     assert await _number_of(harness, ada.id) == "+442079460000"
-    auto_stale = await harness.act(Verb.NUMBER_AUTO, buttons(card)["Next free number"])
+    auto_stale = await _act(harness, Verb.NUMBER_AUTO, buttons(card)["Next free number"])
     assert "Someone else saved changes" in card_text(auto_stale)
-    retried = await harness.act(
-        Verb.NUMBER_ASSIGN, buttons(stale)["Assign this number"] | {"number": "+442079460042"}
+    retried = await _act(
+        harness,
+        Verb.NUMBER_ASSIGN,
+        buttons(stale)["Assign this number"] | {"number": "+442079460042"},
     )
     assert "+44 20 7946 0042 is now Ada King's number" in card_text(retried)
 
@@ -300,7 +321,12 @@ async def test_duplicate_delivery_assigns_one_number(harness: BotHarness) -> Non
     ada = await _ada(harness)
     activity = harness.teams.card_action(
         Verb.NUMBER_AUTO.value,
-        {"verb": Verb.NUMBER_AUTO.value, "user_id": ada.id, "version": ada.version},
+        {
+            "verb": Verb.NUMBER_AUTO.value,
+            "user_id": ada.id,
+            "version": ada.version,
+            "confirmed": True,
+        },
     )
     first, second = await asyncio.gather(
         harness.client.post(activity), harness.client.post(activity)
@@ -340,21 +366,21 @@ async def test_numbers_flow_on_postgres(harness: BotHarness) -> None:
     card = await harness.act(
         Verb.NUMBERS_OPEN, {**buttons(listed)["Choose this user"], "user_id": str(ada.id)}
     )
-    auto = await harness.act(Verb.NUMBER_AUTO, buttons(card)["Next free number"])
+    auto = await _act(harness, Verb.NUMBER_AUTO, buttons(card)["Next free number"])
     assert "+44 20 7946 0001 is now Ada Lovelace's number" in card_text(auto)
-    several = await harness.act(
-        Verb.NUMBER_ASSIGN, {**buttons(auto)["Assign this number"], "digits": "4"}
+    several = await _act(
+        harness, Verb.NUMBER_ASSIGN, {**buttons(auto)["Assign this number"], "digits": "4"}
     )
     assert "Several free numbers end in 4" in card_text(several)
-    assigned = await harness.act(
-        Verb.NUMBER_ASSIGN, {**buttons(several)["Assign this number"], "digits": "0042"}
+    assigned = await _act(
+        harness, Verb.NUMBER_ASSIGN, {**buttons(several)["Assign this number"], "digits": "0042"}
     )
     assert "+44 20 7946 0042 is now Ada Lovelace's number" in card_text(assigned)
-    released = await harness.act(
-        Verb.NUMBER_RELEASE, buttons(await _open_for(harness, cy))["Release number"]
+    released = await _act(
+        harness, Verb.NUMBER_RELEASE, buttons(await _open_for(harness, cy))["Release number"]
     )
     assert "was released and is in quarantine for 30 days" in card_text(released)
     assert await _quarantined(harness) == ["+442079460000", "+442079460001", "+442079460050"]
     assert await harness.search("0050", Dataset.FREE_NUMBERS.value) == []
-    stale = await harness.act(Verb.NUMBER_AUTO, buttons(auto)["Next free number"])
+    stale = await _act(harness, Verb.NUMBER_AUTO, buttons(auto)["Next free number"])
     assert "Someone else saved changes" in card_text(stale)

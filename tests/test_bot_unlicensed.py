@@ -3,6 +3,7 @@ refusals name each user with the reason, keep the selection and enable nobody.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -44,7 +45,15 @@ async def _enable(harness: BotHarness, ids: list[int] | str, licence: str) -> di
     card = await harness.act(Verb.UNLICENSED_OPEN)
     enable = buttons(card)["Enable selected"]
     value = ids if isinstance(ids, str) else ",".join(str(i) for i in ids)
-    return await harness.act(Verb.UNLICENSED_ENABLE, {**enable, "users": value, "licence": licence})
+    answer = await harness.act(
+        Verb.UNLICENSED_ENABLE, {**enable, "users": value, "licence": licence}
+    )
+    confirm = next((t for t in buttons(answer) if re.fullmatch(r"Enable \d+ users", t)), None)
+    if confirm is None:
+        return answer
+    # enabling several users at once is confirmed first, saying what it takes from the pool
+    assert "licences from the pool" in card_text(answer)
+    return await harness.act(Verb.UNLICENSED_ENABLE, buttons(answer)[confirm])
 
 
 @ON_SQLITE
@@ -100,7 +109,7 @@ async def test_pool_too_small_refuses_everyone_and_keeps_the_selection(
     assert find_input(card, "licence")["value"] == "essentials"
     assert set((await _licences(harness)).values()) == {None}
     # Basic still has room: the same selection goes through with it
-    done = await harness.act(
+    asked = await harness.act(
         Verb.UNLICENSED_ENABLE,
         {
             **buttons(card)["Enable selected"],
@@ -108,6 +117,8 @@ async def test_pool_too_small_refuses_everyone_and_keeps_the_selection(
             "licence": "basic",
         },
     )
+    assert "Take 3 Basic licences from the pool" in card_text(asked)
+    done = await harness.act(Verb.UNLICENSED_ENABLE, buttons(asked)["Enable 3 users"])
     assert "3 users enabled with Basic" in card_text(done)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from bot.router import EnterpriseTurn, Router
 from cards.actions import AssignNumber, AutoAssignNumber, OpenNumbers, ReleaseNumber
-from cards.common import Card, Errors
+from cards.common import Card, Errors, number_text
+from cards.confirm import confirmation_card, quarantine_sentence
 from cards.numbers import NumbersForm, numbers_card
 from services.errors import NotFoundError, ValidationError
 from services.inventory import AUTO, Auto
+from services.models import utcnow
 from services.phone import pretty
 from services.users import RELEASE, Release, UserChanges
 from services.views import EnterpriseView, Page, UserView
@@ -129,13 +131,57 @@ async def open_numbers(turn: EnterpriseTurn, data: OpenNumbers) -> Card:
     )
 
 
+async def _confirmation(
+    turn: EnterpriseTurn, data: NumberAction, before: UserView, choice: Auto | Release | str
+) -> Card | None:
+    """The card that says what taking the user's number away will do, unless the admin has
+    confirmed it already or the user has no number to lose."""
+    if data.confirmed or before.number is None or choice == before.number:
+        return None
+    if isinstance(choice, Release) and before.licence is not None:
+        return None  # refused by the directory: a licensed user keeps a number
+    name = before.display_name
+    if isinstance(choice, Release):
+        first = f"Take {number_text(before.number)} away from {name}: they keep no direct number."
+        title, go = f"Release {name}'s number?", "Release the number"
+    else:
+        if isinstance(choice, Auto):
+            nxt = await turn.directory.inventory.search_free(
+                turn.enterprise.id, page_size=1, with_total=False
+            )
+            new = (
+                f"the next free number ({number_text(nxt.items[0])} now)"
+                if nxt.items
+                else ("the next free number")
+            )
+        else:
+            # A number that cannot be given is refused now, not after the admin confirmed.
+            new = number_text(await turn.directory.inventory.check_free(turn.enterprise.id, choice))
+        first = f"Give {name} {new} instead of {number_text(before.number)}."
+        title, go = f"Replace {name}'s number?", "Replace the number"
+    days = turn.directory.users.quarantine_days
+    return confirmation_card(
+        title,
+        [first, quarantine_sentence(before.number, utcnow(), days)],
+        confirm_title=go,
+        confirm=data.model_copy(update={"confirmed": True}),
+        cancel_title="Keep the number",
+        cancel=OpenNumbers(ent=turn.ent, user_id=before.id),
+        ent=turn.ent,
+    )
+
+
 async def _change_number(
     turn: EnterpriseTurn, data: NumberAction, choice: Auto | Release | str
-) -> tuple[UserView, UserView]:
-    """The user before and after giving them `choice`, on the version the admin saw."""
+) -> tuple[UserView, UserView] | Card:
+    """The user before and after giving them `choice`, on the version the admin saw; or the
+    confirmation card when that would take their number away unconfirmed."""
     enterprise = turn.enterprise
     users = turn.directory.users
     before = await users.get(enterprise.id, data.user_id)
+    confirmation = await _confirmation(turn, data, before, choice)
+    if confirmation is not None:
+        return confirmation
     after = await users.update(
         turn.actor, enterprise.id, data.user_id, data.version, UserChanges(number=choice)
     )
@@ -146,7 +192,10 @@ async def _change_number(
 async def auto_assign(turn: EnterpriseTurn, data: AutoAssignNumber) -> Card:
     """Give the user the next free number (their old one goes into quarantine)."""
     users = turn.directory.users
-    before, after = await _change_number(turn, data, AUTO)
+    changed = await _change_number(turn, data, AUTO)
+    if not isinstance(changed, tuple):
+        return changed
+    before, after = changed
     return await show_numbers(
         turn, user=after, success=_assigned(before, after, users.quarantine_days)
     )
@@ -168,7 +217,12 @@ async def assign(turn: EnterpriseTurn, data: AssignNumber, enterprise: Enterpris
             "digits.",
             field="number",
         )
-    before, after = await _change_number(turn, data, wanted)
+    if isinstance(data, AssignNumber) and not data.number:
+        data = data.model_copy(update={"number": wanted, "digits": ""})
+    changed = await _change_number(turn, data, wanted)
+    if not isinstance(changed, tuple):
+        return changed
+    before, after = changed
     return await show_numbers(
         turn, user=after, success=_assigned(before, after, users.quarantine_days)
     )
@@ -178,7 +232,10 @@ async def assign(turn: EnterpriseTurn, data: AssignNumber, enterprise: Enterpris
 async def release(turn: EnterpriseTurn, data: ReleaseNumber) -> Card:
     """Take the user's number away; it goes into quarantine before anyone else can have it."""
     users = turn.directory.users
-    before, after = await _change_number(turn, data, RELEASE)
+    changed = await _change_number(turn, data, RELEASE)
+    if not isinstance(changed, tuple):
+        return changed
+    before, after = changed
     if before.number is None:
         success = f"{after.display_name} had no direct number; nothing was released."
     else:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from bot.router import EnterpriseTurn, Router
 from cards.actions import EnableUsersForm, OpenUnlicensed, Selection
 from cards.common import Card, Errors
+from cards.confirm import confirmation_card
 from cards.unlicensed import unlicensed_card, users_enabled_card
 from services.errors import BulkRefusedError, NotFoundError, ValidationError
 from services.models import AdminRole, LicenceProduct
@@ -72,6 +73,47 @@ async def _refused_names(
     return names
 
 
+async def _confirmation(
+    turn: EnterpriseTurn, form: EnableUsersForm, product: LicenceProduct, user_ids: list[int]
+) -> Card | None:
+    """What enabling several users at once will take from the pools, before it is done; None
+    when the directory would refuse it anyway (it then says exactly why, user by user)."""
+    pools = {p.product: p for p in await turn.directory.licences.pools(turn.enterprise.id)}
+    pool = pools.get(product)
+    count = len(user_ids)
+    if pool is None or pool.free < count:
+        return None
+    names = []
+    for user_id in user_ids:
+        try:
+            user = await turn.directory.users.get(turn.enterprise.id, user_id)
+        except NotFoundError:
+            return None
+        if user.licence is not None:
+            return None
+        names.append(user.display_name)
+    listed = ", ".join(names[:10]) + (", …" if count > 10 else "")
+    lines = [
+        f"Enable {count} users: {listed}.",
+        f"Take {count} {product.label} licences from the pool: {pool.free} of {pool.total} "
+        f"are free now, {pool.free - count} will be after.",
+    ]
+    lines.append(
+        "Give each the next free direct number and extension."
+        if product is LicenceProduct.ESSENTIALS
+        else "Give each the next free extension (Basic has no direct number)."
+    )
+    return confirmation_card(
+        f"Enable {count} users with {product.label}?",
+        lines,
+        confirm_title=f"Enable {count} users",
+        confirm=form.model_copy(update={"confirmed": True}),
+        cancel_title="Back to the list",
+        cancel=OpenUnlicensed(ent=turn.ent),
+        ent=turn.ent,
+    )
+
+
 @router.action(EnableUsersForm, form=show_unlicensed)
 async def enable_users(
     turn: EnterpriseTurn, form: EnableUsersForm, enterprise: EnterpriseView
@@ -79,6 +121,10 @@ async def enable_users(
     """Enable the selected users together, or show each refused one with the reason."""
     product = enable_product(form.licence)
     user_ids = selected_user_ids(form.users)
+    if len(user_ids) > 1 and not form.confirmed:
+        confirmation = await _confirmation(turn, form, product, user_ids)
+        if confirmation is not None:
+            return confirmation
     try:
         enabled = await turn.directory.users.enable(turn.actor, enterprise.id, user_ids, product)
     except BulkRefusedError as refusal:

@@ -14,10 +14,11 @@ from cards.actions import (
     UserRef,
 )
 from cards.common import Card, Errors
+from cards.confirm import confirmation_card, quarantine_sentence
 from cards.users import create_user_card, find_user_card, user_card, user_created_card
 from services.errors import ValidationError
 from services.inventory import AUTO, Auto, DigitMatch, parse_extension
-from services.models import AdminRole, LicenceProduct
+from services.models import AdminRole, LicenceProduct, utcnow
 from services.phone import pretty
 from services.users import RELEASE, NewUser, Release, UserChanges
 from services.views import EnterpriseView, UserView
@@ -202,10 +203,58 @@ async def edit_user(turn: EnterpriseTurn, form: EditUserForm, enterprise: Enterp
         send_password_email=form.send_password_email,
         notify_user=form.notify_user,
     )
+    if not form.confirmed:
+        before = await turn.directory.users.get(enterprise.id, form.user_id)
+        confirmation = await _edit_confirmation(turn, form, before, changes)
+        if confirmation is not None:
+            return confirmation
     user = await turn.directory.users.update(
         turn.actor, enterprise.id, form.user_id, form.version, changes
     )
     return await _user_card(turn, user, saved=True)
+
+
+async def _edit_confirmation(
+    turn: EnterpriseTurn, form: EditUserForm, before: UserView, changes: UserChanges
+) -> Card | None:
+    """The confirmation card for an edit that takes the user's number or licence away, or
+    None when the edit takes nothing away."""
+    name, lines = before.display_name, []
+    number = changes.number
+    licence = changes.licence
+    if before.licence is not None and licence is not None and licence is not before.licence:
+        to = licence.label if isinstance(licence, LicenceProduct) else "no licence"
+        lines.append(
+            f"Change {name}'s licence from {before.licence.label} to {to}: the "
+            f"{before.licence.label} licence goes back to the pool."
+        )
+    drops_number = before.number is not None and (
+        isinstance(number, (Auto, Release))
+        or (isinstance(number, str) and number != before.number)
+        or (licence is LicenceProduct.BASIC and before.licence is not LicenceProduct.BASIC)
+    )
+    if drops_number and before.number is not None:
+        if isinstance(number, str):
+            free = await turn.directory.inventory.check_free(turn.enterprise.id, number)
+            lines.append(f"Give {name} {pretty(free)} instead of {pretty(before.number)}.")
+        elif isinstance(number, Auto) and licence is not LicenceProduct.BASIC:
+            lines.append(f"Give {name} the next free number instead of {pretty(before.number)}.")
+        else:
+            lines.append(f"Take {pretty(before.number)} away from {name}.")
+        lines.append(
+            quarantine_sentence(before.number, utcnow(), turn.directory.users.quarantine_days)
+        )
+    if not lines:
+        return None
+    return confirmation_card(
+        f"Save the changes to {name}?",
+        lines,
+        confirm_title="Save the changes",
+        confirm=form.model_copy(update={"confirmed": True}),
+        cancel_title="Back to the user",
+        cancel=UserRef(ent=turn.ent, user_id=before.id),
+        ent=turn.ent,
+    )
 
 
 @router.search(Dataset.USERS)
