@@ -16,6 +16,7 @@ from cards.actions import (
     OpenNumbers,
     OpenSync,
     OpenTelephony,
+    RemoveUser,
     UserRef,
 )
 from cards.common import (
@@ -400,5 +401,6 @@ def user_card(
             button("Hunt groups & desk phone", OpenTelephony(ent=ent, user_id=user.id)),
             button("Reload", UserRef(ent=ent, user_id=user.id)),
             button("Sync status", OpenSync(ent=ent)),
+            button("Remove user", RemoveUser(ent=ent, user_id=user.id, version=user.version)),
         ],
     )

@@ -7,7 +7,7 @@ import pytest
 
 from cards.actions import Verb
 from services.models import LicenceProduct
-from services.users import NewUser
+from services.users import NewUser, UserChanges
 from services.views import UserView
 from tests.botkit import BotHarness, buttons, card_text
 from tests.conftest import PROVIDER
@@ -255,3 +255,62 @@ async def test_no_free_number_says_when_the_number_exists_but_is_taken(
     )
     # numbers in refusals read as on the cards
     assert "+44 20 7946 0042 is already assigned" in card_text(taken)
+
+
+async def _rows(harness: BotHarness, model: type) -> list:
+    from sqlalchemy import select
+
+    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+        rows = list((await uow.session.execute(select(model))).scalars())
+        uow.session.expunge_all()
+        return rows
+
+
+async def test_remove_a_user_from_the_user_card_after_confirming(harness: BotHarness) -> None:
+    from services.models import AuditEntry, NumberStatus, OutboxItem, PhoneNumber
+
+    priya = await _user(harness, "Priya Patel", "priya@contoso.com", number="+442079460011")
+    card = await harness.say("find priya")
+    asked = await harness.act(Verb.USER_REMOVE, buttons(card)["Remove user"])
+    text = card_text(asked)
+    assert "Remove Priya Patel?" in text
+    assert "Remove Priya Patel (priya@contoso.com) from Switchboard and from the PBX" in text
+    assert "Return their Essentials licence to the pool (49 of 50 free now)." in text
+    assert "+44 20 7946 0011 goes into quarantine until" in text
+    assert f"Free extension {priya.extension} for someone else at once." in text
+    assert "Tell Microsoft with the next Sync Teams Users" in text
+    # nothing happened yet, and "Keep the user" goes back to them
+    assert (await harness.directory.users.get(harness.ent, priya.id)).number
+    kept = await harness.act(Verb.USER_OPEN, buttons(asked)["Keep the user"])
+    assert kept["body"][0]["text"] == "Priya Patel"
+
+    removed = await harness.act(Verb.USER_REMOVE, buttons(asked)["Remove the user"])
+    text = card_text(removed)
+    assert "Priya Patel was removed" in text
+    assert "Their Essentials licence is back in the pool." in text
+    assert "Microsoft is told with the next Sync Teams Users" in text
+    assert "Priya" not in card_text(await harness.say("directory"))
+    pools = {p.product: p for p in await harness.directory.licences.pools(harness.ent)}
+    assert pools[LicenceProduct.ESSENTIALS].free == 50
+    [number] = [n for n in await _rows(harness, PhoneNumber) if n.e164 == "+442079460011"]
+    assert number.status is NumberStatus.QUARANTINED and number.user_id is None
+    removals = [row for row in await _rows(harness, OutboxItem) if row.kind == "user.remove"]
+    # one removal for the PBX, one for Microsoft (through the sync)
+    assert sorted(row.channel == "pbx" for row in removals) == [False, True]
+    [audit] = [a for a in await _rows(harness, AuditEntry) if a.action == "user.remove"]
+    assert audit.target == "priya@contoso.com"
+    # the old confirmation pressed again: the user is gone, and the card says so
+    again = await harness.act(Verb.USER_REMOVE, buttons(asked)["Remove the user"])
+    assert "Sorry" not in card_text(again)
+
+
+async def test_remove_on_a_stale_card_is_refused_with_the_new_state(harness: BotHarness) -> None:
+    cy = await _user(harness, "Cy Young", "cy@contoso.com")
+    card = await harness.act(Verb.USER_OPEN, {"user_id": cy.id})
+    asked = await harness.act(Verb.USER_REMOVE, buttons(card)["Remove user"])
+    await harness.directory.users.update(
+        PROVIDER, harness.ent, cy.id, cy.version, UserChanges(display_name="Cy Changed")
+    )
+    refused = await harness.act(Verb.USER_REMOVE, buttons(asked)["Remove the user"])
+    assert "Someone else saved" in card_text(refused)
+    assert (await harness.directory.users.get(harness.ent, cy.id)).display_name == "Cy Changed"

@@ -311,6 +311,7 @@ async def _samples(directory: Directory) -> Samples:
             UserView: every_user,
             EnterpriseView: [enterprise, automatic],
             Sequence[PoolView]: [pools, exhausted],
+            PoolView: [pools[0], exhausted[0]],
             Sequence[str]: [free.items, []],
             Sequence[UserView]: [[essentials, basic], []],
             Sequence[EnterpriseView]: [[enterprise, other_enterprise], []],

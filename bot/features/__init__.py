@@ -3,10 +3,19 @@ by name, in the order they are listed."""
 
 from __future__ import annotations
 
-from bot.features import callerid, directory, numbers, sync, telephony, unlicensed, users
+from bot.features import (
+    callerid,
+    directory,
+    numbers,
+    offboarding,
+    sync,
+    telephony,
+    unlicensed,
+    users,
+)
 from bot.router import Router
 
-FEATURES = (users, numbers, callerid, directory, unlicensed, sync, telephony)
+FEATURES = (users, numbers, callerid, directory, unlicensed, sync, telephony, offboarding)
 
 
 def build_router() -> Router:

@@ -75,7 +75,7 @@ async def _free_numbers(turn: EnterpriseTurn) -> list[str]:
     return page.items
 
 
-async def _user_card(
+async def user_card_of(
     turn: EnterpriseTurn,
     user: UserView,
     form: EditUserForm | None = None,
@@ -83,7 +83,8 @@ async def _user_card(
     *,
     saved: bool = False,
 ) -> Card:
-    """The user card with the free numbers, and the user's PBX status and hunt groups."""
+    """The user card with the free numbers, and the user's PBX status and hunt groups (also
+    shown by other features that come back to the user)."""
     enterprise = turn.enterprise
     return user_card(
         user,
@@ -169,7 +170,7 @@ async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: Enterprise
             enterprise.id, search=data.query, page_size=10
         )
         if results.total == 1:
-            return await _user_card(turn, results.items[0])
+            return await user_card_of(turn, results.items[0])
     return find_user_card(enterprise, data.query, results)
 
 
@@ -177,7 +178,7 @@ async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: Enterprise
 async def open_user(turn: EnterpriseTurn, data: UserRef, enterprise: EnterpriseView) -> Card:
     """One user's card with the edit form."""
     user = await turn.directory.users.get(enterprise.id, data.user_id)
-    return await _user_card(turn, user)
+    return await user_card_of(turn, user)
 
 
 async def show_edit_form(turn: EnterpriseTurn, form: EditUserForm, errors: Errors) -> Card:
@@ -187,7 +188,7 @@ async def show_edit_form(turn: EnterpriseTurn, form: EditUserForm, errors: Error
     if "version" in errors:
         # Someone else saved first: show their version, keep what this admin typed.
         form = form.model_copy(update={"version": user.version})
-    return await _user_card(turn, user, form, errors)
+    return await user_card_of(turn, user, form, errors)
 
 
 @router.action(EditUserForm, form=show_edit_form)
@@ -211,7 +212,7 @@ async def edit_user(turn: EnterpriseTurn, form: EditUserForm, enterprise: Enterp
     user = await turn.directory.users.update(
         turn.actor, enterprise.id, form.user_id, form.version, changes
     )
-    return await _user_card(turn, user, saved=True)
+    return await user_card_of(turn, user, saved=True)
 
 
 async def _edit_confirmation(
