@@ -15,7 +15,7 @@ from microsoft_teams.cards import (
     TextBlock,
 )
 
-from cards.actions import OpenDirectory, OpenSync, StartSync
+from cards.actions import OpenDirectory, OpenSync, SetConsent, StartSync
 from cards.common import (
     STATUS_LABELS,
     Card,
@@ -155,6 +155,30 @@ def _how_it_syncs(overview: SyncOverview, is_global_admin: bool) -> list[CardEle
     return [paragraph(text)]
 
 
+def _consent(enterprise: EnterpriseView, is_global_admin: bool) -> list[CardElement]:
+    """The consent to "Allow Management by Service Provider": what it is, what it changes, and
+    for the Global Admin, the button that gives or withdraws it."""
+    name = plain(enterprise.name)
+    if enterprise.sp_management_consent:
+        state = f"**Management by the service provider: allowed.** {name} consented, so "
+        state += (
+            "changes sync to Microsoft automatically."
+            if enterprise.first_sync_completed_at is not None
+            else "changes will sync automatically once the first sync is done."
+        )
+        change = (
+            " Withdrawing it makes every sync manual again: only the Global Admin can start one."
+        )
+    else:
+        state = (
+            f"**Management by the service provider: not allowed.** If {name} allows it, changes "
+            "sync to Microsoft automatically once the first sync is done: nobody needs to "
+            "press Sync Teams Users any more."
+        )
+        change = " Only the Global Admin can allow it, and can withdraw it at any time."
+    return [paragraph(state + (change if is_global_admin else ""))]
+
+
 def _users(overview: SyncOverview) -> list[CardElement]:
     counts = overview.counts
     total = sum(counts.values())
@@ -225,6 +249,7 @@ def build_sync_status_card(
         body += _last_run(overview.last_run, names)
     else:
         body.append(paragraph("No sync has run yet.", subtle=True))
+    body += _consent(overview.enterprise, is_global_admin)
     body += _users(overview)
     actions = []
     if is_global_admin and overview.open_run is None:
@@ -233,6 +258,14 @@ def build_sync_status_card(
         button("Refresh status", OpenSync(ent=ent), primary=not actions),
         button("Directory", OpenDirectory(ent=ent)),
     ]
+    if is_global_admin:
+        consent = overview.enterprise.sp_management_consent
+        actions.append(
+            button(
+                "Withdraw consent" if consent else "Allow management by service provider",
+                SetConsent(ent=ent, consent=not consent),
+            )
+        )
     return frame(
         "Sync Teams Users",
         body,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from cards.actions import Verb
-from services.models import LicenceProduct
+from services.models import AdminRole, LicenceProduct
 from services.users import NewUser, UserChanges
 from services.views import UserView
 from tests.botkit import BotHarness, buttons, card_text
 from tests.conftest import PROVIDER
+from tests.support.activities import TeamsActivities, TeamsUser
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
@@ -314,3 +315,53 @@ async def test_remove_on_a_stale_card_is_refused_with_the_new_state(harness: Bot
     refused = await harness.act(Verb.USER_REMOVE, buttons(asked)["Remove the user"])
     assert "Someone else saved" in card_text(refused)
     assert (await harness.directory.users.get(harness.ent, cy.id)).display_name == "Cy Changed"
+
+
+async def _global_admin(harness: BotHarness) -> TeamsActivities:
+    person = TeamsUser.random("Gina Global")
+    await harness.directory.enterprises.grant(
+        PROVIDER,
+        aad_object_id=person.aad_object_id,
+        role=AdminRole.GLOBAL_ADMIN,
+        enterprise_id=harness.ent,
+        display_name=person.name,
+    )
+    return harness.teams.with_user(person)
+
+
+async def test_global_admin_allows_and_withdraws_management_by_the_provider(
+    harness: BotHarness,
+) -> None:
+    from services.models import AuditEntry
+
+    gina = await _global_admin(harness)
+    card = await harness.say("sync", teams=gina)
+    text = card_text(card)
+    assert "Management by the service provider: not allowed." in text
+    assert "changes sync to Microsoft automatically once the first sync is done" in text
+    assert "Ask your Global Admin" not in text
+    allowed = await harness.act(
+        Verb.SYNC_CONSENT, buttons(card)["Allow management by service provider"], teams=gina
+    )
+    text = card_text(allowed)
+    assert "Management by the service provider allowed: once the first sync is done" in text
+    assert "Management by the service provider: allowed." in text
+    assert (await harness.directory.enterprises.get(harness.ent)).sp_management_consent
+    withdrawn = await harness.act(
+        Verb.SYNC_CONSENT, buttons(allowed)["Withdraw consent"], teams=gina
+    )
+    assert "Consent withdrawn" in card_text(withdrawn)
+    assert not (await harness.directory.enterprises.get(harness.ent)).sp_management_consent
+    audits = [a for a in await _rows(harness, AuditEntry) if a.action == "enterprise.consent"]
+    assert [a.after for a in audits] == [
+        {"sp_management_consent": True},
+        {"sp_management_consent": False},
+    ]
+
+
+async def test_only_the_global_admin_may_give_consent(harness: BotHarness) -> None:
+    card = await harness.say("sync")
+    assert "Allow management by service provider" not in buttons(card)
+    refused = await harness.act(Verb.SYNC_CONSENT, {"consent": True})
+    assert "Only the enterprise's Global Admin can allow" in card_text(refused)
+    assert not (await harness.directory.enterprises.get(harness.ent)).sp_management_consent

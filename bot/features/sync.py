@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.router import EnterpriseTurn, Router
-from cards.actions import OpenSync, StartSync
+from cards.actions import OpenSync, SetConsent, StartSync
 from cards.common import Card
 from cards.sync import build_sync_status_card, when
 from services.errors import PermissionDeniedError
@@ -57,6 +57,35 @@ async def show_sync(
 async def open_sync(turn: EnterpriseTurn, data: OpenSync) -> Card:
     """Whether a manual sync is needed, the runs, and every user's status."""
     return await show_sync(turn)
+
+
+@router.action(SetConsent)
+async def set_consent(turn: EnterpriseTurn, data: SetConsent, enterprise: EnterpriseView) -> Card:
+    """The Global Admin allows or withdraws "Allow Management by Service Provider" (recorded in
+    the audit log, where the provider sees it); anyone else is told who can."""
+    if not is_global_admin_of(turn, enterprise):
+        return await show_sync(
+            turn,
+            notice="Only the enterprise's Global Admin can allow or withdraw management by the "
+            "service provider.",
+        )
+    if data.consent == enterprise.sp_management_consent:
+        state = "allowed" if data.consent else "not allowed"
+        return await show_sync(
+            turn,
+            notice=f"Management by the service provider is {state} already: nothing was changed.",
+        )
+    updated = await turn.directory.enterprises.set_consent(turn.actor, enterprise.id, data.consent)
+    if not data.consent:
+        success = "Consent withdrawn: from now on changes reach Microsoft only when you run Sync Teams Users."
+    elif updated.syncs_automatically:
+        success = "Management by the service provider allowed: changes now sync to Microsoft automatically."
+    else:
+        success = (
+            "Management by the service provider allowed: once the first sync is done, changes "
+            "sync to Microsoft automatically. Run Sync Teams Users for that first sync."
+        )
+    return await show_sync(turn, success=success)
 
 
 @router.action(StartSync)
