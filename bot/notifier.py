@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import Any
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
@@ -24,6 +23,7 @@ from services.config import SyncSettings
 from services.directory import Directory
 from services.models import NoticeKind, utcnow
 from services.provisioning import Notice, SyncNotices
+from services.retry import backoff_seconds, run_passes
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +102,16 @@ class ProactiveNotifier:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.deliver_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("Sending sync notices failed; will try again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=self.settings.notifier_poll_seconds
-                )
-            self._wake.clear()
+        await run_passes(
+            self._pass,
+            wake=self._wake,
+            interval=self.settings.notifier_poll_seconds,
+            logger=logger,
+            failure="Sending sync notices failed; will try again",
+        )
+
+    async def _pass(self) -> None:
+        await self.deliver_due()
 
     async def deliver_due(self) -> int:
         """Send every notice due now; returns how many were handled."""
@@ -252,9 +250,9 @@ class ProactiveNotifier:
         return _status_of(failures[0])
 
     def _backoff(self, attempt: int) -> float:
-        base = self.settings.notifier_backoff_seconds * (2.0 ** max(0, attempt - 1))
-        jitter: float = random.uniform(0.5, 1.0)
-        return min(MAX_RETRY_AFTER_SECONDS, base) * jitter
+        return backoff_seconds(
+            attempt, base=self.settings.notifier_backoff_seconds, cap=MAX_RETRY_AFTER_SECONDS
+        )
 
 
 def _reference(serialized: dict[str, Any]) -> ConversationReference:

@@ -2,7 +2,7 @@
 
 Every request carries a fresh `client-request-id`, which is logged with Graph's own
 `request-id`. Throttling (429) and outages (503, 504) are retried after the `Retry-After`
-Graph gives; other transient failures back off exponentially with jitter; the total time and
+Graph gives; other transient failures take the common backoff (`services.retry`); the total time and
 the number of attempts per request are bounded.
 """
 
@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +26,7 @@ from services.graph.errors import GraphError, GraphNotFoundError, GraphUnavailab
 from services.graph.pacing import WritePacer
 from services.graph.shared_pacing import SharedWriteBudget
 from services.graph.wire import GraphAnswer, GraphCall, TransportError
+from services.retry import backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -274,12 +274,11 @@ class TenantGraph:
         retry_after = answer.retry_after
         if answer.status in RETRY_AFTER_STATUSES and retry_after is not None:
             return retry_after
-        ceiling = min(
-            self.settings.backoff_max_seconds,
-            self.settings.backoff_base_seconds * (2.0 ** (attempt - 1)),
+        return backoff_seconds(
+            attempt,
+            base=self.settings.backoff_base_seconds,
+            cap=self.settings.backoff_max_seconds,
         )
-        jitter: float = random.uniform(0.5, 1.0)
-        return ceiling * jitter
 
     async def _send_direct(self, call: GraphCall) -> GraphAnswer:
         token = await self.service.tokens.token(self.tenant_id)

@@ -10,14 +10,13 @@ nothing is lost, and a replay converges because it always carries the newest sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
@@ -28,24 +27,38 @@ from services.pbx import signals
 from services.pbx.backend import PbxBackend, describe_error
 from services.pbx.lease import give_back, take_lease
 from services.pbx.lines import desired_groups, desired_lines, endpoint_id, queue_name
+from services.queue import UNFINISHED, WorkQueue, lock_skipping_held
+from services.retry import backoff_seconds, run_passes
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 _CANDIDATES = 100
 
+# The outbox as a queue: a held row's lease is its due time (in progress past it: the pusher
+# that held it has died).
+OUTBOX = WorkQueue(
+    OutboxItem,
+    id=OutboxItem.id,
+    status=OutboxItem.status,
+    due_at=OutboxItem.next_attempt_at,
+    attempts=OutboxItem.attempts,
+)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long a change waits after the PBX failed to take it: doubling, up to a ceiling."""
+    """How long a change waits after the PBX failed to take it: the common backoff, from
+    `first_delay` up to `max_delay`."""
 
     first_delay: float = 2.0
     max_delay: float = 300.0
 
     def delay(self, attempts: int) -> timedelta:
         """The wait after the given number of failed attempts (1 or more)."""
-        seconds = min(self.max_delay, self.first_delay * 2 ** max(attempts - 1, 0))
-        return timedelta(seconds=seconds)
+        return timedelta(
+            seconds=backoff_seconds(attempts, base=self.first_delay, cap=self.max_delay)
+        )
 
 
 @dataclass(frozen=True)
@@ -134,40 +147,26 @@ class PbxPusher:
         self._loop = asyncio.get_running_loop()
         unsubscribe = signals.subscribe(self.db.write_engine.sync_engine, self.notify)
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                timeout = self.poll_interval
-                try:
-                    await self.run_once()
-                    timeout = await self._seconds_until_due()
-                except Exception as error:  # the worker outlives a directory hiccup
-                    log.warning("PBX push pass failed: %s", describe_error(error))
-                waiters = [
-                    asyncio.ensure_future(self._wake.wait()),
-                    asyncio.ensure_future(stop.wait()),
-                ]
-                try:
-                    await asyncio.wait(
-                        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
-                    for waiter in waiters:
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await waiter
+            await run_passes(
+                self._pass,
+                wake=self._wake,
+                interval=self.poll_interval,
+                logger=log,
+                failure="PBX push pass failed",
+                stop=stop,
+                describe=describe_error,
+            )
         finally:
             unsubscribe()
+
+    async def _pass(self) -> float:
+        await self.run_once()
+        return await self._seconds_until_due()
 
     # --- claiming ----------------------------------------------------------------------------
 
     def _due(self, now: datetime) -> list[ColumnElement[bool]]:
-        return [
-            OutboxItem.channel == journal.PBX,
-            # In progress past its lease: the pusher that held it has died.
-            OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.IN_PROGRESS]),
-            OutboxItem.next_attempt_at <= now,
-        ]
+        return [OutboxItem.channel == journal.PBX, OUTBOX.due(now)]
 
     async def _claim(self, skip: set[int]) -> Claim | None:
         async with self.db.unit_of_work() as uow:
@@ -179,9 +178,7 @@ class PbxPusher:
                 if busy:
                     candidates = candidates.where(OutboxItem.enterprise_id.not_in(sorted(busy)))
                 candidates = candidates.order_by(OutboxItem.id).limit(_CANDIDATES)
-                if self.db.is_postgres:
-                    candidates = candidates.with_for_update(skip_locked=True)
-                rows = (await session.execute(candidates)).all()
+                rows = (await session.execute(lock_skipping_held(session, candidates))).all()
                 if not rows:
                     await uow.commit()
                     return None
@@ -200,9 +197,7 @@ class PbxPusher:
             .where(*self._due(now), OutboxItem.enterprise_id == enterprise_id)
             .order_by(OutboxItem.id)
         )
-        if self.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
-        items = list((await session.execute(query)).scalars())
+        items = list((await session.execute(lock_skipping_held(session, query))).scalars())
         users = {user for item in items if (user := _user_of(item)) is not None}
         if users:
             # The same users' changes still waiting for a retry ride along: the push carries
@@ -214,9 +209,8 @@ class PbxPusher:
                 OutboxItem.next_attempt_at > now,
                 OutboxItem.user_id.in_(sorted(users)),
             )
-            if self.db.is_postgres:
-                waiting = waiting.with_for_update(skip_locked=True)
-            items += list((await session.execute(waiting.order_by(OutboxItem.id))).scalars())
+            waiting = lock_skipping_held(session, waiting.order_by(OutboxItem.id))
+            items += list((await session.execute(waiting)).scalars())
         by_user: dict[int, list[int]] = {}
         by_group: dict[int, list[int]] = {}
         for item in items:
@@ -227,17 +221,7 @@ class PbxPusher:
             elif group_id is not None:
                 by_group.setdefault(group_id, []).append(item.id)
         row_ids = tuple(item.id for item in items)
-        if row_ids:
-            await session.execute(
-                update(OutboxItem)
-                .where(OutboxItem.id.in_(row_ids))
-                .values(
-                    status=OutboxStatus.IN_PROGRESS,
-                    next_attempt_at=now + timedelta(seconds=self.lease_seconds),
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
+        await OUTBOX.take(session, row_ids, now, self.lease_seconds, updated_at=now)
         return Claim(
             enterprise_id=enterprise_id,
             row_ids=row_ids,
@@ -329,21 +313,29 @@ class PbxPusher:
         async with self.db.unit_of_work() as uow:
             session = uow.session
             if done:
-                await session.execute(
-                    update(OutboxItem)
-                    .where(OutboxItem.id.in_(done))
-                    .values(status=OutboxStatus.DONE, last_error=None, updated_at=now)
-                    .execution_options(synchronize_session=False)
+                await OUTBOX.settle(
+                    session,
+                    OutboxItem.id.in_(done),
+                    OutboxStatus.DONE,
+                    last_error=None,
+                    updated_at=now,
                 )
             if failed:
-                items = (
-                    await session.execute(select(OutboxItem).where(OutboxItem.id.in_(list(failed))))
-                ).scalars()
-                for item in items:
-                    item.attempts += 1
-                    item.status = OutboxStatus.PENDING
-                    item.next_attempt_at = now + self.retry.delay(item.attempts)
-                    item.last_error = failed[item.id]
+                attempts = await session.execute(
+                    select(OutboxItem.id, OutboxItem.attempts).where(
+                        OutboxItem.id.in_(list(failed))
+                    )
+                )
+                for row_id, tried in attempts.all():
+                    await OUTBOX.settle(
+                        session,
+                        OutboxItem.id == row_id,
+                        OutboxStatus.PENDING,
+                        attempts=tried + 1,
+                        next_attempt_at=now + self.retry.delay(tried + 1),
+                        last_error=failed[row_id],
+                        updated_at=now,
+                    )
             await give_back(session, enterprise_id, self.holder, now)
             await uow.commit()
 
@@ -352,11 +344,7 @@ class PbxPusher:
             soonest = (
                 await uow.session.execute(
                     select(func.min(OutboxItem.next_attempt_at)).where(
-                        OutboxItem.channel == journal.PBX,
-                        or_(
-                            OutboxItem.status == OutboxStatus.PENDING,
-                            OutboxItem.status == OutboxStatus.IN_PROGRESS,
-                        ),
+                        OutboxItem.channel == journal.PBX, OutboxItem.status.in_(UNFINISHED)
                     )
                 )
             ).scalar_one_or_none()
