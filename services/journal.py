@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.models import AuditEntry, Enterprise, OutboxItem, ProvisioningStatus, User, utcnow
+from services.models import AuditEntry, Enterprise, OutboxItem, User, utcnow
 from services.pbx.signals import wake_after_commit
+from services.provisioning import state
 from services.views import Actor
 
-MICROSOFT = "microsoft"
 PBX = "pbx"
 _SECRET_MARKERS = ("password", "secret", "token", "ciphertext", "credential")
 
@@ -57,26 +57,8 @@ def enqueue_for_microsoft(
     session: AsyncSession, enterprise: Enterprise, user: User, kind: str, **payload: Any
 ) -> None:
     """Queue a change for the sync to Microsoft and show the user as waiting for it."""
-    session.add(
-        OutboxItem(
-            enterprise_id=enterprise.id,
-            user_id=user.id,
-            channel=MICROSOFT,
-            kind=kind,
-            payload=payload,
-        )
-    )
-    waiting = waiting_status(enterprise)
-    if user.provisioning_status is not waiting:
-        user.provisioning_status = waiting
-    if user.provisioning_error is not None:
-        user.provisioning_error = None
-
-
-def waiting_status(enterprise: Enterprise) -> ProvisioningStatus:
-    """How a change waits for Microsoft: pending when it syncs by itself, else not synced."""
-    automatic = enterprise.sp_management_consent and enterprise.first_sync_completed_at is not None
-    return ProvisioningStatus.PENDING if automatic else ProvisioningStatus.NOT_SYNCED
+    session.add(state.outbox_row_for_microsoft(enterprise.id, user.id, kind, payload))
+    state.change_queued(user, enterprise)
 
 
 def enqueue_for_pbx(session: AsyncSession, enterprise_id: int, user_id: int, kind: str) -> None:

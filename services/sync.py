@@ -4,27 +4,16 @@ and what the changes waiting for Microsoft look like."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
 
 from services import journal
 from services.db import Database
 from services.enterprises import enterprise_view
 from services.errors import DomainError, PermissionDeniedError
 from services.inventory import load_enterprise
-from services.models import (
-    AdminRole,
-    OutboxItem,
-    OutboxStatus,
-    ProvisioningStatus,
-    SyncRun,
-    SyncStatus,
-    User,
-    utcnow,
-)
+from services.models import AdminRole, OutboxItem, ProvisioningStatus, SyncRun, User
+from services.provisioning.state import open_run, start_run, waiting_for_microsoft
 from services.views import Actor, SyncOverview, SyncRunView, UserSyncState
 
 MAX_LISTED_USERS = 200
@@ -45,18 +34,6 @@ def run_view(run: SyncRun) -> SyncRunView:
         expected_by=run.expected_by,
         finished_at=run.finished_at,
     )
-
-
-async def open_run(session: AsyncSession, enterprise_id: int) -> SyncRun | None:
-    """The enterprise's sync that is requested or running, if any."""
-    return (
-        await session.execute(
-            select(SyncRun).where(
-                SyncRun.enterprise_id == enterprise_id,
-                SyncRun.status.in_([SyncStatus.REQUESTED, SyncStatus.RUNNING]),
-            )
-        )
-    ).scalar_one_or_none()
 
 
 class Syncs:
@@ -119,23 +96,15 @@ class Syncs:
                 if running is not None:
                     return run_view(running), False
                 is_first = enterprise.first_sync_completed_at is None
-                hours = self.first_sync_hours if is_first else self.later_sync_hours
-                now = utcnow()
-                run = SyncRun(
-                    enterprise_id=enterprise.id,
-                    status=SyncStatus.REQUESTED,
+                run = await start_run(
+                    session,
+                    enterprise.id,
                     is_first=is_first,
-                    is_automatic=False,
                     requested_by=actor.aad_object_id,
-                    requested_at=now,
-                    expected_by=now + timedelta(hours=hours),
+                    hours=self.first_sync_hours if is_first else self.later_sync_hours,
                 )
-                session.add(run)
-                try:
-                    await session.flush()
-                except IntegrityError:
+                if run is None:
                     continue  # another admin started one at the same moment: show theirs
-                await self._attach_waiting_changes(session, enterprise.id, run.id)
                 journal.audit(
                     session,
                     actor,
@@ -152,37 +121,6 @@ class Syncs:
             if running is None:
                 raise PermissionDeniedError("The sync could not be started; try again.")
             return run_view(running), False
-
-    @staticmethod
-    async def _attach_waiting_changes(
-        session: AsyncSession, enterprise_id: int, run_id: int
-    ) -> None:
-        waiting = (
-            select(OutboxItem.user_id)
-            .where(
-                OutboxItem.enterprise_id == enterprise_id,
-                OutboxItem.channel == journal.MICROSOFT,
-                OutboxItem.status == OutboxStatus.PENDING,
-                OutboxItem.sync_id.is_(None),
-            )
-            .scalar_subquery()
-        )
-        await session.execute(
-            update(User)
-            .where(User.enterprise_id == enterprise_id, User.id.in_(waiting))
-            .values(provisioning_status=ProvisioningStatus.PENDING, provisioning_error=None)
-            .execution_options(synchronize_session=False)
-        )
-        await session.execute(
-            update(OutboxItem)
-            .where(
-                OutboxItem.enterprise_id == enterprise_id,
-                OutboxItem.channel == journal.MICROSOFT,
-                OutboxItem.status == OutboxStatus.PENDING,
-                OutboxItem.sync_id.is_(None),
-            )
-            .values(sync_id=run_id)
-        )
 
     async def overview(self, enterprise_id: int) -> SyncOverview:
         """What the sync card shows for the enterprise."""
@@ -227,12 +165,7 @@ class Syncs:
                     await session.execute(
                         select(func.count())
                         .select_from(OutboxItem)
-                        .where(
-                            OutboxItem.enterprise_id == enterprise.id,
-                            OutboxItem.channel == journal.MICROSOFT,
-                            OutboxItem.status == OutboxStatus.PENDING,
-                            OutboxItem.sync_id.is_(None),
-                        )
+                        .where(waiting_for_microsoft(enterprise.id))
                     )
                 ).scalar_one()
             )

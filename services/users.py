@@ -69,6 +69,7 @@ from services.models import (
 )
 from services.passwords import PasswordVault, generate_password
 from services.phone import to_e164
+from services.provisioning import state
 from services.views import Actor, Page, UserView
 
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}$")
@@ -278,7 +279,7 @@ def _new_user(
         callerid_mode=CallerIdMode.OWN_DDI
         if new.number is not None or new.licence is LicenceProduct.ESSENTIALS
         else CallerIdMode.COMPANY_MAIN,
-        provisioning_status=journal.waiting_status(enterprise),
+        provisioning_status=state.waiting_status(enterprise),
     )
 
 

@@ -14,6 +14,7 @@ from services.models import (
     ProvisioningStatus,
     SyncStatus,
 )
+from services.provisioning import state
 
 T = TypeVar("T")
 
@@ -72,7 +73,7 @@ class EnterpriseView:
     @property
     def syncs_automatically(self) -> bool:
         """Changes reach Microsoft without a manual sync (consent given, first sync done)."""
-        return self.sp_management_consent and self.first_sync_completed_at is not None
+        return state.syncs_automatically(self.sp_management_consent, self.first_sync_completed_at)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,22 @@ from services.models import (
     User,
     utcnow,
 )
+from services.queue import WorkQueue
 from services.sync import run_view
 from services.views import EnterpriseView, SyncRunView
 
 MAX_REPORTED_FAILURES = 25
+
+# The notices as a queue: a claimed notice stays pending, its lease is its due time, and every
+# claim counts as an attempt.
+NOTICES = WorkQueue(
+    SyncNotice,
+    id=SyncNotice.id,
+    status=SyncNotice.status,
+    due_at=SyncNotice.next_attempt_at,
+    attempts=SyncNotice.attempts,
+    held=OutboxStatus.PENDING,
+)
 
 
 # --- what the bot shows ----------------------------------------------------------------------
@@ -75,7 +87,8 @@ async def sync_report(session: AsyncSession, sync_id: int) -> SyncReport:
     if run is None:
         raise LookupError(f"no sync run {sync_id}")
     enterprise = await session.get(Enterprise, run.enterprise_id)
-    assert enterprise is not None
+    if enterprise is None:
+        raise LookupError(f"no enterprise {run.enterprise_id} for sync run {sync_id}")
     counts: dict[OutboxStatus, int] = dict.fromkeys(OutboxStatus, 0)
     for status, count in await session.execute(
         select(ProvisioningItem.status, func.count())
@@ -124,31 +137,28 @@ class SyncNotices:
         now = utcnow()
         async with self.db.unit_of_work() as uow:
             session = uow.session
-            query = (
-                select(SyncNotice)
-                .where(
-                    SyncNotice.status == OutboxStatus.PENDING,
-                    SyncNotice.next_attempt_at <= now,
-                )
-                .order_by(SyncNotice.next_attempt_at, SyncNotice.id)
-                .limit(limit)
+            ids = await NOTICES.claim(
+                session,
+                now,
+                self.lease_seconds,
+                order_by=(SyncNotice.next_attempt_at, SyncNotice.id),
+                limit=limit,
+                count_attempt=True,
             )
-            if self.db.is_postgres:
-                query = query.with_for_update(skip_locked=True)
-            rows = list((await session.execute(query)).scalars())
-            notices = []
-            for row in rows:
-                row.attempts += 1
-                row.next_attempt_at = now + timedelta(seconds=self.lease_seconds)
-                notices.append(
-                    Notice(
-                        id=row.id,
-                        kind=row.kind,
-                        report=await sync_report(session, row.sync_id),
-                        delivered_to=frozenset(row.delivered_to or []),
-                        attempts=row.attempts,
-                    )
+            claimed = (
+                await session.execute(select(SyncNotice).where(SyncNotice.id.in_(ids)))
+            ).scalars()
+            rows = sorted(claimed, key=lambda row: ids.index(row.id))  # in the order they fell due
+            notices = [
+                Notice(
+                    id=row.id,
+                    kind=row.kind,
+                    report=await sync_report(session, row.sync_id),
+                    delivered_to=frozenset(row.delivered_to or []),
+                    attempts=row.attempts,
                 )
+                for row in rows
+            ]
             await uow.commit()
             return notices
 
@@ -163,21 +173,26 @@ class SyncNotices:
     async def done(self, notice_id: int, error: str | None = None) -> None:
         """Every recipient was reached (or cannot be): the notice is finished."""
         async with self.db.unit_of_work() as uow:
-            row = await uow.session.get(SyncNotice, notice_id)
-            if row is not None:
-                row.status = OutboxStatus.FAILED if error else OutboxStatus.DONE
-                row.last_error = error
-                row.sent_at = utcnow()
-                await uow.commit()
+            await NOTICES.settle(
+                uow.session,
+                SyncNotice.id == notice_id,
+                OutboxStatus.FAILED if error else OutboxStatus.DONE,
+                last_error=error,
+                sent_at=utcnow(),
+            )
+            await uow.commit()
 
     async def retry(self, notice_id: int, error: str, delay_seconds: float) -> None:
         """Try the recipients not reached yet again later."""
         async with self.db.unit_of_work() as uow:
-            row = await uow.session.get(SyncNotice, notice_id)
-            if row is not None:
-                row.last_error = error
-                row.next_attempt_at = utcnow() + timedelta(seconds=delay_seconds)
-                await uow.commit()
+            await NOTICES.settle(
+                uow.session,
+                SyncNotice.id == notice_id,
+                OutboxStatus.PENDING,
+                last_error=error,
+                next_attempt_at=utcnow() + timedelta(seconds=delay_seconds),
+            )
+            await uow.commit()
 
     async def report(self, sync_id: int) -> SyncReport:
         """The outcome of one run."""

@@ -35,17 +35,26 @@ logger = logging.getLogger("services.provisioning")
 
 
 class ProvisioningSteps:
-    """The per-user steps of the engine, each of which looks before it changes anything."""
+    """The per-user steps of a sync, each of which looks before it changes anything."""
 
-    db: Database
-    vault: PasswordVault
-    graph: GraphService | None
-    sync: SyncSettings
-    graph_settings: GraphSettings
+    def __init__(
+        self,
+        db: Database,
+        vault: PasswordVault,
+        graph: GraphService,
+        sync: SyncSettings,
+        graph_settings: GraphSettings,
+    ) -> None:
+        self.db = db
+        self.vault = vault
+        self.graph = graph
+        self.sync = sync
+        self.graph_settings = graph_settings
 
     # --- the steps ---------------------------------------------------------------------------
 
-    async def _do_step(self, work: Work, step: ProvisioningStep) -> ProvisioningStep:
+    async def do_step(self, work: Work, step: ProvisioningStep) -> ProvisioningStep:
+        """Take the item through one step; returns the step that follows."""
         handlers: dict[ProvisioningStep, Callable[[Work], Awaitable[None]]] = {
             ProvisioningStep.ENTRA_USER: self._entra_user,
             ProvisioningStep.LICENCE: self._licence,
@@ -66,8 +75,7 @@ class ProvisioningSteps:
     async def _entra(self, work: Work) -> EntraUser:
         """The user's account, looked up again after a restart."""
         if work.entra is None:
-            person = work.person
-            assert person is not None
+            person = work.known_person
             found = None
             if person.entra_object_id:
                 found = await work.ops.find_user(person.entra_object_id)
@@ -83,8 +91,7 @@ class ProvisioningSteps:
 
     async def _entra_user(self, work: Work) -> None:
         """Find the account by its e-mail (or known id); create it only when there is none."""
-        person = work.person
-        assert person is not None
+        person = work.known_person
         ops = work.ops
         found: EntraUser | None = None
         if person.entra_object_id:
@@ -131,8 +138,7 @@ class ProvisioningSteps:
 
     async def _licence(self, work: Work) -> None:
         """Give the licence the directory says, and take away our other calling licence."""
-        person = work.person
-        assert person is not None
+        person = work.known_person
         entra = await self._entra(work)
         ours = {self.graph_settings.essentials_sku, self.graph_settings.basic_sku}
         wanted = self._sku(person.licence) if person.licence else None
@@ -144,8 +150,7 @@ class ProvisioningSteps:
 
     async def _number(self, work: Work) -> None:
         """Give the user their line in Teams (DDI, or main number with extension)."""
-        person = work.person
-        assert person is not None
+        person = work.known_person
         entra = await self._entra(work)
         ops = work.ops
         line = line_uri(person, work.claimed.main_number)
@@ -218,10 +223,12 @@ class ProvisioningSteps:
         return work.claimed.voice_routing_policy or self.graph_settings.voice_routing_policy
 
     async def _voice_policy_id(self, work: Work, *, refresh: bool = False) -> str | None:
-        """The tenant's id of the voice routing policy (configured by name)."""
+        """The tenant's id of the voice routing policy (configured by name), if one is."""
         name = self._voice_policy_name(work)
-        if not name:
-            return None
+        return await self._policy_id_named(work, name, refresh=refresh) if name else None
+
+    async def _policy_id_named(self, work: Work, name: str, *, refresh: bool = False) -> str:
+        """The tenant's id of the voice routing policy called `name`; an error if it has none."""
         policy_id = await work.ops.policy_id(VOICE_ROUTING_POLICY_TYPE, name, refresh=refresh)
         if policy_id is None:
             raise GraphError(
@@ -235,13 +242,12 @@ class ProvisioningSteps:
 
     async def _policy(self, work: Work) -> None:
         """Give calling users the Direct Routing voice routing policy, if one is configured."""
-        person = work.person
-        assert person is not None
-        if not self._voice_policy_name(work) or line_uri(person, work.claimed.main_number) is None:
+        person = work.known_person
+        name = self._voice_policy_name(work)
+        if not name or line_uri(person, work.claimed.main_number) is None:
             return
         entra = await self._entra(work)
-        policy_id = await self._voice_policy_id(work)
-        assert policy_id is not None
+        policy_id = await self._policy_id_named(work, name)
         teams = work.teams or await work.ops.teams_user(entra.id)
         if teams is not None and teams.policy(VOICE_ROUTING_POLICY_TYPE) == policy_id:
             return
@@ -251,17 +257,15 @@ class ProvisioningSteps:
             if error.status not in (400, 404):
                 raise
             # The cached id may be stale (the policy was recreated): ask Graph again, once.
-            fresh = await self._voice_policy_id(work, refresh=True)
+            fresh = await self._policy_id_named(work, name, refresh=True)
             if fresh == policy_id:
                 raise
-            assert fresh is not None
             await work.ops.assign_policy(entra.id, VOICE_ROUTING_POLICY_TYPE, fresh)
         work.teams = None
 
     async def _verify(self, work: Work) -> None:
         """Read the Teams configuration back: the number and voice really took effect."""
-        person = work.person
-        assert person is not None
+        person = work.known_person
         line = line_uri(person, work.claimed.main_number)
         if line is None:
             return
@@ -291,13 +295,12 @@ class ProvisioningSteps:
 
     async def _notify(self, work: Work) -> None:
         """Confirmation and password e-mails as asked; then the password is forgotten."""
-        person = work.person
-        assert person is not None
+        person = work.known_person
         sender = self.graph_settings.mail_sender
         claimed = work.claimed
         if sender and claimed.kinds & NEW_SETUP_KINDS:
             mailer = work.ops
-            if self.graph_settings.mail_tenant_id and self.graph is not None:
+            if self.graph_settings.mail_tenant_id:
                 mailer = GraphOperations(self.graph.tenant(self.graph_settings.mail_tenant_id))
             if person.notify_user:
                 subject, body = confirmation_mail(person, line_uri(person, claimed.main_number))
@@ -324,7 +327,7 @@ class ProvisioningSteps:
                 )
                 await uow.commit()
 
-    async def _remove(self, work: Work) -> None:
+    async def remove(self, work: Work) -> None:
         """Take a removed user's numbers and our calling licences away (the account stays)."""
         payload = work.claimed.payload
         ops = work.ops

@@ -7,8 +7,12 @@ from typing import Any
 
 from services.graph import EntraUser, GraphError, GraphOperations, TeamsUser
 from services.models import LicenceProduct, ProvisioningAction, ProvisioningStep
+from services.queue import UNFINISHED
 
 NEW_SETUP_KINDS = frozenset({"user.create", "user.licence"})
+
+# An item that is waiting or held: its run has work left.
+WORK_LEFT = UNFINISHED
 
 STEP_LABELS: dict[ProvisioningStep, str] = {
     ProvisioningStep.ENTRA_USER: "Setting up the Microsoft 365 account",
@@ -87,6 +91,13 @@ class Work:
     entra: EntraUser | None = None
     teams: TeamsUser | None = None
     entra_created: bool = False
+
+    @property
+    def known_person(self) -> Person:
+        """The directory's record of the user (every step but a removal has one)."""
+        if self.person is None:
+            raise RuntimeError("the item has no user in the directory")
+        return self.person
 
     @property
     def entra_id(self) -> str:
