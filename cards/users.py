@@ -141,6 +141,22 @@ def _allocation_fields(
     ]
 
 
+def form_notice(errors: Errors) -> str | None:
+    """The banner of a form that came back: a refusal no field can fix (or someone else's
+    save) leads with itself and its remedy; field errors point at their fields."""
+    lead = errors.get("refusal") or errors.get("version")
+    if lead:
+        return lead
+    if not errors:
+        return None
+    fields = len([f for f in errors if f != "form"])
+    if fields > 1:
+        return f"Nothing was saved: fix the {fields} fields marked ⚠."
+    if fields:
+        return "Nothing was saved: fix the field marked ⚠."
+    return "Nothing was saved: see the message marked ⚠."
+
+
 def create_user_card(
     enterprise: EnterpriseView,
     pools: Sequence[PoolView],
@@ -172,7 +188,7 @@ def create_user_card(
             form.email,
             errors,
             required=True,
-            placeholder="ada.lovelace@contoso.com",
+            placeholder="ada.lovelace@contoso.example",
             max_length=254,
             error_message="Enter the user's primary e-mail address.",
         ),
@@ -196,7 +212,7 @@ def create_user_card(
         body,
         help_text=CREATE_HELP,
         ent=enterprise.id,
-        notice="Nothing was saved: fix the fields marked ⚠." if errors else None,
+        notice=form_notice(errors),
         actions=[button("Create user", CreateUserForm(ent=enterprise.id), primary=True)],
     )
 
@@ -372,8 +388,7 @@ def user_card(
         _toggle("notify_user", "Tell the user about their account", form.notify_user),
         *field_error(errors, "form"),
     ]
-    conflict = errors.get("version")
-    notice = conflict or ("Nothing was saved: fix the fields marked ⚠." if errors else None)
+    notice = form_notice(errors)
     if user.caller_id.presents_company_main and not errors:
         notice = "This user still presents the company's main number as caller ID."
     return frame(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.errors import ValidationError
 from services.models import CallerIdMode, Enterprise, PhoneNumber, User
-from services.phone import digits_only
+from services.phone import digits_only, pretty
 from services.views import CallerIdView
 
 MAX_CALLER_NAME = 50
@@ -80,7 +80,7 @@ async def find_owned_number(
             field=field,
         )
     if len(matches) > 1:
-        listed = ", ".join(matches[:5])
+        listed = ", ".join(pretty(n) for n in matches[:5])
         raise ValidationError(
             f"Several numbers end in {digits} ({listed}{', …' if len(matches) > 5 else ''}); "
             "type more digits.",

@@ -280,12 +280,7 @@ async def claim_extension(
 ) -> int:
     """Give the user (or the hunt group) one chosen extension, if it is in range and free."""
     holder = {"user_id": user_id} if hunt_group_id is None else {"hunt_group_id": hunt_group_id}
-    if not enterprise.extension_start <= extension <= enterprise.extension_end:
-        raise ValidationError(
-            f"Extension {extension} is outside this enterprise's range "
-            f"{enterprise.extension_start}–{enterprise.extension_end}.",
-            field="extension",
-        )
+    check_extension_range(extension, enterprise.extension_start, enterprise.extension_end)
     claimed = await session.execute(
         update(Extension)
         .where(
@@ -452,6 +447,15 @@ async def _claimed(
     if held != wanted:
         raise ClaimsShortError(f"Some of the chosen {what} are no longer free.")
     return held
+
+
+def check_extension_range(extension: int, start: int, end: int) -> None:
+    """Refuse an extension outside the enterprise's range `start`–`end`."""
+    if not start <= extension <= end:
+        raise ValidationError(
+            f"Extension {extension} is outside this enterprise's range {start}–{end}.",
+            field="extension",
+        )
 
 
 def parse_extension(raw: str | int, *, field: str = "extension") -> int:

@@ -9,7 +9,7 @@ from cards.actions import Verb
 from services.models import AdminRole, LicenceProduct
 from services.users import NewUser, UserChanges
 from services.views import UserView
-from tests.botkit import BotHarness, buttons, card_text
+from tests.botkit import BotHarness, buttons, card_text, find_input
 from tests.conftest import PROVIDER
 from tests.support.activities import TeamsActivities, TeamsUser
 
@@ -365,3 +365,75 @@ async def test_only_the_global_admin_may_give_consent(harness: BotHarness) -> No
     refused = await harness.act(Verb.SYNC_CONSENT, {"consent": True})
     assert "Only the enterprise's Global Admin can allow" in card_text(refused)
     assert not (await harness.directory.enterprises.get(harness.ent)).sp_management_consent
+
+
+async def test_every_wrong_field_is_marked_at_once(harness: BotHarness) -> None:
+    form = await harness.say("create user")
+    refused = await harness.act(
+        Verb.USER_CREATE_SUBMIT,
+        {
+            **buttons(form)["Create user"],
+            "display_name": "",
+            "email": "not-an-address",
+            "licence": "essentials",
+            "number_mode": "pick",
+            "number_digits": "abc",
+            "extension_mode": "pick",
+            "extension": "99999",
+        },
+    )
+    text = card_text(refused)
+    assert "Nothing was saved: fix the 4 fields marked ⚠." in text
+    for message in (
+        "Enter the user's display name.",
+        "is not an e-mail address",
+        "Type one or more digits",
+        "99999",
+    ):
+        assert message in text
+    # each message sits right under its own input
+    body = refused["body"]
+    ids = [block.get("id") for block in body]
+    assert body[ids.index("display_name") + 1]["text"].startswith("⚠ Enter the user")
+    assert body[ids.index("email") + 1]["text"].startswith("⚠ “not-an-address”")
+
+
+async def test_an_empty_pool_leads_with_the_refusal_and_its_remedy(harness: BotHarness) -> None:
+    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
+    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.BASIC, 0)
+    form = await harness.say("create user")
+    refused = await harness.act(
+        Verb.USER_CREATE_SUBMIT,
+        {
+            **buttons(form)["Create user"],
+            "display_name": "Ada Lovelace",
+            "email": "ada@contoso.com",
+            "licence": "essentials",
+            "number_mode": "auto",
+            "extension_mode": "auto",
+        },
+    )
+    text = card_text(refused)
+    banner = refused["body"][1]["items"][0]["text"]
+    assert banner.startswith("Nothing was saved. Not enough subscriptions in the Essentials pool")
+    assert "Ask your service provider for more Essentials licences" in banner
+    assert "fix the fields marked" not in text
+
+
+async def test_the_form_defaults_to_a_licence_the_pools_still_have(harness: BotHarness) -> None:
+    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
+    form = await harness.say("create user")
+    assert find_input(form, "licence")["value"] == "basic"
+    assert find_input(form, "number_mode")["value"] == "none"
+    assert find_input(form, "email")["placeholder"] == "ada.lovelace@contoso.example"
+
+
+async def test_several_matches_list_numbers_as_cards_show_them(harness: BotHarness) -> None:
+    ada = await _user(harness, "Ada Lovelace", "ada@contoso.com", number="+442079460000")
+    card = await harness.act(Verb.NUMBERS_OPEN, {"user_id": ada.id})
+    several = await harness.act(
+        Verb.NUMBER_ASSIGN, {**buttons(card)["Assign this number"], "digits": "4", "number": ""}
+    )
+    [message] = [line for line in card_text(several).split("\n") if "Several" in line]
+    assert "Several free numbers end in 4 (+44 20 7946 0004, +44 20 7946 0014" in message
+    assert "+442079460004" not in message

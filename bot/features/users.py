@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 from bot.router import EnterpriseTurn, Router
 from cards.actions import (
     CreateUserForm,
@@ -16,11 +19,18 @@ from cards.actions import (
 from cards.common import Card, Errors
 from cards.confirm import confirmation_card, quarantine_sentence
 from cards.users import create_user_card, find_user_card, user_card, user_created_card
-from services.errors import ValidationError
-from services.inventory import AUTO, Auto, DigitMatch, parse_extension
+from services.errors import NoFreeNumberError, NotEnoughSubscriptionsError, ValidationError
+from services.inventory import AUTO, Auto, DigitMatch, check_extension_range, parse_extension
 from services.models import AdminRole, LicenceProduct, utcnow
 from services.phone import pretty
-from services.users import RELEASE, NewUser, Release, UserChanges
+from services.users import (
+    RELEASE,
+    NewUser,
+    Release,
+    UserChanges,
+    clean_display_name,
+    clean_email,
+)
 from services.views import EnterpriseView, UserView
 
 router = Router()
@@ -107,8 +117,18 @@ async def show_create_form(turn: EnterpriseTurn, form: CreateUserForm, errors: E
 
 @router.action(OpenCreateUser)
 async def open_create(turn: EnterpriseTurn, data: OpenCreateUser) -> Card:
-    """An empty create-user form."""
-    return await show_create_form(turn, CreateUserForm(ent=turn.ent), {})
+    """An empty create-user form, defaulting to a licence the pools still have."""
+    pools = {p.product: p for p in await turn.directory.licences.pools(turn.ent)}
+
+    def has_free(product: LicenceProduct) -> bool:
+        pool = pools.get(product)
+        return pool is not None and pool.free > 0
+
+    form = CreateUserForm(ent=turn.ent)
+    if not has_free(LicenceProduct.ESSENTIALS):
+        licence = "basic" if has_free(LicenceProduct.BASIC) else "none"
+        form = form.model_copy(update={"licence": licence, "number_mode": "none"})
+    return await show_create_form(turn, form, {})
 
 
 async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | None:
@@ -123,11 +143,51 @@ async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | Non
     )
 
 
+async def form_errors(turn: EnterpriseTurn, form: CreateUserForm | EditUserForm) -> Errors:
+    """Every field of the form that cannot be right, each with its message: the admin fixes
+    them all in one go rather than one per submit. (Nothing is claimed or saved here.)"""
+    errors: Errors = {}
+
+    async def check(field: str, run: Callable[[], object]) -> None:
+        try:
+            result = run()
+            if inspect.isawaitable(result):
+                await result
+        except ValidationError as refusal:
+            errors.setdefault(refusal.field or field, refusal.message)
+
+    await check("display_name", lambda: clean_display_name(form.display_name))
+    await check("email", lambda: clean_email(form.email))
+    await check("licence", lambda: licence_choice(form.licence))
+    await check(
+        "number",
+        lambda: number_choice(turn, form.number_mode, form.number, form.number_digits),
+    )
+
+    def extension_in_range() -> None:
+        extension = extension_choice(form.extension_mode, form.extension)
+        if isinstance(extension, int):
+            enterprise = turn.enterprise
+            check_extension_range(extension, enterprise.extension_start, enterprise.extension_end)
+
+    await check("extension", extension_in_range)
+    return errors
+
+
+def refusal_of(refusal: NotEnoughSubscriptionsError | NoFreeNumberError) -> Errors:
+    """A refusal no field can fix (the pool or the inventory is empty): the card leads with it
+    and its remedy, rather than with a field to correct."""
+    return {"refusal": f"Nothing was saved. {refusal.message}"}
+
+
 @router.action(CreateUserForm, form=show_create_form, redelivered=show_created)
 async def create_user(
     turn: EnterpriseTurn, form: CreateUserForm, enterprise: EnterpriseView
 ) -> Card:
     """Create the user the form describes."""
+    errors = await form_errors(turn, form)
+    if errors:
+        return await show_create_form(turn, form, errors)
     licence = licence_choice(form.licence)
     number = await number_choice(turn, form.number_mode, form.number, form.number_digits)
     if isinstance(number, Release):
@@ -141,21 +201,24 @@ async def create_user(
             if licence is LicenceProduct.BASIC
             else "Without a calling licence there is no direct number, so none was assigned."
         )
-    user = await turn.directory.users.create(
-        turn.actor,
-        enterprise.id,
-        NewUser(
-            display_name=form.display_name,
-            email=form.email,
-            licence=licence,
-            number=number,
-            extension=extension_choice(form.extension_mode, form.extension)
-            if licence is not None or form.extension_mode == "pick"
-            else None,
-            send_password_email=form.send_password_email,
-            notify_user=form.notify_user,
-        ),
-    )
+    try:
+        user = await turn.directory.users.create(
+            turn.actor,
+            enterprise.id,
+            NewUser(
+                display_name=form.display_name,
+                email=form.email,
+                licence=licence,
+                number=number,
+                extension=extension_choice(form.extension_mode, form.extension)
+                if licence is not None or form.extension_mode == "pick"
+                else None,
+                send_password_email=form.send_password_email,
+                notify_user=form.notify_user,
+            ),
+        )
+    except (NotEnoughSubscriptionsError, NoFreeNumberError) as refusal:
+        return await show_create_form(turn, form, refusal_of(refusal))
     return user_created_card(
         user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN, note=note
     )
@@ -194,6 +257,9 @@ async def show_edit_form(turn: EnterpriseTurn, form: EditUserForm, errors: Error
 @router.action(EditUserForm, form=show_edit_form)
 async def edit_user(turn: EnterpriseTurn, form: EditUserForm, enterprise: EnterpriseView) -> Card:
     """Save the edit form on the version the admin saw."""
+    errors = await form_errors(turn, form)
+    if errors:
+        return await show_edit_form(turn, form, errors)
     licence = licence_choice(form.licence)
     changes = UserChanges(
         display_name=form.display_name,
@@ -209,9 +275,12 @@ async def edit_user(turn: EnterpriseTurn, form: EditUserForm, enterprise: Enterp
         confirmation = await _edit_confirmation(turn, form, before, changes)
         if confirmation is not None:
             return confirmation
-    user = await turn.directory.users.update(
-        turn.actor, enterprise.id, form.user_id, form.version, changes
-    )
+    try:
+        user = await turn.directory.users.update(
+            turn.actor, enterprise.id, form.user_id, form.version, changes
+        )
+    except (NotEnoughSubscriptionsError, NoFreeNumberError) as refusal:
+        return await show_edit_form(turn, form, refusal_of(refusal))
     return await user_card_of(turn, user, saved=True)
 
 
