@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from services.graph import GlobalAdminCheck, GraphService, VerifiedDomains
 from services.passwords import PasswordVault
 from services.pbx.factory import Pbx
 from services.provisioning import ProvisioningEngine
+from services.retry import run_passes
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +30,26 @@ HOUSEKEEPING_SECONDS = 300.0
 async def keep_house(directory: Directory, stop: asyncio.Event, interval: float) -> None:
     """Every `interval` seconds: free numbers whose quarantine has ended, and forget handled
     activities older than the ledger keeps them."""
-    while not stop.is_set():
-        try:
-            freed = await directory.inventory.sweep(None)
-            forgotten = await directory.ledger.prune()
-            if freed or forgotten:
-                logger.info(
-                    "Housekeeping: %d numbers out of quarantine, %d old activities forgotten",
-                    freed,
-                    forgotten,
-                )
-        except Exception:  # the next round tries again
-            logger.exception("Housekeeping failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def one_round() -> None:
+        freed = await directory.inventory.sweep(None)
+        forgotten = await directory.ledger.prune()
+        if freed or forgotten:
+            logger.info(
+                "Housekeeping: %d numbers out of quarantine, %d old activities forgotten",
+                freed,
+                forgotten,
+            )
+
+    # Nothing wakes it early: it runs every `interval`, a failed round tried at the next.
+    await run_passes(
+        one_round,
+        wake=asyncio.Event(),
+        interval=interval,
+        logger=logger,
+        failure="Housekeeping failed",
+        stop=stop,
+    )
 
 
 def build_app(directory: Directory, bot_settings: BotSettings) -> web.Application:
