@@ -4,6 +4,7 @@ recovers on its own when the database is back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,3 +114,55 @@ async def test_every_turn_during_an_outage_says_so_and_the_bot_recovers(
     created = await harness.act(Verb.USER_CREATE_SUBMIT, form)
     assert "Ada Lovelace was created" in card_text(created)
     assert "Ada Lovelace" in card_text(await harness.say("directory"))
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_turns_cut_off_mid_way_say_so_and_the_database_stays_whole(
+    outage_harness: BotHarness, relay: DatabaseRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness = outage_harness
+    caplog.set_level(logging.WARNING)
+
+    def form(i: int) -> dict[str, str]:
+        return {
+            "verb": Verb.USER_CREATE_SUBMIT.value,
+            "display_name": f"User {i}",
+            "email": f"user{i}@contoso.example",
+            "licence": "essentials",
+            "number_mode": "auto",
+            "extension_mode": "auto",
+        }
+
+    said_created: set[str] = set()
+    for attempt in range(3):
+        batch = range(attempt * 20, attempt * 20 + 20)
+        posts = [
+            asyncio.ensure_future(
+                harness.client.post(
+                    harness.teams.card_action(Verb.USER_CREATE_SUBMIT.value, form(i))
+                )
+            )
+            for i in batch
+        ]
+        # Cut the database once the first turn has answered: the others are on their way,
+        # some before their first query, some inside their transaction, some committing.
+        await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
+        await relay.down()
+        responses = await asyncio.gather(*posts)
+        await relay.up()
+        for response in responses:
+            assert response.status == 200, response.text
+            body = response.json()
+            assert body["statusCode"] == 200, body
+            text = card_text(body["value"])
+            assert APOLOGY not in text, text
+            assert "was created" in text or OUTAGE in text, text
+            if "was created" in text:
+                said_created.add(body["value"]["body"][0]["text"].removesuffix(" was created"))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
+    # every user the bot said it created exists, each with its own number and extension
+    page = await harness.directory.users.directory(harness.ent, page_size=100)
+    numbers = [user.number for user in page.items]
+    assert len(numbers) == len(set(numbers))
+    assert said_created <= {user.display_name for user in page.items}
