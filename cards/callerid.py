@@ -13,6 +13,7 @@ from cards.common import (
     choice_input,
     facts,
     field_error,
+    form_notice,
     frame,
     number_text,
     paragraph,
@@ -196,9 +197,7 @@ def caller_id_card(
         *field_error(errors, "pai_number"),
         *field_error(errors, "form"),
     ]
-    notice = errors.get("version") or errors.get("user")
-    if errors and notice is None:
-        notice = "Nothing was saved: fix the fields marked ⚠."
+    notice = errors.get("user") or form_notice(errors)
     return frame(
         f"Caller ID: {user.display_name}",
         body,

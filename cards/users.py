@@ -29,6 +29,7 @@ from cards.common import (
     columns,
     facts,
     field_error,
+    form_notice,
     frame,
     number_text,
     paragraph,
@@ -139,22 +140,6 @@ def _allocation_fields(
             form.send_password_email,
         ),
     ]
-
-
-def form_notice(errors: Errors) -> str | None:
-    """The banner of a form that came back: a refusal no field can fix (or someone else's
-    save) leads with itself and its remedy; field errors point at their fields."""
-    lead = errors.get("refusal") or errors.get("version")
-    if lead:
-        return lead
-    if not errors:
-        return None
-    fields = len([f for f in errors if f != "form"])
-    if fields > 1:
-        return f"Nothing was saved: fix the {fields} fields marked ⚠."
-    if fields:
-        return "Nothing was saved: fix the field marked ⚠."
-    return "Nothing was saved: see the message marked ⚠."
 
 
 def create_user_card(
