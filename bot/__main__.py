@@ -14,6 +14,12 @@ from bot.request_context import LOG_FORMAT, install_request_id_log_records
 from services.config import Settings, SettingsError
 
 
+def _port(raw: str) -> int:
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"BOT_PORT must be a port number, not {raw!r}")
+    return int(raw)
+
+
 def main() -> None:
     """Read the environment and serve until interrupted; a bad setting exits with one line."""
     # Before the first record: the database migrations log before the app is built.
@@ -21,16 +27,15 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format=LOG_FORMAT)
     host = os.environ.get("BOT_HOST", "127.0.0.1")
     try:
-        port = int(os.environ.get("BOT_PORT", "3978"))
+        port = _port(os.environ.get("BOT_PORT", "3978"))
         settings = Settings.from_env()
+        bot_settings = BotSettings.from_env()
     except SettingsError as bad:
         sys.exit(f"switchboard: error: {bad.message}")
-    except ValueError:
-        sys.exit(
-            f"switchboard: error: BOT_PORT must be a port number, not {os.environ['BOT_PORT']!r}"
-        )
+    except ValueError as bad:  # BOT_PORT, MicrosoftAppType: their messages name them
+        sys.exit(f"switchboard: error: {bad}")
     web.run_app(
-        create_app(settings, BotSettings.from_env()),
+        create_app(settings, bot_settings),
         host=host,
         port=port,
         print=lambda text: logging.getLogger("bot").info("%s", text),

@@ -79,8 +79,12 @@ async def test_a_bad_setting_is_one_clear_line(tmp_path, name: str, value: str) 
     assert name in line and repr(value) in line, line
 
 
-async def test_the_bot_refuses_a_bad_setting_with_one_line(tmp_path) -> None:
-    env = {**os.environ, "FIRST_SYNC_HOURS": "0.5", "LOG_LEVEL": "WARNING"}
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FIRST_SYNC_HOURS", "0.5"), ("BOT_PORT", "http"), ("MicrosoftAppType", "Everyone")],
+)
+async def test_the_bot_refuses_a_bad_setting_with_one_line(tmp_path, name: str, value: str) -> None:
+    env = {**os.environ, name: value, "LOG_LEVEL": "WARNING"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -93,4 +97,4 @@ async def test_the_bot_refuses_a_bad_setting_with_one_line(tmp_path) -> None:
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode != 0
     [line] = (out + err).decode().strip().splitlines()
-    assert "FIRST_SYNC_HOURS" in line and "'0.5'" in line, line
+    assert name in line and repr(value) in line, line
