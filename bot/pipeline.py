@@ -1,8 +1,9 @@
 """The turn pipeline: every step a turn goes through, in order, one small module each.
 
-Before the chain, at the HTTP edge (bot/http.py): the body's size and JSON nesting are
-bounded, the activity is parsed and every field the bot reads validated (bot/inbound.py, 400
-otherwise), and the Bot Framework token is checked (401 otherwise).
+Before the chain, at the HTTP edge (bot/http.py): the Bot Framework token's signature and
+claims are checked before the body is read (401 otherwise); the body's size and JSON nesting
+are bounded, the activity parsed and every field the bot reads validated (bot/inbound.py, 400
+otherwise); then the token's service URL is matched against the activity's.
 
 Then each step runs, and calls the next (or answers and stops):
 """

@@ -13,7 +13,7 @@ from bot.steps import Next, TurnState
 from cards.common import Card, apology_card, outage_card
 from services.db import is_unreachable
 
-logger = logging.getLogger("bot.switchboard")
+logger = logging.getLogger(__name__)
 
 
 def failure_card(context: TurnContext, error: Exception) -> Card:

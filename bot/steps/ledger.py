@@ -13,7 +13,7 @@ from bot.steps import Next, TurnState, tenant_id
 from cards.common import Card, already_handled_card
 from services.conversations import RedeliveredError
 
-logger = logging.getLogger("bot.switchboard")
+logger = logging.getLogger(__name__)
 
 # How long a redelivery waits for a delivery under way in this process to answer.
 DUPLICATE_WAIT_SECONDS = 5.0
