@@ -33,7 +33,9 @@ POSTGRES_ONLY = [
     pytest.mark.parametrize("database", ["postgres"], indirect=True),
     pytest.mark.postgres,
 ]
-LIMIT, WINDOW, GUARD = 20, 1.0, 0.1
+# The guard covers how much later one write can reach Graph than a write scheduled after it;
+# worker processes on a loaded test machine differ by far more than 0.1 s.
+LIMIT, WINDOW, GUARD = 20, 1.0, 0.5
 
 
 @POSTGRES_ONLY[0]
