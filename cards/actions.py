@@ -44,6 +44,7 @@ class Verb(StrEnum):
     NUMBER_AUTO = "numbers.auto"
     NUMBER_ASSIGN = "numbers.assign"
     NUMBER_RELEASE = "numbers.release"
+    EXTENSIONS_OPEN = "extensions.open"
     CALLER_ID_OPEN = "callerid.open"
     CALLER_ID_SUBMIT = "callerid.submit"
     DIRECTORY_OPEN = "directory.open"
@@ -294,6 +295,12 @@ class ReleaseNumber(ActionData):
     confirmed: bool = False
 
 
+class OpenExtensions(ActionData):
+    """The free extensions of the enterprise."""
+
+    verb: ClassVar[Verb] = Verb.EXTENSIONS_OPEN
+
+
 class OpenCallerId(ActionData):
     """Open a user's caller ID card."""
 
@@ -326,9 +333,10 @@ class OpenDirectory(ActionData):
 
 
 class OpenUnlicensed(ActionData):
-    """The users without a calling licence."""
+    """The users without a calling licence; `select_all` ticks every listed user."""
 
     verb: ClassVar[Verb] = Verb.UNLICENSED_OPEN
+    select_all: bool = False
 
 
 class EnableUsersForm(ActionData):

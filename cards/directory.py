@@ -1,4 +1,5 @@
-"""The directory card: every user with number, extension and status in a sortable, paged table."""
+"""The directory card: every user with number, extension, licence and status in a sortable,
+paged table that reads at the narrowest chat width."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from microsoft_teams.cards import (
     TextBlock,
 )
 
-from cards.actions import OpenCreateUser, OpenDirectory, OpenNumbers, OpenUnlicensed
+from cards.actions import (
+    OpenCreateUser,
+    OpenDirectory,
+    OpenExtensions,
+    OpenNumbers,
+    OpenUnlicensed,
+)
 from cards.common import (
     Card,
     Errors,
@@ -36,7 +43,8 @@ from services.users import DirectorySort
 from services.views import EnterpriseView, Page, UserView
 
 DIRECTORY_HELP = (
-    "Every user of the enterprise with their direct number, extension and provisioning status. "
+    "Every user of the enterprise with their direct number and extension, their calling licence "
+    "and their Teams sync status. "
     "A number or extension shown here is taken: it can never be given to someone else.\n\n"
     "Press a column heading to sort by it; press it again to reverse the order. You can also "
     "choose the sort and order below the table, and search by part of a name or e-mail, or by "
@@ -52,15 +60,17 @@ SORT_NAMES: dict[DirectorySort, str] = {
     DirectorySort.EXTENSION: "Extension",
     DirectorySort.STATUS: "Status",
 }
-# The table's columns, each sortable from its heading; e-mail sorts from the choice below.
+# The table's columns, each sortable from its heading; e-mail and extension sort from the
+# choice below. Three columns, each holding two short lines (name and e-mail; number and
+# extension; status and licence), keep every number, extension and status word whole at the
+# narrowest chat width, where the card's full-width request is not honoured.
 TABLE_COLUMNS: list[tuple[DirectorySort, float]] = [
-    (DirectorySort.NAME, 3),
-    (DirectorySort.NUMBER, 3),
-    (DirectorySort.EXTENSION, 2),
-    (DirectorySort.STATUS, 2),
+    (DirectorySort.NAME, 4),
+    (DirectorySort.NUMBER, 4),
+    (DirectorySort.STATUS, 3),
 ]
 # Column headings are buttons: short words keep them whole in a narrow card.
-HEADINGS = {**SORT_NAMES, DirectorySort.EXTENSION: "Ext."}
+HEADINGS = dict(SORT_NAMES)
 ORDER_CHOICES = [("Ascending (A to Z, lowest first)", "false"), ("Descending", "true")]
 
 
@@ -126,15 +136,26 @@ def _user_row(user: UserView, ent: int) -> TableRow:
         TextBlock(text=plain(user.email), wrap=True, is_subtle=True, size="Small", spacing="None"),
         bold=True,
     )
-    extension = str(user.extension) if user.extension is not None else "—"
+    extension = f"ext {user.extension}" if user.extension is not None else "no extension"
+    licence = user.licence.label if user.licence else "No licence"
     return TableRow(
         cells=[
             name_cell,
-            TableCell(items=[TextBlock(text=number_text(user.number), wrap=True)]),
-            TableCell(items=[TextBlock(text=extension, wrap=True)]),
-            TableCell(items=[TextBlock(text=user_status_label(user), wrap=True)]),
+            TableCell(
+                items=[
+                    TextBlock(text=number_text(user.number), wrap=True),
+                    _second_line(extension),
+                ]
+            ),
+            TableCell(
+                items=[TextBlock(text=user_status_label(user), wrap=True), _second_line(licence)]
+            ),
         ]
     )
+
+
+def _second_line(text: str) -> TextBlock:
+    return TextBlock(text=plain(text), wrap=True, is_subtle=True, size="Small", spacing="None")
 
 
 def _table(users: Page[UserView], ent: int, sort: DirectorySort, desc: bool, query: str) -> Table:
@@ -228,6 +249,7 @@ def directory_card(
         actions=[
             button("Create user", OpenCreateUser(ent=ent)),
             button("Free numbers", OpenNumbers(ent=ent)),
+            button("Free extensions", OpenExtensions(ent=ent)),
             button("Unlicensed users", OpenUnlicensed(ent=ent)),
         ],
     )

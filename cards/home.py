@@ -10,6 +10,7 @@ from cards.actions import (
     FindUser,
     OpenCreateUser,
     OpenDirectory,
+    OpenExtensions,
     OpenNumbers,
     OpenSync,
     OpenUnlicensed,
@@ -93,6 +94,7 @@ def home_card(
         button("Find user", FindUser(ent=ent)),
         button("Directory", OpenDirectory(ent=ent)),
         button("Free numbers", OpenNumbers(ent=ent)),
+        button("Free extensions", OpenExtensions(ent=ent)),
         button("Unlicensed users", OpenUnlicensed(ent=ent)),
         button("Sync status", OpenSync(ent=ent)),
     ]

@@ -19,6 +19,7 @@ from cards.actions import EnableUsersForm, OpenDirectory, OpenSync, OpenUnlicens
 from cards.common import (
     Card,
     Errors,
+    action_row,
     button,
     choice_input,
     field_error,
@@ -146,8 +147,14 @@ def unlicensed_card(
                 subtle=True,
             )
         )
+    everyone = len(kept) == len(users.items)
+    toggle = button(
+        "Clear the selection" if everyone else f"Select all {len(users.items)}",
+        OpenUnlicensed(ent=ent, select_all=not everyone),
+    )
     body += [
         picker,
+        action_row(toggle),
         *field_error(errors, "users"),
         *_refusals(refused),
         *choice_input(
@@ -183,20 +190,26 @@ def users_enabled_card(
     header = TableRow(
         cells=[
             TableCell(items=[TextBlock(text=title, weight="Bolder", wrap=True)])
-            for title in ("Name", "Number", "Extension", "Status")
+            for title in ("Name", "Number", "Status")
         ]
     )
+    # Three columns, the extension under the number: every word stays whole when narrow.
     rows = [
         TableRow(
             cells=[
                 user_link_cell(user.display_name, ent, user.id),
-                TableCell(items=[TextBlock(text=number_text(user.number), wrap=True)]),
                 TableCell(
                     items=[
+                        TextBlock(text=number_text(user.number), wrap=True),
                         TextBlock(
-                            text=str(user.extension) if user.extension is not None else "—",
+                            text=f"ext {user.extension}"
+                            if user.extension is not None
+                            else "no extension",
                             wrap=True,
-                        )
+                            is_subtle=True,
+                            size="Small",
+                            spacing="None",
+                        ),
                     ]
                 ),
                 TableCell(items=[TextBlock(text=status_label(user.status), wrap=True)]),
@@ -205,7 +218,7 @@ def users_enabled_card(
         for user in enabled
     ]
     table = Table(
-        columns=[ColumnDefinition(width=width) for width in (3, 2, 1, 2)],
+        columns=[ColumnDefinition(width=width) for width in (4, 4, 3)],
         rows=[header, *rows],
     )
     next_step = (

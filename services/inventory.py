@@ -480,6 +480,21 @@ def _free_filter(enterprise_id: int, digits: str, match: DigitMatch) -> list[Col
     return conditions
 
 
+@dataclass(frozen=True)
+class ExtensionRanges:
+    """An enterprise's extension range, its free extensions as runs, and how many are taken."""
+
+    start: int
+    end: int
+    free_runs: tuple[tuple[int, int], ...]
+    taken: int
+
+    @property
+    def free(self) -> int:
+        """How many extensions are free."""
+        return sum(last - first + 1 for first, last in self.free_runs)
+
+
 class Inventory:
     """Numbers and extensions of the enterprises: import, search, release."""
 
@@ -648,6 +663,34 @@ class Inventory:
                 field=field,
             )
         return page.items[0]
+
+    async def free_extensions(self, enterprise_id: int) -> ExtensionRanges:
+        """The enterprise's free extensions as runs of consecutive ones, and how many are
+        taken (by users or hunt groups)."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            enterprise = await load_enterprise(uow.session, enterprise_id)
+            start, end = enterprise.extension_start, enterprise.extension_end
+            taken = set(
+                (
+                    await uow.session.execute(
+                        select(Extension.number).where(
+                            Extension.enterprise_id == enterprise_id,
+                            (Extension.user_id.is_not(None))
+                            | (Extension.hunt_group_id.is_not(None)),
+                        )
+                    )
+                ).scalars()
+            )
+        runs: list[tuple[int, int]] = []
+        for extension in range(start, end + 1):
+            if extension in taken:
+                continue
+            if runs and runs[-1][1] == extension - 1:
+                runs[-1] = (runs[-1][0], extension)
+            else:
+                runs.append((extension, extension))
+        in_range = len([t for t in taken if start <= t <= end])
+        return ExtensionRanges(start, end, tuple(runs), in_range)
 
     async def _taken_ending(self, enterprise_id: int, digits: str) -> str:
         """The end of the "no free number" sentence: which numbers ending in `digits` exist but

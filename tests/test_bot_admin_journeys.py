@@ -437,3 +437,33 @@ async def test_several_matches_list_numbers_as_cards_show_them(harness: BotHarne
     [message] = [line for line in card_text(several).split("\n") if "Several" in line]
     assert "Several free numbers end in 4 (+44 20 7946 0004, +44 20 7946 0014" in message
     assert "+442079460004" not in message
+
+
+async def test_select_all_in_bulk_enable_and_a_licence_the_pools_have(harness: BotHarness) -> None:
+    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
+    people = [
+        await _user(harness, name, f"{name.split()[0].lower()}@contoso.com", licence=None)
+        for name in ("Ada King", "Bob Stone", "Cy Young")
+    ]
+    card = await harness.say("unlicensed")
+    assert find_input(card, "licence")["value"] == "basic"
+    assert "value" not in find_input(card, "users")
+    everyone = await harness.act(Verb.UNLICENSED_OPEN, buttons(card)["Select all 3"])
+    assert find_input(everyone, "users")["value"] == ",".join(str(p.id) for p in people)
+    assert find_input(everyone, "licence")["value"] == "basic"
+    cleared = await harness.act(Verb.UNLICENSED_OPEN, buttons(everyone)["Clear the selection"])
+    assert "value" not in find_input(cleared, "users")
+
+
+async def test_free_extensions_are_listed_as_runs(harness: BotHarness) -> None:
+    home = await harness.say("help")
+    await _user(harness, "Ada King", "ada@contoso.com")  # takes 1000
+    await _user(harness, "Bob Stone", "bob@contoso.com")  # takes 1001
+    cy = await _user(harness, "Cy Young", "cy@contoso.com")  # takes 1002
+    await harness.directory.users.remove(PROVIDER, harness.ent, cy.id, cy.version)
+    card = await harness.act(Verb.EXTENSIONS_OPEN, buttons(home)["Free extensions"])
+    text = card_text(card)
+    assert "Free extensions" in text
+    assert "1000–1099" in text  # the range
+    assert "- 1002–1099 (98)" in text
+    assert "Taken\n2" in text

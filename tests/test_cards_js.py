@@ -33,6 +33,7 @@ from cards.common import Card, button, paragraph
 from services.callerid import CallerIdChange
 from services.db import Database
 from services.directory import Directory
+from services.inventory import ExtensionRanges
 from services.models import (
     AdminRole,
     CallerIdMode,
@@ -312,6 +313,11 @@ async def _samples(directory: Directory) -> Samples:
             EnterpriseView: [enterprise, automatic],
             Sequence[PoolView]: [pools, exhausted],
             PoolView: [pools[0], exhausted[0]],
+            ExtensionRanges: [
+                ExtensionRanges(1000, 1999, ((1003, 1499), (1501, 1999)), 4),
+                ExtensionRanges(1000, 1001, (), 2),
+                ExtensionRanges(1000, 1200, tuple((n, n) for n in range(1000, 1200, 2)), 100),
+            ],
             Sequence[str]: [free.items, []],
             Sequence[UserView]: [[essentials, basic], []],
             Sequence[EnterpriseView]: [[enterprise, other_enterprise], []],

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bot.features import (
     callerid,
     directory,
+    extensions,
     numbers,
     offboarding,
     sync,
@@ -15,7 +16,17 @@ from bot.features import (
 )
 from bot.router import Router
 
-FEATURES = (users, numbers, callerid, directory, unlicensed, sync, telephony, offboarding)
+FEATURES = (
+    users,
+    numbers,
+    extensions,
+    callerid,
+    directory,
+    unlicensed,
+    sync,
+    telephony,
+    offboarding,
+)
 
 
 def build_router() -> Router:

@@ -56,8 +56,23 @@ async def show_unlicensed(
 
 @router.action(OpenUnlicensed)
 async def open_unlicensed(turn: EnterpriseTurn, data: OpenUnlicensed) -> Card:
-    """The users without a calling licence, nobody selected yet."""
-    return await show_unlicensed(turn, EnableUsersForm(ent=turn.ent), {})
+    """The users without a calling licence, nobody (or, asked to, everybody listed) selected
+    yet, and a licence the pools still have chosen."""
+    pools = {p.product: p for p in await turn.directory.licences.pools(turn.ent)}
+    typed = turn.data.get("licence")
+    licence = typed if typed in ("essentials", "basic") else "essentials"
+    essentials = pools.get(LicenceProduct.ESSENTIALS)
+    basic = pools.get(LicenceProduct.BASIC)
+    no_essentials = essentials is None or essentials.free == 0
+    if licence == "essentials" and no_essentials and basic is not None and basic.free > 0:
+        licence = "basic"
+    form = EnableUsersForm(ent=turn.ent, licence=licence)
+    if data.select_all:
+        listed = await turn.directory.users.directory(
+            turn.ent, unlicensed_only=True, page_size=LISTED
+        )
+        form = form.model_copy(update={"users": Selection(tuple(u.id for u in listed.items))})
+    return await show_unlicensed(turn, form, {})
 
 
 async def _refused_names(

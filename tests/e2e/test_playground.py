@@ -70,7 +70,7 @@ def test_admin_sets_up_a_phone_user_and_syncs_in_the_playground(
     extension = fact(created, "Extension").inner_text().strip()
     assert EXTENSIONS[0] <= int(extension) <= EXTENSIONS[1]
     expect(fact(created, "Caller ID")).to_have_text("+44 20 7123 1111 (their own number)")
-    expect(fact(created, "Status")).to_contain_text("Not synced")
+    expect(fact(created, "Teams sync")).to_contain_text("Not synced")
     playground.screenshot("04-user-created", created)
 
     # Caller ID: present the reception line, picked by its last digits.
@@ -79,7 +79,7 @@ def test_admin_sets_up_a_phone_user_and_syncs_in_the_playground(
     caller_id.get_by_label("Another company number: its last digits").fill("2222")
     playground.screenshot("05-caller-id-form", caller_id)
     press(caller_id, "Save caller ID", expect_title="Caller ID: Ada Lovelace")
-    expect(caller_id).to_contain_text("Caller ID saved.")
+    expect(caller_id).to_contain_text("Caller ID saved: calls now present +44 20 7123 2222")
     expect(fact(caller_id, "Presents")).to_have_text("+44 20 7123 2222 (another company number)")
     expect(fact(caller_id, "Own number")).to_have_text("+44 20 7123 1111")
     playground.screenshot("06-caller-id-saved", caller_id)
@@ -92,7 +92,9 @@ def test_admin_sets_up_a_phone_user_and_syncs_in_the_playground(
     playground.choose(again, "Direct number", "Choose a number")
     again.get_by_label("…or type the number's last digits").fill("1111")
     again.get_by_role("button", name="Create user", exact=True).click()
-    expect(again).to_contain_text("No free number ends in 1111.")
+    expect(again).to_contain_text(
+        "No free number ends in 1111: +44 20 7123 1111 is assigned to a user."
+    )
     expect(again).to_contain_text("Nothing was saved")
     expect(again.get_by_label("Display name")).to_have_value("Grace Hopper")
     expect(again.get_by_label("…or type the number's last digits")).to_have_value("1111")
