@@ -75,7 +75,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bulk_import_rows")),
-        sa.UniqueConstraint("import_id", "line", name=op.f("uq_bulk_import_rows_import_id")),
+        sa.UniqueConstraint("import_id", "line", name=op.f("uq_bulk_import_rows_import_id_line")),
     )
     op.create_index("ix_bulk_import_rows_todo", "bulk_import_rows", ["import_id", "status", "seq"])
 
