@@ -19,7 +19,8 @@ WITHOUT_MODEL = {"graph_write_pacing"}
 
 
 def test_the_migrations_have_one_head() -> None:
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0009"]
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"merge the migration heads {heads} into one"
 
 
 async def test_the_migrated_schema_is_the_models_schema(database: Database) -> None:
