@@ -33,6 +33,7 @@ class Verb(StrEnum):
     """Every action a card can send; the bot registers one handler per verb."""
 
     HOME = "home"
+    COMMAND_UNKNOWN = "command.unknown"
     ENTERPRISE_PICK = "enterprise.pick"
     USER_CREATE_OPEN = "user.create.open"
     USER_CREATE_SUBMIT = "user.create.submit"
@@ -163,6 +164,13 @@ class Home(ActionData):
     """Open the home card."""
 
     verb: ClassVar[Verb] = Verb.HOME
+
+
+class UnknownCommand(ActionData):
+    """A typed message that is no command: what was typed, to suggest the closest commands."""
+
+    verb: ClassVar[Verb] = Verb.COMMAND_UNKNOWN
+    text: str = ""
 
 
 class PickEnterprise(ActionData):

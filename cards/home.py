@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 from microsoft_teams.cards import CardElement, Choice, ChoiceSetInput
@@ -44,6 +45,56 @@ COMMANDS = (
     ("sync", "Sync Teams Users and its status"),
     ("help", "this card"),
 )
+
+
+# The words each command starts with, for matching what an admin typed to the commands.
+COMMAND_WORDS = {
+    "create user": "create user",
+    "find": "find priya",
+    "directory": "directory",
+    "numbers": "numbers 1111",
+    "unlicensed": "unlicensed",
+    "sync": "sync",
+    "caller id": "caller id priya",
+    "help": "help",
+}
+
+
+def closest_commands(typed: str, *, limit: int = 3) -> list[str]:
+    """The commands closest to what was typed (typos tolerated), best first."""
+    cleaned = " ".join(typed.lower().split())[:100]
+    if not cleaned:
+        return []
+    candidates = {cleaned, cleaned.split()[0], " ".join(cleaned.split()[:2])}
+    scores: dict[str, float] = {}
+    for word, example in COMMAND_WORDS.items():
+        best = max(difflib.SequenceMatcher(None, word, text).ratio() for text in candidates)
+        if best >= 0.6:
+            scores[example] = max(scores.get(example, 0.0), best)
+    return sorted(scores, key=lambda example: -scores[example])[:limit]
+
+
+def not_understood_card(typed: str, enterprise: EnterpriseView | None) -> Card:
+    """The answer to a message that is no command: what was not understood, the closest
+    commands, and every command."""
+    shown = " ".join(typed.split())[:80]
+    close = closest_commands(typed)
+    body: list[CardElement] = [
+        paragraph(
+            f"I didn't understand “{plain(shown)}”." if shown else "I didn't understand that."
+        )
+    ]
+    if close:
+        body.append(
+            paragraph("Did you mean " + " or ".join(f"**{command}**" for command in close) + "?")
+        )
+    body.append(paragraph("**You can type**\n\n" + command_list()))
+    return frame(
+        "Switchboard",
+        body,
+        help_text=HOME_HELP,
+        ent=enterprise.id if enterprise else None,
+    )
 
 
 def command_list() -> str:

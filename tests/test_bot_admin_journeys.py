@@ -467,3 +467,40 @@ async def test_free_extensions_are_listed_as_runs(harness: BotHarness) -> None:
     assert "1000–1099" in text  # the range
     assert "- 1002–1099 (98)" in text
     assert "Taken\n2" in text
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("directroy", "directory"),
+        ("creat user", "create user"),
+        ("unlicenced", "unlicensed"),
+        ("numbrs 1111", "numbers 1111"),
+    ],
+)
+async def test_a_typo_is_answered_with_the_closest_commands(
+    harness: BotHarness, typed: str, meant: str
+) -> None:
+    card = await harness.act(Verb.COMMAND_UNKNOWN, {"text": typed})
+    text = card_text(card)
+    assert f"I didn't understand “{typed}”." in text
+    assert f"Did you mean **{meant}**" in text
+    assert "**find priya**" in text  # and every command
+
+
+async def test_something_unlike_any_command_gets_the_command_list(harness: BotHarness) -> None:
+    card = await harness.act(Verb.COMMAND_UNKNOWN, {"text": "what is the weather"})
+    text = card_text(card)
+    assert "I didn't understand “what is the weather”." in text
+    assert "Did you mean" not in text
+    assert "**directory**" in text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bot/steps/request.py sends a message that is no command to Verb.HOME; it should "
+    "send it to Verb.COMMAND_UNKNOWN with {'text': what was typed}",
+)
+async def test_a_typed_typo_is_not_answered_with_the_home_card(harness: BotHarness) -> None:
+    card = await harness.say("directroy")
+    assert "I didn't understand “directroy”." in card_text(card)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bot.features import (
     callerid,
+    commands,
     directory,
     extensions,
     numbers,
@@ -26,6 +27,7 @@ FEATURES = (
     sync,
     telephony,
     offboarding,
+    commands,
 )
 
 
