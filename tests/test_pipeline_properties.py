@@ -19,7 +19,10 @@ from hypothesis import strategies as st
 
 from bot.features import build_router
 from cards.actions import Dataset, Verb
+from services.models import AdminRole
 from tests.botkit import BotHarness, card_text
+from tests.conftest import PROVIDER
+from tests.support.activities import TeamsActivities, TeamsUser
 
 APOLOGY = "Sorry, that did not work"
 ROUTES = build_router().routes
@@ -113,18 +116,41 @@ def _no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert not errors, errors
 
 
+PROVIDER_USER = TeamsUser("5e7f0000-0000-4000-8000-00000000a0a0", "Pat Provider")
+STRANGER = TeamsUser("5e7f0000-0000-4000-8000-00000000dead", "Sam Stranger")
+
+
+async def _teams_as(harness: BotHarness, who: str) -> TeamsActivities:
+    """The admin of the harness, a service provider admin (acting for the enterprise a card
+    names), or someone Switchboard does not know."""
+    if who == "provider":
+        if await harness.directory.enterprises.identify("", PROVIDER_USER.aad_object_id) is None:
+            await harness.directory.enterprises.grant(
+                PROVIDER,
+                aad_object_id=PROVIDER_USER.aad_object_id,
+                role=AdminRole.SERVICE_PROVIDER,
+                enterprise_id=None,
+            )
+        return harness.teams.with_user(PROVIDER_USER)
+    if who == "stranger":
+        return harness.teams.with_user(STRANGER)
+    return harness.teams
+
+
 @pytest.mark.parametrize("verb", sorted(ROUTES))
 @PROPERTY_SETTINGS
 @given(data=st.data())
 async def test_no_payload_of_any_verb_reaches_a_500_or_an_apology(
     harness: BotHarness, caplog: pytest.LogCaptureFixture, verb: str, data: st.DataObject
 ) -> None:
+    who = data.draw(st.sampled_from(["admin", "admin", "provider", "stranger"]), label="who")
     payload = data.draw(
         st.dictionaries(st.sampled_from(_fields(verb)), values, max_size=8), label="payload"
     )
+    teams = await _teams_as(harness, who)
     caplog.clear()
     caplog.set_level(logging.WARNING)
-    response = await harness.client.post(harness.teams.card_action(verb, {"verb": verb, **payload}))
+    response = await harness.client.post(teams.card_action(verb, {"verb": verb, **payload}))
     assert response.status == 200, response.text
     body = response.json()
     assert body["statusCode"] == 200, body
