@@ -160,12 +160,10 @@ def _consent(enterprise: EnterpriseView, is_global_admin: bool) -> list[CardElem
     for the Global Admin, the button that gives or withdraws it."""
     name = plain(enterprise.name)
     if enterprise.sp_management_consent:
-        state = f"**Management by the service provider: allowed.** {name} consented, so "
-        state += (
-            "changes sync to Microsoft automatically."
-            if enterprise.first_sync_completed_at is not None
-            else "changes will sync automatically once the first sync is done."
-        )
+        state = "**Management by the service provider: allowed.**"
+        if enterprise.first_sync_completed_at is None:
+            state += f" {name} consented, so changes will sync automatically once the first "
+            state += "sync is done."
         change = (
             " Withdrawing it makes every sync manual again: only the Global Admin can start one."
         )

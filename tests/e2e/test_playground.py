@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 
 from bot.demo import ESSENTIALS_LICENCES, EXISTING_USERS, EXTENSIONS, MAIN_NUMBER, DemoStack
 from services.models import LicenceProduct
@@ -141,3 +141,55 @@ def test_admin_sets_up_a_phone_user_and_syncs_in_the_playground(
     expect(fact(status, "Status")).to_contain_text("Succeeded")
     expect(status).to_contain_text("Every user is provisioned.")
     playground.screenshot("13-sync-status-after", status)
+
+
+NARROW = {"width": 520, "height": 1600}
+WIDE = {"width": 1600, "height": 1600}
+
+
+def overflowing_cells(card: Locator) -> list[str]:
+    """The texts of the card's table cells whose content is wider than the cell (a word that
+    would be cut or broken at this width)."""
+    return card.evaluate(
+        "card => [...card.querySelectorAll('[role=cell], [role=columnheader], .ac-textBlock')]"
+        ".filter(el => el.scrollWidth > el.clientWidth + 1).map(el => el.innerText)"
+    )
+
+
+def test_find_remove_and_consent_in_one_click_each_in_the_playground(
+    playground: Playground, demo_stack: DemoStack
+) -> None:
+    # "find priya": the one match opens at once, no second picker to fill in.
+    user = playground.send("find priya", expect_title="Priya Shah")
+    expect(fact(user, "Teams sync")).to_be_visible()
+    playground.screenshot("20-find-opens-the-user", user)
+
+    # Removing her asks first, saying what will happen to her number and licence.
+    press(user, "Remove user", expect_title="Remove Priya Shah?")
+    expect(user).to_contain_text("Return their Essentials licence to the pool")
+    expect(user).to_contain_text("goes into quarantine until")
+    expect(user).to_contain_text("the Microsoft 365 account of priya.shah@contoso.example stays")
+    playground.screenshot("21-remove-asks-first", user)
+    press(user, "Remove the user", expect_title="Priya Shah was removed")
+    expect(user).to_contain_text("Their Essentials licence is back in the pool.")
+    playground.screenshot("22-user-removed", user)
+    gone = playground.send("find priya", expect_title="Find user")
+    expect(gone).to_contain_text("No user matches “priya”")
+
+    # The Global Admin allows management by the service provider from the sync card.
+    sync = playground.send("sync", expect_title="Sync Teams Users")
+    expect(sync).to_contain_text("Management by the service provider: not allowed.")
+    press(sync, "Allow management by service provider", expect_title="Sync Teams Users")
+    expect(sync).to_contain_text("Management by the service provider allowed")
+    expect(sync.get_by_role("button", name="Withdraw consent", exact=True)).to_be_visible()
+    playground.screenshot("23-consent-given", sync)
+    press(sync, "Withdraw consent", expect_title="Sync Teams Users")
+    expect(sync).to_contain_text("Consent withdrawn")
+
+    # The tables read at the narrow and the wide chat width: no cell cut or broken.
+    for name, viewport in (("narrow", NARROW), ("wide", WIDE)):
+        playground.page.set_viewport_size(viewport)  # type: ignore[arg-type]
+        directory = playground.send("directory", expect_title="Directory")
+        expect(directory).to_contain_text("Essentials")
+        playground.screenshot(f"24-directory-{name}", directory)
+        assert overflowing_cells(directory) == [], name
