@@ -13,7 +13,9 @@ from tests.botkit import BotHarness, buttons, card_text, find_input
 from tests.conftest import PROVIDER
 from tests.support.activities import TeamsActivities, TeamsUser
 
-pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 async def _user(

@@ -207,10 +207,12 @@ async def test_enable_main_flow_on_postgres(harness: BotHarness) -> None:
     assert "Not enough subscriptions" in card_text(refused)
     assert find_input(refused, "users")["value"] == f"{ada.id},{bob.id}"
     assert set((await _licences(harness)).values()) == {None}
-    done = await harness.act(
+    asked = await harness.act(
         Verb.UNLICENSED_ENABLE,
         {**buttons(refused)["Enable selected"], "users": f"{ada.id},{bob.id}", "licence": "basic"},
     )
+    assert "Take 2 Basic licences from the pool" in card_text(asked)
+    done = await harness.act(Verb.UNLICENSED_ENABLE, buttons(asked)["Enable 2 users"])
     assert "2 users enabled with Basic" in card_text(done)
     assert "1000" in card_text(done) and "1001" in card_text(done)
     assert set((await _licences(harness)).values()) == {LicenceProduct.BASIC}
