@@ -40,17 +40,22 @@ def confirmation_card(
     cancel_title: str,
     cancel: ActionData,
     ent: int,
+    destructive: bool = False,
 ) -> Card:
     """A card that says exactly what will happen, with a button to do it and one to go back.
 
-    `what_happens` are plain sentences (they often quote names an admin typed)."""
+    `what_happens` are plain sentences (they often quote names an admin typed); a
+    `destructive` action's button is shown as one (red), not as the usual next step."""
     body = [paragraph("**This will:**")]
     body.extend(paragraph(f"• {plain(line)}") for line in what_happens)
     body.append(paragraph("This cannot be undone in one click.", subtle=True))
+    go = button(confirm_title, confirm, primary=not destructive)
+    if destructive:
+        go.style = "destructive"
     return frame(
         title,
         body,
         help_text=CONFIRM_HELP,
         ent=ent,
-        actions=[button(confirm_title, confirm, primary=True), button(cancel_title, cancel)],
+        actions=[go, button(cancel_title, cancel)],
     )

@@ -69,6 +69,7 @@ def removal_confirmation_card(
         cancel_title="Keep the user",
         cancel=UserRef(ent=ent, user_id=user.id),
         ent=ent,
+        destructive=True,
     )
 
 

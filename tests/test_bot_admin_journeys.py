@@ -3,6 +3,8 @@ answer says what happened or what to do next."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cards.actions import Verb
@@ -282,6 +284,7 @@ async def test_remove_a_user_from_the_user_card_after_confirming(harness: BotHar
     assert "+44 20 7946 0011 goes into quarantine until" in text
     assert f"Free extension {priya.extension} for someone else at once." in text
     assert "Tell Microsoft with the next Sync Teams Users" in text
+    assert '"title": "Remove the user", "style": "destructive"' in json.dumps(asked)
     # nothing happened yet, and "Keep the user" goes back to them
     assert (await harness.directory.users.get(harness.ent, priya.id)).number
     kept = await harness.act(Verb.USER_OPEN, buttons(asked)["Keep the user"])
