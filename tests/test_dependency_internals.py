@@ -9,6 +9,7 @@ when someone moves the bounds.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -83,6 +84,28 @@ def test_app_id_lookup_still_on_botbuilders_builtin_authentication() -> None:
     patch = "bot/auth.py (app id of a caller)"
     helper = getattr(builtin._BuiltinBotFrameworkAuthentication, "get_app_id", None)
     assert callable(helper), _broken(patch, "_BuiltinBotFrameworkAuthentication.get_app_id")
+
+
+def test_token_check_before_the_body_still_reaches_botbuilders_validator(
+    bot_settings: Any,
+) -> None:
+    """bot/auth.py check_token validates the token before the body with the validator of
+    botbuilder's parameterized authentication (the path Switchboard's configuration takes);
+    without it the early check would silently do nothing."""
+    from bot.auth import create_bot_framework_authentication
+
+    patch = "bot/auth.py (check_token)"
+    authentication = create_bot_framework_authentication(bot_settings)
+    inner = getattr(authentication, "_inner", None)
+    assert inner is not None, _broken(patch, "ConfigurationBotFrameworkAuthentication._inner")
+    validator = getattr(inner, "_jwt_token_validation_validate_auth_header", None)
+    assert inspect.iscoroutinefunction(validator), _broken(
+        patch, f"{type(inner).__name__}._jwt_token_validation_validate_auth_header"
+    )
+    parameters = list(inspect.signature(validator).parameters)
+    assert parameters[:3] == ["auth_header", "channel_id", "service_url"], _broken(
+        patch, "_jwt_token_validation_validate_auth_header(auth_header, channel_id, service_url)"
+    )
 
 
 def test_msrest_retry_policy_still_has_safe_codes() -> None:
