@@ -700,7 +700,8 @@ class Inventory:
         async with self.db.unit_of_work(readonly=True) as uow:
             rows = (
                 await uow.session.execute(
-                    select(PhoneNumber.e164, PhoneNumber.status)
+                    select(PhoneNumber.e164, PhoneNumber.status, User.display_name)
+                    .outerjoin(User, User.id == PhoneNumber.user_id)
                     .where(
                         PhoneNumber.enterprise_id == enterprise_id,
                         PhoneNumber.reversed_digits >= prefix,
@@ -714,7 +715,11 @@ class Inventory:
             return "."
         taken = ", ".join(
             f"{pretty(row.e164)} is "
-            + ("assigned to a user" if row.status == NumberStatus.ASSIGNED else row.status.value)
+            + (
+                f"{row.display_name}'s number"
+                if row.status == NumberStatus.ASSIGNED and row.display_name
+                else row.status.value
+            )
             for row in rows
         )
         return f": {taken}."

@@ -243,7 +243,7 @@ async def test_no_free_number_says_when_the_number_exists_but_is_taken(
             "extension_mode": "auto",
         },
     )
-    assert "No free number ends in 0042: +44 20 7946 0042 is assigned to a user." in card_text(
+    assert "No free number ends in 0042: +44 20 7946 0042 is Priya Patel's number." in card_text(
         refused
     )
     taken = await harness.act(

@@ -93,7 +93,7 @@ def test_admin_sets_up_a_phone_user_and_syncs_in_the_playground(
     again.get_by_label("…or type the number's last digits").fill("1111")
     again.get_by_role("button", name="Create user", exact=True).click()
     expect(again).to_contain_text(
-        "No free number ends in 1111: +44 20 7123 1111 is assigned to a user."
+        "No free number ends in 1111: +44 20 7123 1111 is Ada Lovelace's number."
     )
     expect(again).to_contain_text("Nothing was saved")
     expect(again.get_by_label("Display name")).to_have_value("Grace Hopper")
