@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -181,6 +183,85 @@ async def bench_first_sync(url: str, label: str, scratch: Path) -> list[str]:
     ]
 
 
+async def bench_two_worker_processes(url: str, scratch: Path) -> list[str]:
+    """Two `python -m services.provisioning` processes on one PostgreSQL and one tenant: the
+    write budget is shared through the database, so together they pace to it once."""
+    throttle = ThrottleLimits(
+        app_write_limit=WRITE_LIMIT,
+        app_write_window=WRITE_WINDOW,
+        tenant_write_limit=WRITE_LIMIT * 6,
+        tenant_write_window=WRITE_WINDOW * 2,
+    )
+    config = SandboxConfig(operation_delay_seconds=OPERATION_DELAY, throttle=throttle)
+    async with SandboxServer(config) as server:
+        seed_sandbox(server)
+        key_file = scratch / "secret.key"
+        settings = settings_for(server, url, key_file)
+        db = Database(url)
+        await db.migrate()
+        directory = Directory.build(db, settings, PasswordVault.from_settings("", key_file))
+        graph = settings.graph
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "LOG_LEVEL": "WARNING",
+            "DATABASE_URL": url,
+            "SWITCHBOARD_SECRET_KEY_FILE": str(key_file),
+            "GRAPH_BASE_URL": graph.base_url,
+            "GRAPH_AUTHORITY_HOST": graph.authority_host,
+            "GRAPH_AUTHORITY_CA_BUNDLE": str(graph.ca_bundle),
+            "GRAPH_CLIENT_ID": graph.client_id,
+            "GRAPH_CLIENT_SECRET": graph.client_secret,
+            "LICENCE_SKU_ESSENTIALS": graph.essentials_sku,
+            "LICENCE_SKU_BASIC": graph.basic_sku,
+            "VOICE_ROUTING_POLICY": graph.voice_routing_policy,
+            "GRAPH_WRITE_LIMIT": str(WRITE_LIMIT),
+            "GRAPH_WRITE_WINDOW_SECONDS": str(WRITE_WINDOW),
+            "GRAPH_WRITE_GUARD_SECONDS": str(graph.write_guard_seconds),
+            "GRAPH_OPERATION_POLL_SECONDS": "0.1",
+            "SYNC_POLL_SECONDS": "0.1",
+            "SYNC_TENANT_CONCURRENCY": str(settings.sync.tenant_concurrency),
+        }
+        workers: list[asyncio.subprocess.Process] = []
+        try:
+            enterprise_id = await seed_directory(directory)
+            admin = Actor(ADMIN_ID, "Admin", AdminRole.GLOBAL_ADMIN, enterprise_id)
+            run, _ = await directory.syncs.request(admin, enterprise_id)
+            server.stats.reset()
+            server.throttle.reset()
+            started = time.perf_counter()
+            for _ in range(2):
+                workers.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "services.provisioning", env=env
+                    )
+                )
+            notices = SyncNotices(db)
+            while True:
+                report = await notices.report(run.id)
+                if report.run.status in (SyncStatus.SUCCEEDED, SyncStatus.PARTIALLY_FAILED):
+                    break
+                await asyncio.sleep(0.1)
+            wall = time.perf_counter() - started
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                await worker.wait()
+            await db.dispose()
+        stats = server.tenant_stats(TENANT)
+    allowed = WRITE_LIMIT / WRITE_WINDOW
+    achieved = stats.writes_accepted / wall
+    return [
+        f"two-workers/postgres: {report.run.status.value}: {report.provisioned} provisioned, "
+        f"{report.failed} failed, wall time {wall:.1f} s (including both processes' start)",
+        f"two-workers/postgres: {stats.writes_accepted} Graph writes accepted, "
+        f"{stats.throttled} throttled (429); achieved {achieved:.1f}/s = "
+        f"{achieved / allowed:.2f} x the throttle's rate for the app in the tenant "
+        f"(target >= 0.9: {'met' if achieved / allowed >= 0.9 else 'NOT met'})",
+    ]
+
+
 async def run() -> list[str]:
     """The first-sync benchmark on SQLite (the in-process worker), and PostgreSQL if asked."""
     lines: list[str] = []
@@ -195,6 +276,9 @@ async def run() -> list[str]:
             url = await fresh_postgres_url()
             assert url is not None
             lines += await bench_first_sync(url, "postgres", folder)
+            url = await fresh_postgres_url()
+            assert url is not None
+            lines += await bench_two_worker_processes(url, folder)
     return lines
 
 
