@@ -501,11 +501,6 @@ async def test_something_unlike_any_command_gets_the_command_list(harness: BotHa
     assert "**directory**" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/steps/request.py sends a message that is no command to Verb.HOME; it should "
-    "send it to Verb.COMMAND_UNKNOWN with {'text': what was typed}",
-)
 async def test_a_typed_typo_is_not_answered_with_the_home_card(harness: BotHarness) -> None:
     card = await harness.say("directroy")
     assert "I didn't understand “directroy”." in card_text(card)

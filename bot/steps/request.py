@@ -57,6 +57,13 @@ def parse_command(text: str) -> tuple[Verb, dict[str, Any]] | None:
     return None
 
 
+def _not_understood(typed: str) -> tuple[Verb, dict[str, Any]]:
+    """A message that is no command: the closest commands for something typed, home for an
+    empty message (an attachment alone, a bare mention)."""
+    text = " ".join(typed.replace("\x00", "").split())
+    return (Verb.COMMAND_UNKNOWN, {"text": text}) if text else (Verb.HOME, {})
+
+
 def command_text(activity: Activity) -> str:
     """What the admin typed, without the @mention of the bot a channel message starts with.
 
@@ -107,7 +114,8 @@ async def read(turn: TurnState, next: Next) -> None:
         if value is not None:  # an Action.Submit card arrives as a message with a value
             turn.kind, turn.verb, turn.data = "action", str(value.get("verb") or ""), value
         else:
-            verb, data = parse_command(command_text(activity)) or (Verb.HOME, {})
+            typed = command_text(activity)
+            verb, data = parse_command(typed) or _not_understood(typed)
             turn.kind, turn.verb, turn.data = "command", verb.value, data
     elif activity.type == ActivityTypes.invoke and activity.name == ACTION_INVOKE:
         action = as_dict(as_dict(activity.value).get("action"))
