@@ -6,16 +6,24 @@ PY := $(VENV)/bin/python
 export TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint typecheck unit bench package clean .chromium .asterisk
+.PHONY: demo test lint typecheck unit bench package clean lock .chromium .asterisk
 
 # A real Asterisk for the PBX tests, built once per machine from ../shared/asterisk (cached).
 ASTERISK_KIT ?= ../shared/asterisk
 
-$(VENV)/.installed: pyproject.toml
+# Installed from the lock: exact versions, each file checked against its hash. `make lock`
+# writes the lock again from pyproject.toml (after changing a dependency there).
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
+
+lock:
+	@$(PYTHON) -m venv var/lock-venv && var/lock-venv/bin/pip install -q pip-tools
+	var/lock-venv/bin/pip-compile -q --extra dev --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	@sed -i 's|^#    pip-compile .*|#    make lock|' requirements.lock
 
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
