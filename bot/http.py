@@ -136,12 +136,8 @@ class MessagesEndpoint:
             # The token first: nothing of the body is read for a request without a good one.
             try:
                 await check_token(self._adapter.bot_framework_authentication, auth_header)
-            except AuthenticationFailed as failure:
-                logger.warning("Rejected an activity with an invalid token: %s", failure)
-                return _unauthorized()
-            except AuthenticationUnavailable as failure:
-                logger.error("Cannot authenticate activities: %s", failure)
-                return _error(HTTPStatus.SERVICE_UNAVAILABLE, "authentication unavailable")
+            except (AuthenticationFailed, AuthenticationUnavailable) as failure:
+                return _refused(failure)
 
         # Then the body, bounded in size and nesting, and the token's claims that name the
         # activity (its service URL) against it.
@@ -154,12 +150,8 @@ class MessagesEndpoint:
             auth_result = await authenticate_activity(
                 self._adapter.bot_framework_authentication, activity, auth_header
             )
-        except AuthenticationFailed as failure:
-            logger.warning("Rejected an activity with an invalid token: %s", failure)
-            return _unauthorized()
-        except AuthenticationUnavailable as failure:
-            logger.error("Cannot authenticate activities: %s", failure)
-            return _error(HTTPStatus.SERVICE_UNAVAILABLE, "authentication unavailable")
+        except (AuthenticationFailed, AuthenticationUnavailable) as failure:
+            return _refused(failure)
 
         try:
             invoke_response = await self._adapter.process_activity(
@@ -173,6 +165,15 @@ class MessagesEndpoint:
                 current_request_id(),
             )
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+
+def _refused(failure: AuthenticationFailed | AuthenticationUnavailable) -> web.Response:
+    """401 for a bad token; 503 when the signing keys cannot be had to judge it."""
+    if isinstance(failure, AuthenticationUnavailable):
+        logger.error("Cannot authenticate activities: %s", failure)
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, "authentication unavailable")
+    logger.warning("Rejected an activity with an invalid token: %s", failure)
+    return _unauthorized()
 
 
 def _http_response(invoke_response: InvokeResponse | None) -> web.Response:

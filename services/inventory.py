@@ -162,10 +162,21 @@ async def claim_next_number(session: AsyncSession, enterprise_id: int, user_id: 
 
 
 async def claim_number(
-    session: AsyncSession, enterprise: Enterprise, user_id: int, raw_number: str
+    session: AsyncSession,
+    enterprise: Enterprise,
+    user_id: int | None,
+    raw_number: str,
+    *,
+    hunt_group_id: int | None = None,
 ) -> str:
-    """Give the user one chosen number, if it is this enterprise's and still free."""
+    """Give the user one chosen number, if it is this enterprise's and still free; or hold it
+    (reserved) for the hunt group."""
     e164 = to_e164(raw_number, enterprise.region, field="number")
+    holder: dict[str, Any] = (
+        {"status": NumberStatus.ASSIGNED, "user_id": user_id}
+        if hunt_group_id is None
+        else {"status": NumberStatus.RESERVED, "hunt_group_id": hunt_group_id}
+    )
     claimed = await session.execute(
         update(PhoneNumber)
         .where(
@@ -173,7 +184,7 @@ async def claim_number(
             PhoneNumber.enterprise_id == enterprise.id,
             PhoneNumber.status == NumberStatus.FREE,
         )
-        .values(status=NumberStatus.ASSIGNED, user_id=user_id)
+        .values(holder)
     )
     if getattr(claimed, "rowcount", 0) == 1:
         return e164

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import journal
 from services.db import Database
 from services.errors import ConflictError, NotFoundError, ValidationError
-from services.inventory import claim_extension, load_enterprise, parse_extension
+from services.inventory import claim_extension, claim_number, load_enterprise, parse_extension
 from services.models import (
     Enterprise,
     Extension,
@@ -196,22 +196,7 @@ async def _claim_group_extension(
 async def _claim_group_number(
     session: AsyncSession, enterprise: Enterprise, group_id: int, raw: str
 ) -> str:
-    e164 = to_e164(raw, enterprise.region, field="number")
-    claimed = await session.execute(
-        update(PhoneNumber)
-        .where(
-            PhoneNumber.e164 == e164,
-            PhoneNumber.enterprise_id == enterprise.id,
-            PhoneNumber.status == NumberStatus.FREE,
-        )
-        .values(status=NumberStatus.RESERVED, hunt_group_id=group_id)
-    )
-    if getattr(claimed, "rowcount", 0) != 1:
-        raise ValidationError(
-            f"{pretty(e164)} is not a free number of this enterprise; pick a free one.",
-            field="number",
-        )
-    return e164
+    return await claim_number(session, enterprise, None, raw, hunt_group_id=group_id)
 
 
 class HuntGroups:

@@ -10,46 +10,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 from services.bulk import Bulk, RowAction
-from services.config import Settings
-from services.db import Database
 from services.directory import Directory
 from services.inventory import AUTO
 from services.models import AdminRole, LicenceProduct
-from services.passwords import PasswordVault
 from services.users import NewUser
 from services.views import Actor
+from tests.bench.bench_directory import directory_at, fresh_postgres_url
 
 ROWS = int(os.environ.get("BENCH_BULK_ROWS", "5000"))
 OPERATOR = Actor("bench", "Benchmark", AdminRole.SERVICE_PROVIDER, None)
 BENCH_DB = "switchboard_bench_bulk"
 HEADER = "Name,E-mail,Licence,Number,Extension\r\n"
-
-
-async def _fresh_postgres_url() -> str | None:
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        return None
-    url = make_url(base)
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, database=url.database
-    )
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {BENCH_DB}")
-    finally:
-        await admin.close()
-    return url.set(database=BENCH_DB).render_as_string(hide_password=False)
-
-
-async def _directory(url: str, key_dir: Path) -> Directory:
-    db = Database(url)
-    await db.migrate()
-    settings = Settings(database_url=url, secret_key_file=key_dir / "secret.key")
-    return Directory.build(db, settings, PasswordVault.from_settings("", settings.secret_key_file))
 
 
 async def _enterprise(directory: Directory, tenant: str, block: str) -> int:
@@ -110,7 +82,7 @@ async def _timed_preview(bulk: Bulk, ent: int, data: bytes) -> tuple[float, list
 
 
 async def _suite(label: str, url: str, key_dir: Path) -> list[str]:
-    directory = await _directory(url, key_dir)
+    directory = await directory_at(url, key_dir)
     lines = []
     try:
         bulk = Bulk.of(directory)
@@ -164,7 +136,7 @@ async def run() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         key_dir = Path(tmp)
         lines += await _suite("SQLite", f"sqlite+aiosqlite:///{key_dir / 'bench.db'}", key_dir)
-        url = await _fresh_postgres_url()
+        url = await fresh_postgres_url(BENCH_DB)
         if url is None:
             lines.append("PostgreSQL: skipped (TEST_DATABASE_URL is not set)")
         else:

@@ -122,16 +122,20 @@ def settings_for(server: SandboxServer, url: str, key_file: Path) -> Settings:
     )
 
 
-async def bench_first_sync(url: str, label: str, scratch: Path) -> list[str]:
-    """Seed, sync, and report the write rate against the throttle's."""
+def sandbox_config() -> SandboxConfig:
+    """The sandbox throttling identity writes at the benchmark's scaled-down budget."""
     throttle = ThrottleLimits(
         app_write_limit=WRITE_LIMIT,
         app_write_window=WRITE_WINDOW,
         tenant_write_limit=WRITE_LIMIT * 6,
         tenant_write_window=WRITE_WINDOW * 2,
     )
-    config = SandboxConfig(operation_delay_seconds=OPERATION_DELAY, throttle=throttle)
-    async with SandboxServer(config) as server:
+    return SandboxConfig(operation_delay_seconds=OPERATION_DELAY, throttle=throttle)
+
+
+async def bench_first_sync(url: str, label: str, scratch: Path) -> list[str]:
+    """Seed, sync, and report the write rate against the throttle's."""
+    async with SandboxServer(sandbox_config()) as server:
         seed_sandbox(server)
         key_file = scratch / "secret.key"
         settings = settings_for(server, url, key_file)
@@ -186,14 +190,7 @@ async def bench_first_sync(url: str, label: str, scratch: Path) -> list[str]:
 async def bench_two_worker_processes(url: str, scratch: Path) -> list[str]:
     """Two `python -m services.provisioning` processes on one PostgreSQL and one tenant: the
     write budget is shared through the database, so together they pace to it once."""
-    throttle = ThrottleLimits(
-        app_write_limit=WRITE_LIMIT,
-        app_write_window=WRITE_WINDOW,
-        tenant_write_limit=WRITE_LIMIT * 6,
-        tenant_write_window=WRITE_WINDOW * 2,
-    )
-    config = SandboxConfig(operation_delay_seconds=OPERATION_DELAY, throttle=throttle)
-    async with SandboxServer(config) as server:
+    async with SandboxServer(sandbox_config()) as server:
         seed_sandbox(server)
         key_file = scratch / "secret.key"
         settings = settings_for(server, url, key_file)
