@@ -48,8 +48,11 @@ async def test_help_shows_the_home_card_for_the_admins_role(harness: BotHarness)
     text = card_text(card)
     assert "Enterprise admin" in text and "Create user" in text
     assert "Essentials licences" in text
-    unknown = await harness.say("what is the weather")
-    assert "Create user" in card_text(unknown)
+    # Text that is no command says so, and still lists what can be typed (issue: typos
+    # silently showed the home card).
+    unknown = card_text(await harness.say("what is the weather"))
+    assert "I didn't understand “what is the weather”." in unknown
+    assert "**create user**" in unknown
 
 
 async def test_unknown_person_and_unknown_tenant_get_a_polite_card(harness: BotHarness) -> None:
