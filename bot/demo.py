@@ -623,6 +623,27 @@ class DemoStack:
         self.stop()
 
 
+def graph_preflight(stack: DemoStack, timeout: float = 60.0) -> str:
+    """`switchboard graph check` for the demo tenant against the sandbox: what an operator
+    runs before a customer's first sync, shown with the demo (it never stops it)."""
+    if stack.sandbox_app is None:
+        return "  no app of the Graph sandbox serves this tenant: nothing to check"
+    try:
+        command = [sys.executable, "-m", "services.cli", "graph", "check", "--tenant-id"]
+        done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+            [*command, stack.tenant.tenant_id],
+            cwd=PROJECT_ROOT,
+            env=_child_env(stack.bot_environment()),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return f"  the check did not finish in {timeout:.0f} s"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return "\n".join(f"  {line}" for line in lines)
+
+
 def _child_env(overrides: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)
@@ -688,6 +709,12 @@ def main() -> int:
         print(f"demo: {error}", file=sys.stderr)
         return 1
     print(welcome_text(stack), flush=True)
+    print(
+        "Microsoft Graph preflight against the sandbox (switchboard graph check):\n"
+        + graph_preflight(stack)
+        + "\n",
+        flush=True,
+    )
     exit_code = 0
     while not stop.wait(0.5):
         dead = stack.dead_process()

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, expect
 
-from bot.demo import ESSENTIALS_LICENCES, EXISTING_USERS, EXTENSIONS, MAIN_NUMBER, DemoStack
+from bot.demo import (
+    ESSENTIALS_LICENCES,
+    EXISTING_USERS,
+    EXTENSIONS,
+    MAIN_NUMBER,
+    DemoStack,
+    graph_preflight,
+)
 from services.models import LicenceProduct
 from services.phone import pretty
 from tests.e2e.playground import Playground, fact, press
@@ -193,3 +200,13 @@ def test_find_remove_and_consent_in_one_click_each_in_the_playground(
         expect(directory).to_contain_text("Essentials")
         playground.screenshot(f"24-directory-{name}", directory)
         assert overflowing_cells(directory) == [], name
+
+
+def test_the_demo_runs_the_graph_preflight_against_the_sandbox(demo_stack: DemoStack) -> None:
+    """What `make demo` prints under its welcome: `switchboard graph check` for the demo
+    tenant, one line per check, signed in and the Teams Phone licence found."""
+    report = graph_preflight(demo_stack)
+    lines = report.splitlines()
+    assert lines[0].strip().startswith("ok    sign-in:"), report
+    assert any(line.strip().startswith("ok") and "licence" in line.lower() for line in lines)
+    assert len(lines) >= 5
