@@ -196,6 +196,10 @@ class LivePbx:
     trunks: PbxTrunkSettings
     pstn_port: int
     teams_port: int
+    # Microsoft's side of the Teams trunk, listening for the whole run: Asterisk qualifies
+    # the trunk (OPTIONS every 60 s, as Direct Routing expects) and marks it unavailable if
+    # nobody answers, after which calls to Teams are not even tried.
+    microsoft: Any = None
 
     @property
     def server(self) -> tuple[str, int]:
@@ -210,15 +214,13 @@ class LivePbx:
         """The carrier's side of the PSTN trunk: receives calls to the PSTN, places DDI calls."""
         return Phone("carrier", server=self.server, ip=PSTN_IP, port=self.pstn_port)
 
-    def teams(self, caller: str = "teams", port: int | None = None) -> Any:
-        """Microsoft's side of the Teams trunk; `caller` is the From user of its calls."""
-        return Phone(
-            caller,
-            server=self.server,
-            ip=TEAMS_IP,
-            port=self.teams_port if port is None else port,
-            password=None,
-        )
+    def teams(self, caller: str | None = None) -> Any:
+        """Microsoft's side of the Teams trunk: without a caller, the peer that receives the
+        calls to Teams (cleared); with one, a peer placing calls from that Teams user."""
+        if caller is None:
+            self.microsoft.clear()
+            return self.microsoft
+        return Phone(caller, server=self.server, ip=TEAMS_IP, password=None)
 
 
 @pytest.fixture(scope="session")
@@ -237,12 +239,15 @@ def live_pbx(asterisk_database: str) -> Iterator[LivePbx]:
         pstn_match=(PSTN_IP,),
     )
     files = static_files(trunks, "asterisk", asterisk_database, ENTERPRISES)
+    microsoft = Phone("teams", server=("127.0.0.1", port), ip=TEAMS_IP, port=teams_port)
     try:
         ast = harness.Asterisk(asterisk_database, sip_port=port, configs=files)
         ast.start()
     except harness.AsteriskError as error:
+        hang_up(microsoft)
         pytest.fail(f"Asterisk did not start: {error}")
     try:
-        yield LivePbx(ast, trunks, pstn_port, teams_port)
+        yield LivePbx(ast, trunks, pstn_port, teams_port, microsoft)
     finally:
+        hang_up(microsoft)
         ast.stop()

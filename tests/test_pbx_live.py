@@ -114,7 +114,8 @@ class Office:
         await self.push()
 
     def keep(self, phone: Any) -> Any:
-        self.phones.append(phone)
+        if phone is not self.live.microsoft:  # the run's Teams peer outlives the test
+            self.phones.append(phone)
         return phone
 
     def close(self) -> None:
@@ -220,7 +221,7 @@ async def test_from_teams_a_user_reaches_extensions_and_the_pstn(office: Office)
     bob_phone = await office.desk_phone(bob)
     carrier = office.keep(office.live.pstn())
     teams = office.keep(office.live.teams())
-    ada_on_teams = office.keep(office.live.teams(ADA_DDI, port=0))
+    ada_on_teams = office.keep(office.live.teams(ADA_DDI))
     assert ada_on_teams.invite("1001").code == 486
     # Bob rings on his desk phone and on Teams.
     at_teams = teams.wait_request("INVITE")
@@ -239,12 +240,12 @@ async def test_an_unknown_or_removed_teams_caller_cannot_call_out(office: Office
     ada = await office.user("Ada Lovelace")
     carrier = office.keep(office.live.pstn())
     teams = office.keep(office.live.teams())
-    stranger = office.keep(office.live.teams("+442079469999", port=0))
+    stranger = office.keep(office.live.teams("+442079469999"))
     assert stranger.invite(EXTERNAL).code == 403
     fresh = await office.directory.users.get(office.ent, ada.id)
     await office.directory.users.remove(admin_of(office.ent), office.ent, ada.id, fresh.version)
     await office.push()
-    former = office.keep(office.live.teams(ADA_DDI, port=0))
+    former = office.keep(office.live.teams(ADA_DDI))
     assert former.invite(EXTERNAL).code == 403
     assert carrier.wait_request("INVITE", timeout=0.5) is None
     # Nor is she reachable: her number and extension ring nothing.
@@ -312,7 +313,7 @@ async def test_calls_to_the_pstn_carry_the_users_caller_id(
     await office.caller_id(ada, change)
     carrier = office.keep(office.live.pstn())
     caller = (
-        office.keep(office.live.teams(ADA_DDI, port=0))
+        office.keep(office.live.teams(ADA_DDI))
         if device == "teams"
         else await office.desk_phone(ada)
     )
@@ -334,7 +335,7 @@ async def test_nobody_receives_another_users_withheld_identity(office: Office) -
     bob_phone = await office.desk_phone(bob)
     teams = office.keep(office.live.teams())
     # Ada calls Bob from Teams, and from her desk phone: Bob sees no number and no PAI.
-    ada_on_teams = office.keep(office.live.teams(ADA_DDI, port=0))
+    ada_on_teams = office.keep(office.live.teams(ADA_DDI))
     assert ada_on_teams.invite("1001").code == 486
     at_desk = bob_phone.wait_request("INVITE")
     assert at_desk is not None
@@ -374,7 +375,7 @@ async def test_a_hunt_groups_number_rings_its_members(office: Office) -> None:
     assert bob_phone.wait_request("INVITE") is not None
     # From Teams (Cy) and from a desk phone (Cy's), to the group's extension.
     for caller in (
-        office.keep(office.live.teams(cy.number, port=0)),
+        office.keep(office.live.teams(cy.number)),
         await office.desk_phone(cy, ip="127.0.0.7"),
     ):
         teams.clear()
@@ -417,9 +418,13 @@ def test_the_operator_guide_connects_an_asterisk(
     etc = tmp_path / "etc-switchboard"
     assert main(["pbx", "config", "--out", str(etc)]) == 0
     files = {path.name: path.read_text() for path in etc.iterdir()}
+    # Microsoft's peer listens before Asterisk starts qualifying the Teams trunk.
+    server = ("127.0.0.1", port)
+    teams = sipua.Phone("teams", server=server, ip=TEAMS_IP, port=teams_port)
+    carrier = sipua.Phone("carrier", server=server, ip=PSTN_IP, port=pstn_port)
+    phones: list[Any] = [teams, carrier]
     ast = harness.Asterisk(asterisk_url, sip_port=port, configs=files)
     ast.start()
-    phones: list[Any] = []
     try:
         asyncio.run(_provision_one_user(env, tmp_path))
         capsys.readouterr()
@@ -427,10 +432,6 @@ def test_the_operator_guide_connects_an_asterisk(
         assert "No drift" in capsys.readouterr().out
         endpoints = ast.cli("pjsip show endpoints")
         assert "sb-teams" in endpoints and "sb-pstn" in endpoints and "sb-e1-u" not in endpoints
-        server = (ast.sip_host, ast.sip_port)
-        teams = sipua.Phone("teams", server=server, ip=TEAMS_IP, port=teams_port)
-        carrier = sipua.Phone("carrier", server=server, ip=PSTN_IP, port=pstn_port)
-        phones += [teams, carrier]
         assert carrier.invite("02079460000").code == 486
         at_teams = teams.wait_request("INVITE")
         assert at_teams is not None and _request_user(at_teams) == ADA_DDI

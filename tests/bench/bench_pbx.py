@@ -167,14 +167,15 @@ async def bench_change_to_live(scratch: Path, asterisk_url: str) -> list[str]:
         pstn_match=("127.0.0.2",),
     )
     files = static_files(trunks, "asterisk", asterisk_url, [EnterpriseDialplan(1, "Bench", "GB")])
+    # The peers listen before Asterisk starts qualifying the Teams trunk.
+    server = ("127.0.0.1", port)
+    teams = sipua.Phone("teams", server=server, ip="127.0.0.3", port=ports["127.0.0.3"])
+    carrier = sipua.Phone("carrier", server=server, ip="127.0.0.2", port=ports["127.0.0.2"])
     ast = harness.Asterisk(asterisk_url, sip_port=port, configs=files)
     ast.start()
     stop = asyncio.Event()
     pusher = PbxPusher(directory.db, backend)
     worker = asyncio.create_task(pusher.run_forever(stop))
-    server = (ast.sip_host, ast.sip_port)
-    teams = sipua.Phone("teams", server=server, ip="127.0.0.3", port=ports["127.0.0.3"])
-    carrier = sipua.Phone("carrier", server=server, ip="127.0.0.2", port=ports["127.0.0.2"])
     latencies: list[float] = []
     probes = 0
     try:
