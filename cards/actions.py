@@ -394,6 +394,9 @@ class TelephonyInputs(ActionData):
     user_id: RowId
     groups: IdSelection = Selection()
     new_group: str = ""
+    # Where callers reach a new group: an extension and a direct number, both optional.
+    new_group_extension: str = ""
+    new_group_number: str = ""
 
 
 class SaveHuntGroups(TelephonyInputs):

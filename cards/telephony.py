@@ -93,6 +93,11 @@ def _heading(text: str) -> TextBlock:
     return TextBlock(text=text, weight="Bolder", size="Medium", wrap=True, separator=True)
 
 
+def _reached(group: HuntGroupView) -> str:
+    """Where callers reach a group, after its member count, when it has a number."""
+    return f"; {group.reached_at}" if group.extension is not None or group.number else ""
+
+
 def _groups_section(
     user: UserView,
     groups: Sequence[HuntGroupView],
@@ -113,7 +118,8 @@ def _groups_section(
             value=",".join(g for g in ticked if g in listed) or None,
             choices=[
                 Choice(
-                    title=f"{group.name} ({group.members} member{'s' if group.members != 1 else ''})",
+                    title=f"{group.name} ({group.members} member"
+                    f"{'s' if group.members != 1 else ''}{_reached(group)})",
                     value=str(group.id),
                 )
                 for group in groups
@@ -141,6 +147,22 @@ def _groups_section(
             errors,
             placeholder="e.g. Sales",
             max_length=MAX_GROUP_NAME,
+        ),
+        *text_input(
+            "new_group_extension",
+            "Its extension (optional)",
+            form.new_group_extension,
+            errors,
+            placeholder="a free extension, e.g. 2000",
+            max_length=8,
+        ),
+        *text_input(
+            "new_group_number",
+            "Its direct number (optional)",
+            form.new_group_number,
+            errors,
+            placeholder="a free number, e.g. 020 7946 0500",
+            max_length=20,
         ),
         action_row(button("Create group", CreateHuntGroup(ent=ent, user_id=user.id))),
     ]

@@ -447,3 +447,34 @@ async def test_groups_and_desk_phone_on_postgres(harness: BotHarness) -> None:
     assert password not in await _everything_stored(harness)
     await _settle_pbx(harness)
     assert "🟢 On the PBX: up to date." in card_text(await _open(harness, ada))
+
+
+@ON_SQLITE
+async def test_a_hunt_group_gets_its_extension_and_number_from_the_card(
+    harness: BotHarness,
+) -> None:
+    ada = await _ada(harness)
+    card = await _open(harness, ada)
+    taken = await harness.act(
+        Verb.HUNT_GROUP_CREATE,
+        _press(card, "Create group", new_group="Sales", new_group_extension=str(ada.extension)),
+    )
+    assert f"Extension {ada.extension} is already taken" in card_text(taken)
+    assert find_input(taken, "new_group")["value"] == "Sales"
+    assert find_input(taken, "new_group_extension")["value"] == str(ada.extension)
+    assert await harness.directory.hunt_groups.all(harness.ent) == []
+    created = await harness.act(
+        Verb.HUNT_GROUP_CREATE,
+        _press(
+            taken,
+            "Create group",
+            new_group="Sales",
+            new_group_extension="1050",
+            new_group_number="020 7946 0050",
+        ),
+    )
+    assert "Hunt group Sales was created" in card_text(created)
+    assert find_input(created, "new_group_extension").get("value") is None
+    [sales] = await harness.directory.hunt_groups.all(harness.ent)
+    assert (sales.extension, sales.number) == (1050, "+442079460050")
+    assert "Sales (0 members; extension 1050, +44 20 7946 0050)" in card_text(created)

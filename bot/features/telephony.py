@@ -114,7 +114,13 @@ async def create_hunt_group(
 ) -> Card:
     """Create the named group and tick it for the user, who joins it when the admin saves."""
     user = await turn.directory.users.get(enterprise.id, form.user_id)
-    group = await turn.directory.hunt_groups.create(turn.actor, enterprise.id, form.new_group)
+    group = await turn.directory.hunt_groups.create(
+        turn.actor,
+        enterprise.id,
+        form.new_group,
+        extension=form.new_group_extension.strip() or None,
+        number=form.new_group_number.strip() or None,
+    )
     ticked = list(form.groups.ids)
     if user.licence is None:
         success = f"Hunt group {group.name} was created."
@@ -124,7 +130,14 @@ async def create_hunt_group(
             f"Hunt group {group.name} was created and is ticked below: press “Save groups” "
             f"to add {user.display_name} to it."
         )
-    kept = form.model_copy(update={"groups": Selection(tuple(ticked)), "new_group": ""})
+    kept = form.model_copy(
+        update={
+            "groups": Selection(tuple(ticked)),
+            "new_group": "",
+            "new_group_extension": "",
+            "new_group_number": "",
+        }
+    )
     return await show_telephony(turn, form.user_id, kept, success=success)
 
 
