@@ -116,21 +116,7 @@ class Enterprises:
 
     async def set_consent(self, actor: Actor, enterprise_id: int, consent: bool) -> EnterpriseView:
         """Record whether the enterprise allows management by the service provider."""
-        async with self.db.unit_of_work() as uow:
-            enterprise = await load_enterprise(uow.session, enterprise_id)
-            before = {"sp_management_consent": enterprise.sp_management_consent}
-            enterprise.sp_management_consent = consent
-            journal.audit(
-                uow.session,
-                actor,
-                enterprise.id,
-                "enterprise.consent",
-                enterprise.tenant_id,
-                before=before,
-                after={"sp_management_consent": consent},
-            )
-            await uow.commit()
-            return enterprise_view(enterprise)
+        return await self._set(actor, enterprise_id, "sp_management_consent", consent, "consent")
 
     async def set_voice_routing_policy(
         self, actor: Actor, enterprise_id: int, name: str | None
@@ -139,21 +125,30 @@ class Enterprises:
         cleaned = (name or "").strip() or None
         if cleaned is not None and len(cleaned) > 256:
             raise ValidationError("A voice routing policy name has at most 256 characters.")
+        await self._set(
+            actor, enterprise_id, "voice_routing_policy", cleaned, "voice_routing_policy"
+        )
+        return cleaned
+
+    async def _set(
+        self, actor: Actor, enterprise_id: int, column: str, value: object, action: str
+    ) -> EnterpriseView:
+        """Change one setting of the enterprise, audited with its value before and after."""
         async with self.db.unit_of_work() as uow:
             enterprise = await load_enterprise(uow.session, enterprise_id)
-            before = {"voice_routing_policy": enterprise.voice_routing_policy}
-            enterprise.voice_routing_policy = cleaned
+            before = {column: getattr(enterprise, column)}
+            setattr(enterprise, column, value)
             journal.audit(
                 uow.session,
                 actor,
                 enterprise.id,
-                "enterprise.voice_routing_policy",
+                f"enterprise.{action}",
                 enterprise.tenant_id,
                 before=before,
-                after={"voice_routing_policy": cleaned},
+                after={column: value},
             )
             await uow.commit()
-        return cleaned
+            return enterprise_view(enterprise)
 
     async def set_extension_range(
         self, actor: Actor, enterprise_id: int, first: int, last: int
