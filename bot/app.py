@@ -1,4 +1,4 @@
-"""The composition root: settings, database, directory, bot, routes and background work."""
+"""The composition root: settings, database, services, bot, routes and background work."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bot.http import BOT_ADAPTER_KEY, BOT_SETTINGS_KEY, READINESS_KEY, create_bo
 from bot.notifier import ProactiveNotifier
 from bot.switchboard import SwitchboardBot
 from services.config import Settings
-from services.directory import Directory, open_directory
+from services.container import Services, open_services
 from services.graph import GlobalAdminCheck, GraphService, VerifiedDomains
 from services.passwords import PasswordVault
 from services.pbx.factory import Pbx
@@ -23,17 +23,17 @@ from services.retry import run_passes
 
 logger = logging.getLogger(__name__)
 
-DIRECTORY_KEY = web.AppKey("switchboard.directory", Directory)
+SERVICES_KEY = web.AppKey("switchboard.services", Services)
 HOUSEKEEPING_SECONDS = 300.0
 
 
-async def keep_house(directory: Directory, stop: asyncio.Event, interval: float) -> None:
+async def keep_house(services: Services, stop: asyncio.Event, interval: float) -> None:
     """Every `interval` seconds: free numbers whose quarantine has ended, and forget handled
     activities older than the ledger keeps them."""
 
     async def one_round() -> None:
-        freed = await directory.inventory.sweep(None)
-        forgotten = await directory.ledger.prune()
+        freed = await services.inventory.sweep(None)
+        forgotten = await services.ledger.prune()
         if freed or forgotten:
             logger.info(
                 "Housekeeping: %d numbers out of quarantine, %d old activities forgotten",
@@ -52,17 +52,17 @@ async def keep_house(directory: Directory, stop: asyncio.Event, interval: float)
     )
 
 
-def build_app(directory: Directory, bot_settings: BotSettings) -> web.Application:
-    """The bot application over an open directory."""
-    bot = SwitchboardBot(directory, build_router())
+def build_app(services: Services, bot_settings: BotSettings) -> web.Application:
+    """The bot application over open services."""
+    bot = SwitchboardBot(services, build_router())
     app = create_bot_app(bot_settings, bot)
-    app[DIRECTORY_KEY] = directory
-    app[READINESS_KEY] = directory.db.ping
+    app[SERVICES_KEY] = services
+    app[READINESS_KEY] = services.db.ping
 
     async def keep_last_answers(_: web.Application) -> None:
-        await directory.ledger.flush()
+        await services.ledger.flush()
 
-    # Registered before anything that closes the directory, so the last answers are written.
+    # Registered before anything that closes the services, so the last answers are written.
     app.on_cleanup.append(keep_last_answers)
     return app
 
@@ -73,16 +73,16 @@ class BackgroundWork:
 
     def __init__(
         self,
-        directory: Directory,
+        services: Services,
         settings: Settings,
         *,
         graph: GraphService | None = None,
         vault: PasswordVault | None = None,
     ) -> None:
-        self.directory = directory
+        self.services = services
         self.settings = settings
         self.graph = graph
-        self.vault = vault or directory.users.vault
+        self.vault = vault or services.users.vault
         self.engines: list[ProvisioningEngine] = []
         self.notifier: ProactiveNotifier | None = None
         self.pbx: Pbx | None = None
@@ -102,12 +102,12 @@ class BackgroundWork:
     async def start(self, app: web.Application) -> None:
         """Start the PBX pusher, the notifier, then the sync workers (they wake the notifier)."""
         settings = self.settings
-        # The PBX applies changes at once: its pusher wakes on every directory commit.
-        self.pbx = Pbx.build(settings, self.directory.db)
+        # The PBX applies changes at once: its pusher wakes on every commit.
+        self.pbx = Pbx.build(settings, self.services.db)
         self._stop.clear()
         self._pbx_task = asyncio.create_task(self.pbx.pusher.run_forever(self._stop))
         self._housekeeping = asyncio.create_task(
-            keep_house(self.directory, self._stop, HOUSEKEEPING_SECONDS)
+            keep_house(self.services, self._stop, HOUSEKEEPING_SECONDS)
         )
         if self.graph is None and settings.graph.enabled:
             self.graph = GraphService(settings.graph)
@@ -118,14 +118,14 @@ class BackgroundWork:
                 "and overdue ones are escalated"
             )
         else:
-            self.directory.users.use_email_domain_check(VerifiedDomains(self.graph))
+            self.services.users.use_email_domain_check(VerifiedDomains(self.graph))
             if settings.graph.check_global_admin:
-                self.directory.syncs.use_global_admin_check(GlobalAdminCheck(self.graph))
+                self.services.syncs.use_global_admin_check(GlobalAdminCheck(self.graph))
         self.notifier = ProactiveNotifier(
-            app[BOT_ADAPTER_KEY], app[BOT_SETTINGS_KEY].app_id, self.directory, settings.sync
+            app[BOT_ADAPTER_KEY], app[BOT_SETTINGS_KEY].app_id, self.services, settings.sync
         )
         await self.notifier.start()
-        db = self.directory.db
+        db = self.services.db
         count = 1 if db.is_sqlite else settings.sync.workers
         self.engines = [
             ProvisioningEngine(db, self.vault, self.graph, settings, on_notice=self.notifier.wake)
@@ -150,8 +150,8 @@ class BackgroundWork:
         if self.notifier is not None:
             await self.notifier.stop()
             self.notifier = None
-        self.directory.syncs.use_global_admin_check(None)
-        self.directory.users.use_email_domain_check(None)
+        self.services.syncs.use_global_admin_check(None)
+        self.services.users.use_email_domain_check(None)
         if self.graph is not None and self._own_graph:
             await self.graph.close()
             self.graph = None
@@ -162,7 +162,7 @@ BACKGROUND_KEY = web.AppKey("switchboard.background", BackgroundWork)
 
 def start_background_work(
     app: web.Application,
-    directory: Directory,
+    services: Services,
     settings: Settings,
     *,
     graph: GraphService | None = None,
@@ -171,7 +171,7 @@ def start_background_work(
 
     `graph` replaces the Graph client built from `settings` (tests point one at the sandbox).
     """
-    work = BackgroundWork(directory, settings, graph=graph)
+    work = BackgroundWork(services, settings, graph=graph)
     app[BACKGROUND_KEY] = work
     app.cleanup_ctx.append(work.context)
     return work
@@ -179,12 +179,12 @@ def start_background_work(
 
 async def create_app(settings: Settings, bot_settings: BotSettings) -> web.Application:
     """Build the whole bot application from settings; nothing is built at import time."""
-    directory = await open_directory(settings)
-    app = build_app(directory, bot_settings)
-    start_background_work(app, directory, settings)
+    services = await open_services(settings)
+    app = build_app(services, bot_settings)
+    start_background_work(app, services, settings)
 
-    async def close_directory(_: web.Application) -> None:
-        await directory.db.dispose()
+    async def close_services(_: web.Application) -> None:
+        await services.db.dispose()
 
-    app.on_cleanup.append(close_directory)
+    app.on_cleanup.append(close_services)
     return app

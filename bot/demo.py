@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from services.config import Settings
-from services.directory import Directory, open_directory
+from services.container import Services, open_services
 from services.models import AdminRole, LicenceProduct
 from services.users import NewUser
 from services.views import Actor
@@ -141,9 +141,9 @@ def read_playground_tenant(path: Path = PLAYGROUND_CONFIG) -> PlaygroundTenant:
 # --- seeding ---------------------------------------------------------------------------------
 
 
-async def seed_directory(directory: Directory, tenant: PlaygroundTenant) -> int:
+async def seed_directory(services: Services, tenant: PlaygroundTenant) -> int:
     """Create the demo enterprise for the Playground's tenant; return its id."""
-    enterprise = await directory.enterprises.create(
+    enterprise = await services.enterprises.create(
         DEMO_ACTOR,
         name=ENTERPRISE_NAME,
         tenant_id=tenant.tenant_id,
@@ -154,16 +154,16 @@ async def seed_directory(directory: Directory, tenant: PlaygroundTenant) -> int:
         consent=False,
     )
     for first, last in NUMBER_RANGES:
-        await directory.inventory.import_range(DEMO_ACTOR, enterprise.id, first, last)
-    await directory.inventory.import_csv(DEMO_ACTOR, enterprise.id, "\n".join(SINGLE_NUMBERS))
-    await directory.licences.set_pool(
+        await services.inventory.import_range(DEMO_ACTOR, enterprise.id, first, last)
+    await services.inventory.import_csv(DEMO_ACTOR, enterprise.id, "\n".join(SINGLE_NUMBERS))
+    await services.licences.set_pool(
         DEMO_ACTOR, enterprise.id, LicenceProduct.ESSENTIALS, ESSENTIALS_LICENCES
     )
-    await directory.licences.set_pool(
+    await services.licences.set_pool(
         DEMO_ACTOR, enterprise.id, LicenceProduct.BASIC, BASIC_LICENCES
     )
     for index, person in enumerate(tenant.people):
-        await directory.enterprises.grant(
+        await services.enterprises.grant(
             DEMO_ACTOR,
             aad_object_id=person.aad_object_id,
             role=AdminRole.GLOBAL_ADMIN if index == 0 else AdminRole.ENTERPRISE_ADMIN,
@@ -171,7 +171,7 @@ async def seed_directory(directory: Directory, tenant: PlaygroundTenant) -> int:
             display_name=person.name,
         )
     for user in EXISTING_USERS:
-        await directory.users.create(
+        await services.users.create(
             DEMO_ACTOR,
             enterprise.id,
             NewUser(
@@ -185,11 +185,11 @@ async def seed_directory(directory: Directory, tenant: PlaygroundTenant) -> int:
 
 
 async def _seed(settings: Settings, tenant: PlaygroundTenant) -> None:
-    directory = await open_directory(settings)
+    services = await open_services(settings)
     try:
-        await seed_directory(directory, tenant)
+        await seed_directory(services, tenant)
     finally:
-        await directory.db.dispose()
+        await services.db.dispose()
 
 
 # --- processes -------------------------------------------------------------------------------

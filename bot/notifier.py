@@ -20,7 +20,7 @@ from botbuilder.schema import ChannelAccount, ConversationAccount, ConversationR
 from cards.common import Card
 from cards.notifications import sync_finished_card, sync_overdue_card
 from services.config import SyncSettings
-from services.directory import Directory
+from services.container import Services
 from services.models import NoticeKind, utcnow
 from services.provisioning import Notice, SyncNotices
 from services.retry import backoff_seconds, run_passes
@@ -71,16 +71,16 @@ class ProactiveNotifier:
         self,
         adapter: CloudAdapter,
         app_id: str,
-        directory: Directory,
+        services: Services,
         settings: SyncSettings,
         *,
         notices: SyncNotices | None = None,
     ) -> None:
         self.adapter = adapter
         self.app_id = app_id
-        self.directory = directory
+        self.services = services
         self.settings = settings
-        self.notices = notices or SyncNotices(directory.db)
+        self.notices = notices or SyncNotices(services.db)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
@@ -175,7 +175,7 @@ class ProactiveNotifier:
 
     async def _recipients(self, notice: Notice) -> list[tuple[str, ConversationReference]]:
         found: list[tuple[str, ConversationReference]] = []
-        conversations = self.directory.conversations
+        conversations = self.services.conversations
         if notice.kind is NoticeKind.SYNC_OVERDUE:
             for stored in await conversations.service_providers():
                 found.append((f"personal:{stored.aad_object_id}", _reference(stored.reference)))

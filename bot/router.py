@@ -26,7 +26,7 @@ from pydantic import ValidationError as PayloadError
 
 from cards.actions import ActionData, Dataset
 from cards.common import Card, Errors, notice_card, plain
-from services.directory import Directory
+from services.container import Services
 from services.errors import DomainError, PermissionDeniedError
 from services.models import AdminRole
 from services.views import Actor, AdminView, EnterpriseView
@@ -40,7 +40,7 @@ D = TypeVar("D", bound=ActionData)
 class Turn:
     """Who acts, for which enterprise, with what: all a handler needs, no Bot Framework types."""
 
-    directory: Directory
+    services: Services
     admin: AdminView
     actor: Actor
     enterprise: EnterpriseView | None
@@ -64,7 +64,7 @@ class Turn:
         if self.enterprise is None:
             return None
         return EnterpriseTurn(
-            self.directory, self.admin, self.actor, self.enterprise, self.reference, self.data
+            self.services, self.admin, self.actor, self.enterprise, self.reference, self.data
         )
 
 
@@ -88,15 +88,15 @@ DEPENDENCIES: dict[str, Callable[[EnterpriseTurn], Any]] = {
     "enterprise": lambda turn: turn.enterprise,
     "actor": lambda turn: turn.actor,
     "admin": lambda turn: turn.admin,
-    "directory": lambda turn: turn.directory,
-    "enterprises": lambda turn: turn.directory.enterprises,
-    "users": lambda turn: turn.directory.users,
-    "inventory": lambda turn: turn.directory.inventory,
-    "licences": lambda turn: turn.directory.licences,
-    "syncs": lambda turn: turn.directory.syncs,
-    "hunt_groups": lambda turn: turn.directory.hunt_groups,
-    "desk_phones": lambda turn: turn.directory.desk_phones,
-    "pbx_statuses": lambda turn: turn.directory.pbx_statuses,
+    "services": lambda turn: turn.services,
+    "enterprises": lambda turn: turn.services.enterprises,
+    "users": lambda turn: turn.services.users,
+    "inventory": lambda turn: turn.services.inventory,
+    "licences": lambda turn: turn.services.licences,
+    "syncs": lambda turn: turn.services.syncs,
+    "hunt_groups": lambda turn: turn.services.hunt_groups,
+    "desk_phones": lambda turn: turn.services.desk_phones,
+    "pbx_statuses": lambda turn: turn.services.pbx_statuses,
 }
 PAYLOAD_NAMES = frozenset({"data", "form"})
 

@@ -19,11 +19,11 @@ from botbuilder.schema import Activity, ActivityTypes
 
 from bot import pipeline
 from bot.router import Router
-from bot.steps import BotServices, TurnState
+from bot.steps import KnownReferences, TurnState
 from bot.steps.ledger import delivery_key
 from bot.steps.request import command_text, parse_command
 from cards.common import Card
-from services.directory import Directory
+from services.container import Services
 
 __all__ = ["SwitchboardBot", "command_text", "delivery_key", "parse_command"]
 
@@ -34,23 +34,15 @@ SEARCH_RESPONSE = "application/vnd.microsoft.search.searchResponse"
 class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
     """Switchboard's activity handler."""
 
-    def __init__(self, directory: Directory, router: Router) -> None:
-        self.services = BotServices(directory, router)
-
-    @property
-    def directory(self) -> Directory:
-        """The directory the turns work on."""
-        return self.services.directory
-
-    @property
-    def router(self) -> Router:
-        """The verbs' handlers."""
-        return self.services.router
+    def __init__(self, services: Services, router: Router) -> None:
+        self.services = services
+        self.router = router
+        self.references = KnownReferences()
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         """Run the turn through the pipeline and deliver its answer; activities of no kind of
         ours go to botbuilder's own handling (an unknown invoke is 'not implemented')."""
-        turn = TurnState(turn_context, self.services)
+        turn = TurnState(turn_context, self.services, self.router, self.references)
         await pipeline.run(turn)
         if turn.kind == "other":
             await super().on_turn(turn_context)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from services.bulk.cli import add_users_commands
 from services.config import Settings
-from services.directory import Directory, open_directory
+from services.container import Services, open_services
 from services.enterprises import parse_extension_range
 from services.errors import DomainError, NotFoundError
 from services.graph import GraphService
@@ -34,7 +34,7 @@ ROLES = {
     "service-provider": AdminRole.SERVICE_PROVIDER,
 }
 
-Command = Callable[[Directory, argparse.Namespace], Awaitable[None]]
+Command = Callable[[Services, argparse.Namespace], Awaitable[None]]
 
 
 class UsageError(Exception):
@@ -47,8 +47,8 @@ def _non_negative(text: str) -> int:
     return int(text)
 
 
-async def _enterprise_id(directory: Directory, tenant_id: str) -> int:
-    enterprise = await directory.enterprises.by_tenant(tenant_id)
+async def _enterprise_id(services: Services, tenant_id: str) -> int:
+    enterprise = await services.enterprises.by_tenant(tenant_id)
     if enterprise is None:
         raise NotFoundError(
             f"No enterprise has tenant id {tenant_id}; `switchboard enterprise list` shows them."
@@ -56,9 +56,9 @@ async def _enterprise_id(directory: Directory, tenant_id: str) -> int:
     return enterprise.id
 
 
-async def enterprise_create(directory: Directory, args: argparse.Namespace) -> None:
+async def enterprise_create(services: Services, args: argparse.Namespace) -> None:
     """Register an enterprise."""
-    view = await directory.enterprises.create(
+    view = await services.enterprises.create(
         OPERATOR,
         name=args.name,
         tenant_id=args.tenant_id,
@@ -73,9 +73,9 @@ async def enterprise_create(directory: Directory, args: argparse.Namespace) -> N
     )
 
 
-async def enterprise_list(directory: Directory, args: argparse.Namespace) -> None:
+async def enterprise_list(services: Services, args: argparse.Namespace) -> None:
     """List every enterprise."""
-    for view in await directory.enterprises.all():
+    for view in await services.enterprises.all():
         automatic = "automatic sync" if view.syncs_automatically else "manual sync"
         print(
             f"{view.tenant_id}\t{view.name}\t{view.main_number}\t"
@@ -83,18 +83,18 @@ async def enterprise_list(directory: Directory, args: argparse.Namespace) -> Non
         )
 
 
-async def enterprise_consent(directory: Directory, args: argparse.Namespace) -> None:
+async def enterprise_consent(services: Services, args: argparse.Namespace) -> None:
     """Record the enterprise's "Allow Management by Service Provider" consent."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
-    view = await directory.enterprises.set_consent(OPERATOR, enterprise_id, args.state == "on")
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
+    view = await services.enterprises.set_consent(OPERATOR, enterprise_id, args.state == "on")
     state = "allowed" if view.sp_management_consent else "not allowed"
     print(f"{view.name}: management by service provider {state}.")
 
 
-async def enterprise_voice_routing(directory: Directory, args: argparse.Namespace) -> None:
+async def enterprise_voice_routing(services: Services, args: argparse.Namespace) -> None:
     """Name the voice routing policy the enterprise's calling users get in Teams."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
-    name = await directory.enterprises.set_voice_routing_policy(
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
+    name = await services.enterprises.set_voice_routing_policy(
         OPERATOR, enterprise_id, None if args.default else args.name
     )
     if name is None:
@@ -103,26 +103,26 @@ async def enterprise_voice_routing(directory: Directory, args: argparse.Namespac
         print(f"Voice routing policy: “{name}” (its id is looked up in the tenant at each sync).")
 
 
-async def numbers_import(directory: Directory, args: argparse.Namespace) -> None:
+async def numbers_import(services: Services, args: argparse.Namespace) -> None:
     """Add numbers to an enterprise's inventory from a range or a CSV file."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
     if args.csv:
         try:
             text = await asyncio.to_thread(Path(args.csv).read_text, encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"cannot read {args.csv}: {error.__class__.__name__}") from None
-        report = await directory.inventory.import_csv(OPERATOR, enterprise_id, text)
+        report = await services.inventory.import_csv(OPERATOR, enterprise_id, text)
     else:
         first, last = args.range
-        report = await directory.inventory.import_range(OPERATOR, enterprise_id, first, last)
+        report = await services.inventory.import_range(OPERATOR, enterprise_id, first, last)
     print(f"Added {report.added} numbers; {report.already_present} were already in the inventory.")
 
 
-async def numbers_free(directory: Directory, args: argparse.Namespace) -> None:
+async def numbers_free(services: Services, args: argparse.Namespace) -> None:
     """Search the free numbers by digits."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
     match = DigitMatch.CONTAINS if args.contains else DigitMatch.ENDS_WITH
-    page = await directory.inventory.search_free(
+    page = await services.inventory.search_free(
         enterprise_id, args.digits, match=match, page=args.page, page_size=args.page_size
     )
     for number in page.items:
@@ -130,30 +130,30 @@ async def numbers_free(directory: Directory, args: argparse.Namespace) -> None:
     print(f"page {page.page} of {page.pages}, {page.total} free numbers match", file=sys.stderr)
 
 
-async def licences_set(directory: Directory, args: argparse.Namespace) -> None:
+async def licences_set(services: Services, args: argparse.Namespace) -> None:
     """Set the size of an enterprise's licence pools."""
     if args.essentials is None and args.basic is None:
         raise UsageError("give --essentials N, --basic N, or both")
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
     for product, total in (
         (LicenceProduct.ESSENTIALS, args.essentials),
         (LicenceProduct.BASIC, args.basic),
     ):
         if total is not None:
-            await directory.licences.set_pool(OPERATOR, enterprise_id, product, total)
-    for pool in await directory.licences.pools(enterprise_id):
+            await services.licences.set_pool(OPERATOR, enterprise_id, product, total)
+    for pool in await services.licences.pools(enterprise_id):
         print(f"{pool.product.label}: {pool.used} of {pool.total} in use, {pool.free} free")
 
 
-async def admin_grant(directory: Directory, args: argparse.Namespace) -> None:
+async def admin_grant(services: Services, args: argparse.Namespace) -> None:
     """Give a Teams user (by Entra object id) a role in the bot."""
     role = ROLES[args.role]
     enterprise_id = None
     if role is not AdminRole.SERVICE_PROVIDER:
         if not args.tenant_id:
             raise UsageError(f"--tenant-id is required for the role {args.role}")
-        enterprise_id = await _enterprise_id(directory, args.tenant_id)
-    view = await directory.enterprises.grant(
+        enterprise_id = await _enterprise_id(services, args.tenant_id)
+    view = await services.enterprises.grant(
         OPERATOR,
         aad_object_id=args.aad_object_id,
         role=role,
@@ -166,10 +166,10 @@ async def admin_grant(directory: Directory, args: argparse.Namespace) -> None:
     )
 
 
-async def directory_list(directory: Directory, args: argparse.Namespace) -> None:
+async def directory_list(services: Services, args: argparse.Namespace) -> None:
     """Print the directory of users."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
-    page = await directory.users.directory(
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
+    page = await services.users.directory(
         enterprise_id,
         search=args.search,
         sort=DirectorySort(args.sort),
@@ -198,12 +198,12 @@ def _differences(items: Sequence[object]) -> str:
     return f"{len(items)} difference" + ("" if len(items) == 1 else "s")
 
 
-async def pbx_reconcile(directory: Directory, args: argparse.Namespace) -> None:
+async def pbx_reconcile(services: Services, args: argparse.Namespace) -> None:
     """Compare an enterprise's PBX configuration with the directory; --fix repairs the drift."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
-    backend = build_backend(Settings.from_env(), directory.db)
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
+    backend = build_backend(Settings.from_env(), services.db)
     try:
-        reconciler = Reconciler(directory.db, backend)
+        reconciler = Reconciler(services.db, backend)
         report = await (reconciler.fix if args.fix else reconciler.check)(enterprise_id)
     finally:
         await backend.close()
@@ -241,14 +241,14 @@ def _write_private_files(out: Path, files: dict[str, str]) -> list[Path]:
     return written
 
 
-async def pbx_config(directory: Directory, args: argparse.Namespace) -> None:
+async def pbx_config(services: Services, args: argparse.Namespace) -> None:
     """Write the static Asterisk configuration for the enterprises in the directory."""
     settings = Settings.from_env()
     if not settings.pbx_database_url:
         raise UsageError("PBX_DATABASE_URL must name Asterisk's realtime database")
     enterprises = [
         EnterpriseDialplan(view.id, view.name, view.region)
-        for view in await directory.enterprises.all()
+        for view in await services.enterprises.all()
     ]
     files = static_files(
         settings.pbx_trunks, settings.pbx_sip_realm, settings.pbx_database_url, enterprises
@@ -261,10 +261,10 @@ async def pbx_config(directory: Directory, args: argparse.Namespace) -> None:
     )
 
 
-async def huntgroup_create(directory: Directory, args: argparse.Namespace) -> None:
+async def huntgroup_create(services: Services, args: argparse.Namespace) -> None:
     """Create a hunt group, optionally with its extension, number and ring strategy."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
-    view = await directory.hunt_groups.create(
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
+    view = await services.hunt_groups.create(
         OPERATOR,
         enterprise_id,
         args.name,
@@ -275,15 +275,15 @@ async def huntgroup_create(directory: Directory, args: argparse.Namespace) -> No
     print(f"Created hunt group {view.name} ({view.queue}), reached at {view.reached_at}.")
 
 
-async def huntgroup_configure(directory: Directory, args: argparse.Namespace) -> None:
+async def huntgroup_configure(services: Services, args: argparse.Namespace) -> None:
     """Set a hunt group's extension, number and ring strategy."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
     group = next(
-        (g for g in await directory.hunt_groups.all(enterprise_id) if g.name == args.name), None
+        (g for g in await services.hunt_groups.all(enterprise_id) if g.name == args.name), None
     )
     if group is None:
         raise NotFoundError(f"No hunt group called {args.name} in this enterprise.")
-    view = await directory.hunt_groups.configure(
+    view = await services.hunt_groups.configure(
         OPERATOR,
         enterprise_id,
         group.id,
@@ -294,17 +294,17 @@ async def huntgroup_configure(directory: Directory, args: argparse.Namespace) ->
     print(f"Hunt group {view.name} is reached at {view.reached_at} ({view.strategy.label}).")
 
 
-async def huntgroup_list(directory: Directory, args: argparse.Namespace) -> None:
+async def huntgroup_list(services: Services, args: argparse.Namespace) -> None:
     """List an enterprise's hunt groups."""
-    enterprise_id = await _enterprise_id(directory, args.tenant_id)
-    for group in await directory.hunt_groups.all(enterprise_id):
+    enterprise_id = await _enterprise_id(services, args.tenant_id)
+    for group in await services.hunt_groups.all(enterprise_id):
         print(
             f"{group.name}\t{group.queue}\t{group.reached_at}\t{group.strategy.value}\t"
             f"{group.members} members"
         )
 
 
-async def graph_check(directory: Directory, args: argparse.Namespace) -> None:
+async def graph_check(services: Services, args: argparse.Namespace) -> None:
     """Check a tenant is ready for the sync: sign-in, permissions, domains, licences, policy."""
     settings = Settings.from_env().graph
     if not settings.credential_for(args.tenant_id):
@@ -326,7 +326,7 @@ async def graph_check(directory: Directory, args: argparse.Namespace) -> None:
         )
 
 
-async def db_upgrade(directory: Directory, args: argparse.Namespace) -> None:
+async def db_upgrade(services: Services, args: argparse.Namespace) -> None:
     """The schema is migrated on opening; say so."""
     print("The database schema is up to date.")
 
@@ -468,12 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> None:
-    directory = await open_directory(settings)
+    services = await open_services(settings)
     try:
         command: Command = args.run
-        await command(directory, args)
+        await command(services, args)
     finally:
-        await directory.db.dispose()
+        await services.db.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

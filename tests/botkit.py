@@ -11,7 +11,7 @@ import pytest
 
 from bot.app import build_app
 from cards.actions import Verb
-from services.directory import Directory
+from services.container import Services
 from services.models import AdminRole, LicenceProduct
 from services.users import NewUser
 from services.views import UserView
@@ -27,7 +27,7 @@ class BotHarness:
     """A running Switchboard and the Teams admin talking to it."""
 
     client: RunningBot
-    directory: Directory
+    services: Services
     teams: TeamsActivities
     connector: FakeConnector
     ent: int
@@ -76,9 +76,9 @@ async def user_of_another_enterprise(
     """A second enterprise (another tenant) and an Essentials user of it: what a crafted
     payload from the harness's admin must never reach."""
     other = await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        harness.services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
-    vic = await harness.directory.users.create(
+    vic = await harness.services.users.create(
         PROVIDER, other, NewUser(name, "vic@other.com", LicenceProduct.ESSENTIALS)
     )
     return other, vic
@@ -140,18 +140,18 @@ def buttons(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-async def harness(directory: Directory, serve_bot, teams, fake_connector, bot_settings):
+async def harness(services: Services, serve_bot, teams, fake_connector, bot_settings):
     """Switchboard over the test directory, with DEFAULT_USER as the enterprise's admin."""
-    ent = await seed_enterprise(directory, tenant_id=DEFAULT_TENANT_ID)
-    await directory.enterprises.grant(
+    ent = await seed_enterprise(services, tenant_id=DEFAULT_TENANT_ID)
+    await services.enterprises.grant(
         PROVIDER,
         aad_object_id=DEFAULT_USER.aad_object_id,
         role=AdminRole.ENTERPRISE_ADMIN,
         enterprise_id=ent,
         display_name=DEFAULT_USER.name,
     )
-    client = await serve_bot(build_app(directory, bot_settings))
+    client = await serve_bot(build_app(services, bot_settings))
     seen: list[dict[str, Any]] = []
-    yield BotHarness(client, directory, teams, fake_connector, ent, seen)
+    yield BotHarness(client, services, teams, fake_connector, ent, seen)
     if seen:
         assert_valid_cards({f"card {i}": card for i, card in enumerate(seen)})

@@ -17,8 +17,8 @@ from sqlalchemy import event
 
 from services.bulk import Bulk
 from services.config import Settings
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.passwords import PasswordVault
 
 
@@ -39,8 +39,8 @@ async def main(url: str, key_file: str, import_id: int, batch_size: int, stop_af
                 time.sleep(3600)
 
     settings = Settings(database_url=url, secret_key_file=Path(key_file), quarantine_days=30)
-    directory = Directory.build(db, settings, PasswordVault.from_settings("", Path(key_file)))
-    await Bulk.of(directory, batch_size=batch_size).run(import_id)
+    services = Services.build(db, settings, PasswordVault.from_settings("", Path(key_file)))
+    await Bulk.of(services, batch_size=batch_size).run(import_id)
     print("finished", flush=True)
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from services.config import Settings
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.models import AdminRole, Base, LicenceProduct
 from services.passwords import PasswordVault
 from services.views import Actor
@@ -134,16 +134,16 @@ def vault(tmp_path: Path) -> PasswordVault:
 
 
 @pytest.fixture
-def directory(database: Database, vault: PasswordVault, tmp_path: Path) -> Directory:
+def services(database: Database, vault: PasswordVault, tmp_path: Path) -> Services:
     """The directory services over the test database."""
-    return Directory.build(database, settings_for(database.url, tmp_path), vault)
+    return Services.build(database, settings_for(database.url, tmp_path), vault)
 
 
 PROVIDER = Actor("sp-admin", "Provider Admin", AdminRole.SERVICE_PROVIDER, None)
 
 
 async def seed_enterprise(
-    directory: Directory,
+    services: Services,
     *,
     tenant_id: str = "tenant-contoso",
     numbers: tuple[str, str] = ("+442079460000", "+442079460099"),
@@ -153,7 +153,7 @@ async def seed_enterprise(
     consent: bool = False,
 ) -> int:
     """An enterprise with a number range, an extension range and licence pools; returns its id."""
-    enterprise = await directory.enterprises.create(
+    enterprise = await services.enterprises.create(
         PROVIDER,
         name=f"Enterprise {tenant_id}",
         tenant_id=tenant_id,
@@ -162,11 +162,11 @@ async def seed_enterprise(
         region="GB",
         consent=consent,
     )
-    await directory.inventory.import_range(PROVIDER, enterprise.id, *numbers)
-    await directory.licences.set_pool(
+    await services.inventory.import_range(PROVIDER, enterprise.id, *numbers)
+    await services.licences.set_pool(
         PROVIDER, enterprise.id, LicenceProduct.ESSENTIALS, essentials
     )
-    await directory.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.BASIC, basic)
+    await services.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.BASIC, basic)
     return enterprise.id
 
 

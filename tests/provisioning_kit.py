@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer, ThrottleLimits
 from services.config import GraphSettings, Settings, SyncSettings
-from services.directory import Directory
+from services.container import Services
 from services.graph import GraphService
 from services.inventory import AUTO
 from services.models import (
@@ -168,11 +168,11 @@ def sync_settings(**changes: Any) -> SyncSettings:
 
 
 def settings_with(
-    directory: Directory, server: SandboxServer, *, graph: Any = None, sync: Any = None
+    services: Services, server: SandboxServer, *, graph: Any = None, sync: Any = None
 ) -> Settings:
     """Settings for the directory's database and the sandbox."""
     return Settings(
-        database_url=directory.db.url,
+        database_url=services.db.url,
         graph=graph or graph_settings(server),
         sync=sync or sync_settings(),
     )
@@ -184,7 +184,7 @@ def global_admin(enterprise_id: int, n: int) -> Actor:
 
 
 async def make_enterprise(
-    directory: Directory,
+    services: Services,
     n: int,
     *,
     users: int,
@@ -195,7 +195,7 @@ async def make_enterprise(
 ) -> int:
     """Enterprise `n` with `users` users (every `basic_every`-th on Basic); returns its id."""
     size = max(users, 1)
-    enterprise = await directory.enterprises.create(
+    enterprise = await services.enterprises.create(
         PROVIDER,
         name=f"Enterprise {n}",
         tenant_id=tenant_id(n),
@@ -206,10 +206,10 @@ async def make_enterprise(
     )
     first = f"+44207{n:03d}{1:04d}"
     last = f"+44207{n:03d}{size + 1:04d}"
-    await directory.inventory.import_range(PROVIDER, enterprise.id, first, last)
-    await directory.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.ESSENTIALS, size)
-    await directory.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.BASIC, size)
-    await directory.enterprises.grant(
+    await services.inventory.import_range(PROVIDER, enterprise.id, first, last)
+    await services.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.ESSENTIALS, size)
+    await services.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.BASIC, size)
+    await services.enterprises.grant(
         PROVIDER,
         aad_object_id=admin_object_id(n),
         role=AdminRole.GLOBAL_ADMIN,
@@ -219,7 +219,7 @@ async def make_enterprise(
     actor = global_admin(enterprise.id, n)
     for i in range(users):
         basic = basic_every and i % basic_every == basic_every - 1
-        await directory.users.create(
+        await services.users.create(
             actor,
             enterprise.id,
             NewUser(
@@ -249,29 +249,29 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-async def run_state(directory: Directory, sync_id: int) -> SyncRun:
+async def run_state(services: Services, sync_id: int) -> SyncRun:
     """A run as it stands."""
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         run = await uow.session.get(SyncRun, sync_id)
         assert run is not None
         uow.session.expunge(run)
         return run
 
 
-async def wait_for_run(directory: Directory, sync_id: int, *, timeout: float = 30.0) -> SyncRun:
+async def wait_for_run(services: Services, sync_id: int, *, timeout: float = 30.0) -> SyncRun:
     """Wait until a run has finished, and return it."""
 
     async def finished() -> SyncRun | None:
-        run = await run_state(directory, sync_id)
+        run = await run_state(services, sync_id)
         return run if run.status in (SyncStatus.SUCCEEDED, SyncStatus.PARTIALLY_FAILED) else None
 
     result: SyncRun = await wait_for(finished, timeout=timeout)
     return result
 
 
-async def item_counts(directory: Directory, sync_id: int) -> dict[OutboxStatus, int]:
+async def item_counts(services: Services, sync_id: int) -> dict[OutboxStatus, int]:
     """The run's items by status."""
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         rows = await uow.session.execute(
             select(ProvisioningItem.status, func.count())
             .where(ProvisioningItem.sync_id == sync_id)
@@ -282,7 +282,7 @@ async def item_counts(directory: Directory, sync_id: int) -> dict[OutboxStatus, 
 
 @contextlib.asynccontextmanager
 async def running_engines(
-    directory: Directory, settings: Settings, *, count: int = 1
+    services: Services, settings: Settings, *, count: int = 1
 ) -> AsyncIterator[list[ProvisioningEngine]]:
     """`count` sync workers, each with its own Graph client and database pool, as processes."""
     from services.db import Database
@@ -292,13 +292,13 @@ async def running_engines(
     databases: list[Database] = []
     try:
         for index in range(count):
-            db = directory.db if index == 0 else Database(directory.db.url)
+            db = services.db if index == 0 else Database(services.db.url)
             if index:
                 databases.append(db)
             graph = graph_service(settings.graph)
             graphs.append(graph)
             engine = ProvisioningEngine(
-                db, directory.users.vault, graph, settings, worker_id=f"worker-{index + 1}"
+                db, services.users.vault, graph, settings, worker_id=f"worker-{index + 1}"
             )
             engines.append(engine)
             await engine.start()

@@ -10,7 +10,7 @@ import pytest
 from bot.app import BACKGROUND_KEY, build_app, start_background_work
 from cards.actions import Verb
 from services.config import Settings
-from services.directory import Directory
+from services.container import Services
 from services.models import AdminRole
 from services.pbx.lines import endpoint_id
 from tests.conftest import PROVIDER, seed_enterprise
@@ -19,17 +19,17 @@ from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_created_user_is_pushed_to_the_pbx_by_the_running_app(
-    directory: Directory, serve_bot, teams, bot_settings
+    services: Services, serve_bot, teams, bot_settings
 ) -> None:
-    ent = await seed_enterprise(directory, tenant_id=DEFAULT_TENANT_ID)
-    await directory.enterprises.grant(
+    ent = await seed_enterprise(services, tenant_id=DEFAULT_TENANT_ID)
+    await services.enterprises.grant(
         PROVIDER,
         aad_object_id=DEFAULT_USER.aad_object_id,
         role=AdminRole.ENTERPRISE_ADMIN,
         enterprise_id=ent,
     )
-    app = build_app(directory, bot_settings)
-    start_background_work(app, directory, Settings(database_url=directory.db.url))
+    app = build_app(services, bot_settings)
+    start_background_work(app, services, Settings(database_url=services.db.url))
     client = await serve_bot(app)
     data = {
         "verb": Verb.USER_CREATE_SUBMIT.value,
@@ -41,7 +41,7 @@ async def test_created_user_is_pushed_to_the_pbx_by_the_running_app(
     }
     response = await client.post(teams.card_action(data["verb"], data))
     assert response.status == 200
-    [user] = (await directory.users.directory(ent)).items
+    [user] = (await services.users.directory(ent)).items
     pbx = app[BACKGROUND_KEY].pbx
     assert pbx is not None
     line = None
@@ -52,5 +52,5 @@ async def test_created_user_is_pushed_to_the_pbx_by_the_running_app(
         await asyncio.sleep(0.05)
     assert line is not None, "the pusher never wrote the user's line"
     assert (line.ddi, line.extension) == (user.number, str(user.extension))
-    status = await directory.pbx_statuses.of_user(ent, user.id)
+    status = await services.pbx_statuses.of_user(ent, user.id)
     assert "up to date" in status.summary

@@ -27,7 +27,7 @@ async def _user(
     licence: LicenceProduct | None = LicenceProduct.ESSENTIALS,
     number: str | None = None,
 ) -> UserView:
-    return await harness.directory.users.create(
+    return await harness.services.users.create(
         PROVIDER,
         harness.ent,
         NewUser(display_name=name, email=email, licence=licence, number=number),
@@ -71,7 +71,7 @@ async def test_caller_id_digits_without_ticking_another_number_present_that_numb
     )
     text = card_text(saved)
     assert "Caller ID saved: calls now present +44 20 7946 0042 (another company number)" in text
-    user = await harness.directory.users.get(harness.ent, ada.id)
+    user = await harness.services.users.get(harness.ent, ada.id)
     assert user.caller_id.presented_number == "+442079460042"
 
 
@@ -87,7 +87,7 @@ async def test_caller_id_digits_next_to_another_deliberate_choice_say_what_to_do
     assert "Caller ID saved" not in text
     assert "You typed last digits but chose “Anonymous”" in text
     assert "tick “Another company number”" in text
-    user = await harness.directory.users.get(harness.ent, ada.id)
+    user = await harness.services.users.get(harness.ent, ada.id)
     assert user.caller_id.presented_number == "+442079460000"
 
 
@@ -121,7 +121,7 @@ async def test_help_lists_the_commands_on_the_card_itself(harness: BotHarness) -
 
 async def test_statuses_read_true_and_say_what_they_are(harness: BotHarness) -> None:
     nolicence = await _user(harness, "Nora None", "nora@contoso.com", licence=None)
-    async with harness.directory.db.unit_of_work() as uow:
+    async with harness.services.db.unit_of_work() as uow:
         from sqlalchemy import update
 
         from services.models import ProvisioningStatus, User
@@ -166,13 +166,13 @@ async def test_replacing_a_number_is_confirmed_first_saying_until_when(
     assert "Replace Priya Patel's number?" in text
     assert "Give Priya Patel +44 20 7946 0042 instead of +44 20 7946 0000." in text
     assert "+44 20 7946 0000 goes into quarantine until" in text
-    user = await harness.directory.users.get(harness.ent, priya.id)
+    user = await harness.services.users.get(harness.ent, priya.id)
     assert user.number == "+442079460000"  # nothing changed yet
     kept = await harness.act(Verb.NUMBERS_OPEN, buttons(asked)["Keep the number"])
     assert "Number for Priya Patel" in card_text(kept)
     done = await harness.act(Verb.NUMBER_ASSIGN, buttons(asked)["Replace the number"])
     assert "+44 20 7946 0042 is now Priya Patel's number" in card_text(done)
-    user = await harness.directory.users.get(harness.ent, priya.id)
+    user = await harness.services.users.get(harness.ent, priya.id)
     assert user.number == "+442079460042"
 
 
@@ -194,10 +194,10 @@ async def test_an_edit_that_takes_the_number_away_is_confirmed_first(harness: Bo
     assert "the Essentials licence goes back to the pool" in text
     assert "Take +44 20 7946 0000 away from Cy Young." in text
     assert "+44 20 7946 0000 goes into quarantine until" in text
-    assert (await harness.directory.users.get(harness.ent, cy.id)).licence is not None
+    assert (await harness.services.users.get(harness.ent, cy.id)).licence is not None
     saved = await harness.act(Verb.USER_EDIT_SUBMIT, buttons(asked)["Save the changes"])
     assert "Saved." in card_text(saved)
-    after = await harness.directory.users.get(harness.ent, cy.id)
+    after = await harness.services.users.get(harness.ent, cy.id)
     assert after.licence is None and after.number is None
     # a rename takes nothing away: saved at once
     renamed = await harness.act(
@@ -219,7 +219,7 @@ async def test_enabling_several_users_is_confirmed_with_what_it_takes(harness: B
     assert "Enable 2 users with Basic?" in text
     assert "Enable 2 users: Ada King, Bob Stone." in text
     assert "Take 2 Basic licences from the pool: 50 of 50 are free now, 48 will be after." in text
-    assert (await harness.directory.users.get(harness.ent, ada.id)).licence is None
+    assert (await harness.services.users.get(harness.ent, ada.id)).licence is None
     back = await harness.act(Verb.UNLICENSED_OPEN, buttons(asked)["Back to the list"])
     assert "Users without a calling licence" in card_text(back)
     done = await harness.act(Verb.UNLICENSED_ENABLE, buttons(asked)["Enable 2 users"])
@@ -265,7 +265,7 @@ async def test_no_free_number_says_when_the_number_exists_but_is_taken(
 async def _rows(harness: BotHarness, model: type) -> list:
     from sqlalchemy import select
 
-    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
         rows = list((await uow.session.execute(select(model))).scalars())
         uow.session.expunge_all()
         return rows
@@ -286,7 +286,7 @@ async def test_remove_a_user_from_the_user_card_after_confirming(harness: BotHar
     assert "Tell Microsoft with the next Sync Teams Users" in text
     assert '"title": "Remove the user", "style": "destructive"' in json.dumps(asked)
     # nothing happened yet, and "Keep the user" goes back to them
-    assert (await harness.directory.users.get(harness.ent, priya.id)).number
+    assert (await harness.services.users.get(harness.ent, priya.id)).number
     kept = await harness.act(Verb.USER_OPEN, buttons(asked)["Keep the user"])
     assert kept["body"][0]["text"] == "Priya Patel"
 
@@ -296,7 +296,7 @@ async def test_remove_a_user_from_the_user_card_after_confirming(harness: BotHar
     assert "Their Essentials licence is back in the pool." in text
     assert "Microsoft is told with the next Sync Teams Users" in text
     assert "Priya" not in card_text(await harness.say("directory"))
-    pools = {p.product: p for p in await harness.directory.licences.pools(harness.ent)}
+    pools = {p.product: p for p in await harness.services.licences.pools(harness.ent)}
     assert pools[LicenceProduct.ESSENTIALS].free == 50
     [number] = [n for n in await _rows(harness, PhoneNumber) if n.e164 == "+442079460011"]
     assert number.status is NumberStatus.QUARANTINED and number.user_id is None
@@ -314,17 +314,17 @@ async def test_remove_on_a_stale_card_is_refused_with_the_new_state(harness: Bot
     cy = await _user(harness, "Cy Young", "cy@contoso.com")
     card = await harness.act(Verb.USER_OPEN, {"user_id": cy.id})
     asked = await harness.act(Verb.USER_REMOVE, buttons(card)["Remove user"])
-    await harness.directory.users.update(
+    await harness.services.users.update(
         PROVIDER, harness.ent, cy.id, cy.version, UserChanges(display_name="Cy Changed")
     )
     refused = await harness.act(Verb.USER_REMOVE, buttons(asked)["Remove the user"])
     assert "Someone else saved" in card_text(refused)
-    assert (await harness.directory.users.get(harness.ent, cy.id)).display_name == "Cy Changed"
+    assert (await harness.services.users.get(harness.ent, cy.id)).display_name == "Cy Changed"
 
 
 async def _global_admin(harness: BotHarness) -> TeamsActivities:
     person = TeamsUser.random("Gina Global")
-    await harness.directory.enterprises.grant(
+    await harness.services.enterprises.grant(
         PROVIDER,
         aad_object_id=person.aad_object_id,
         role=AdminRole.GLOBAL_ADMIN,
@@ -351,12 +351,12 @@ async def test_global_admin_allows_and_withdraws_management_by_the_provider(
     text = card_text(allowed)
     assert "Management by the service provider allowed: once the first sync is done" in text
     assert "Management by the service provider: allowed." in text
-    assert (await harness.directory.enterprises.get(harness.ent)).sp_management_consent
+    assert (await harness.services.enterprises.get(harness.ent)).sp_management_consent
     withdrawn = await harness.act(
         Verb.SYNC_CONSENT, buttons(allowed)["Withdraw consent"], teams=gina
     )
     assert "Consent withdrawn" in card_text(withdrawn)
-    assert not (await harness.directory.enterprises.get(harness.ent)).sp_management_consent
+    assert not (await harness.services.enterprises.get(harness.ent)).sp_management_consent
     audits = [a for a in await _rows(harness, AuditEntry) if a.action == "enterprise.consent"]
     assert [a.after for a in audits] == [
         {"sp_management_consent": True},
@@ -369,7 +369,7 @@ async def test_only_the_global_admin_may_give_consent(harness: BotHarness) -> No
     assert "Allow management by service provider" not in buttons(card)
     refused = await harness.act(Verb.SYNC_CONSENT, {"consent": True})
     assert "Only the enterprise's Global Admin can allow" in card_text(refused)
-    assert not (await harness.directory.enterprises.get(harness.ent)).sp_management_consent
+    assert not (await harness.services.enterprises.get(harness.ent)).sp_management_consent
 
 
 async def test_every_wrong_field_is_marked_at_once(harness: BotHarness) -> None:
@@ -404,8 +404,8 @@ async def test_every_wrong_field_is_marked_at_once(harness: BotHarness) -> None:
 
 
 async def test_an_empty_pool_leads_with_the_refusal_and_its_remedy(harness: BotHarness) -> None:
-    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
-    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.BASIC, 0)
+    await harness.services.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
+    await harness.services.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.BASIC, 0)
     form = await harness.say("create user")
     refused = await harness.act(
         Verb.USER_CREATE_SUBMIT,
@@ -426,7 +426,7 @@ async def test_an_empty_pool_leads_with_the_refusal_and_its_remedy(harness: BotH
 
 
 async def test_the_form_defaults_to_a_licence_the_pools_still_have(harness: BotHarness) -> None:
-    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
+    await harness.services.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
     form = await harness.say("create user")
     assert find_input(form, "licence")["value"] == "basic"
     assert find_input(form, "number_mode")["value"] == "none"
@@ -445,7 +445,7 @@ async def test_several_matches_list_numbers_as_cards_show_them(harness: BotHarne
 
 
 async def test_select_all_in_bulk_enable_and_a_licence_the_pools_have(harness: BotHarness) -> None:
-    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
+    await harness.services.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 0)
     people = [
         await _user(harness, name, f"{name.split()[0].lower()}@contoso.com", licence=None)
         for name in ("Ada King", "Bob Stone", "Cy Young")
@@ -465,7 +465,7 @@ async def test_free_extensions_are_listed_as_runs(harness: BotHarness) -> None:
     await _user(harness, "Ada King", "ada@contoso.com")  # takes 1000
     await _user(harness, "Bob Stone", "bob@contoso.com")  # takes 1001
     cy = await _user(harness, "Cy Young", "cy@contoso.com")  # takes 1002
-    await harness.directory.users.remove(PROVIDER, harness.ent, cy.id, cy.version)
+    await harness.services.users.remove(PROVIDER, harness.ent, cy.id, cy.version)
     card = await harness.act(Verb.EXTENSIONS_OPEN, buttons(home)["Free extensions"])
     text = card_text(card)
     assert "Free extensions" in text

@@ -22,7 +22,7 @@ MAIN_WARNING = "still presents the company's main number"
 
 async def _ada(harness: BotHarness) -> UserView:
     """An Essentials user with +44 20 7946 0000, presenting it."""
-    return await harness.directory.users.create(
+    return await harness.services.users.create(
         PROVIDER, harness.ent, NewUser("Ada Lovelace", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
 
@@ -30,13 +30,13 @@ async def _ada(harness: BotHarness) -> UserView:
 async def _on_company_main(harness: BotHarness) -> UserView:
     """Ada, still presenting the company's main number: the case the card must flag."""
     ada = await _ada(harness)
-    return await harness.directory.users.set_caller_id(
+    return await harness.services.users.set_caller_id(
         PROVIDER, harness.ent, ada.id, ada.version, CallerIdChange(CallerIdMode.COMPANY_MAIN)
     )
 
 
 async def _caller_id(harness: BotHarness, user_id: int) -> UserView:
-    return await harness.directory.users.get(harness.ent, user_id)
+    return await harness.services.users.get(harness.ent, user_id)
 
 
 def _save(card: dict, **inputs: object) -> dict:
@@ -82,7 +82,7 @@ async def test_company_main_warning_until_the_own_number_is_presented(
 
 @ON_SQLITE
 async def test_user_without_a_number_is_warned_to_get_one_first(harness: BotHarness) -> None:
-    bo = await harness.directory.users.create(
+    bo = await harness.services.users.create(
         PROVIDER, harness.ent, NewUser("Bo Basic", "bo@contoso.com", LicenceProduct.BASIC)
     )
     card = await harness.act(Verb.CALLER_ID_OPEN, {"user_id": bo.id})
@@ -172,7 +172,7 @@ async def test_refusals_come_back_next_to_the_field(
     harness: BotHarness, typed: dict, field: str, message: str
 ) -> None:
     await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        harness.services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
     ada = await _ada(harness)
     card = await harness.act(Verb.CALLER_ID_OPEN, {"user_id": ada.id})
@@ -195,7 +195,7 @@ async def test_refusals_come_back_next_to_the_field(
 async def test_stale_card_is_refused_and_reloaded_keeping_the_input(harness: BotHarness) -> None:
     ada = await _ada(harness)
     card = await harness.act(Verb.CALLER_ID_OPEN, {"user_id": ada.id})
-    newer = await harness.directory.users.set_caller_id(
+    newer = await harness.services.users.set_caller_id(
         PROVIDER,
         harness.ent,
         ada.id,
@@ -217,7 +217,7 @@ async def test_stale_card_is_refused_and_reloaded_keeping_the_input(harness: Bot
     )
     assert "Caller ID saved" in card_text(retried)
     # a number change also moves the version: a card from before it is stale too
-    await harness.directory.users.update(
+    await harness.services.users.update(
         PROVIDER, harness.ent, ada.id, newer.version + 1, UserChanges(number="+442079460042")
     )
     late = await harness.act(Verb.CALLER_ID_SUBMIT, _save(retried, mode="own_ddi"))
@@ -235,7 +235,7 @@ async def test_another_enterprises_user_is_out_of_reach(harness: BotHarness) -> 
         {"ent": other, "user_id": vic.id, "version": vic.version, "mode": "anonymous"},
     )
     assert "does not exist in this enterprise" in card_text(submitted)
-    still = await harness.directory.users.get(other, vic.id)
+    still = await harness.services.users.get(other, vic.id)
     assert still.caller_id.mode is CallerIdMode.OWN_DDI
 
 

@@ -70,7 +70,7 @@ HEADINGS = {"name": "Name", "number": "Number", "status": "Status"}
 async def _seed_people(harness: BotHarness) -> dict[str, int]:
     ids: dict[str, int] = {}
     for person in PEOPLE:
-        user = await harness.directory.users.create(
+        user = await harness.services.users.create(
             PROVIDER,
             harness.ent,
             NewUser(
@@ -83,7 +83,7 @@ async def _seed_people(harness: BotHarness) -> dict[str, int]:
         )
         ids[person["name"]] = user.id
         # The state the sync engine would leave behind.
-        async with harness.directory.db.unit_of_work() as uow:
+        async with harness.services.db.unit_of_work() as uow:
             await uow.session.execute(
                 update(User)
                 .where(User.id == user.id)
@@ -175,7 +175,7 @@ async def test_a_user_changed_since_the_last_view_is_shown_as_they_are_now(
         "+44 20 7946 0010\next 1030",
         "🔴 Failed: Entra refused the licence\nEssentials",
     ]
-    async with harness.directory.db.unit_of_work() as uow:
+    async with harness.services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(User)
             .where(User.id == ids[BEA])
@@ -228,7 +228,7 @@ async def test_sort_choice_sorts_by_each_column_both_ways(harness: BotHarness, c
 @ON_SQLITE
 async def test_paging_keeps_sort_and_search(harness: BotHarness) -> None:
     for i in range(45):
-        await harness.directory.users.create(
+        await harness.services.users.create(
             PROVIDER, harness.ent, NewUser(f"Person {i:02d}", f"p{i:02d}@contoso.com")
         )
     first = await harness.act(Verb.DIRECTORY_OPEN, {"sort": "name", "desc": True})

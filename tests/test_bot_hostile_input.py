@@ -168,7 +168,7 @@ async def test_a_provider_naming_a_huge_enterprise_is_told_to_pick_one(
     harness: BotHarness,
 ) -> None:
     provider = TeamsUser.random("Pat Provider")
-    await harness.directory.enterprises.grant(
+    await harness.services.enterprises.grant(
         PROVIDER,
         aad_object_id=provider.aad_object_id,
         role=AdminRole.SERVICE_PROVIDER,
@@ -230,7 +230,7 @@ async def test_editing_a_user_of_another_enterprise_says_it_does_not_exist(
     assert APOLOGY not in text
     assert "That user does not exist in this enterprise" in text
     assert (
-        await harness.directory.users.get(vic.enterprise_id, vic.id)
+        await harness.services.users.get(vic.enterprise_id, vic.id)
     ).display_name == "Vic Other"
 
 

@@ -34,24 +34,24 @@ async def _act(harness: BotHarness, verb: Verb, data: dict) -> dict:
 
 async def _ada(harness: BotHarness) -> UserView:
     """An Essentials user: she gets the first free number, +44 20 7946 0000."""
-    return await harness.directory.users.create(
+    return await harness.services.users.create(
         PROVIDER, harness.ent, NewUser("Ada Lovelace", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
 
 
 async def _unlicensed_with_number(harness: BotHarness, number: str) -> UserView:
     """A user without a calling licence who holds a number: the one kind that can release it."""
-    return await harness.directory.users.create(
+    return await harness.services.users.create(
         PROVIDER, harness.ent, NewUser("Cy Twombly", "cy@contoso.com", number=number)
     )
 
 
 async def _number_of(harness: BotHarness, user_id: int) -> str | None:
-    return (await harness.directory.users.get(harness.ent, user_id)).number
+    return (await harness.services.users.get(harness.ent, user_id)).number
 
 
 async def _quarantined(harness: BotHarness) -> list[str]:
-    page = await harness.directory.inventory.list_numbers(
+    page = await harness.services.inventory.list_numbers(
         harness.ent, status=NumberStatus.QUARANTINED
     )
     return [n.e164 for n in page.items]
@@ -202,10 +202,10 @@ async def test_refused_assignment_keeps_the_input(
     harness: BotHarness, typed: dict, field: str, message: str
 ) -> None:
     await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        harness.services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
     ada = await _ada(harness)
-    await harness.directory.users.create(  # holds +44 20 7946 0001
+    await harness.services.users.create(  # holds +44 20 7946 0001
         PROVIDER, harness.ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
     )
     card = await _open_for(harness, ada)
@@ -242,7 +242,7 @@ async def test_release_puts_the_number_into_quarantine(harness: BotHarness) -> N
         {**buttons(released)["Assign this number"], "number": "+442079460005"},
     )
     assert "quarantined and cannot be assigned now" in card_text(refused)
-    now = await harness.directory.users.get(harness.ent, cy.id)
+    now = await harness.services.users.get(harness.ent, cy.id)
     again = await _act(harness, Verb.NUMBER_RELEASE, {"user_id": cy.id, "version": now.version})
     assert "had no direct number; nothing was released" in card_text(again)
 
@@ -258,7 +258,7 @@ async def test_an_essentials_number_cannot_be_released_alone(harness: BotHarness
 
 @ON_SQLITE
 async def test_basic_user_is_refused_a_number(harness: BotHarness) -> None:
-    bo = await harness.directory.users.create(
+    bo = await harness.services.users.create(
         PROVIDER, harness.ent, NewUser("Bo Basic", "bo@contoso.com", LicenceProduct.BASIC)
     )
     card = await _open_for(harness, bo)
@@ -277,7 +277,7 @@ async def test_stale_card_gets_the_conflict_and_the_reloaded_user(harness: BotHa
     ada = await _ada(harness)
     card = await _open_for(harness, ada)
     # another admin edits Ada after this card was shown
-    newer = await harness.directory.users.update(
+    newer = await harness.services.users.update(
         PROVIDER, harness.ent, ada.id, ada.version, UserChanges(display_name="Ada King")
     )
     stale = await _act(
@@ -313,7 +313,7 @@ async def test_another_enterprises_user_and_numbers_are_out_of_reach(harness: Bo
         Verb.NUMBER_AUTO, {"ent": other, "user_id": vic.id, "version": vic.version}
     )
     assert "does not exist in this enterprise" in card_text(auto)
-    assert (await harness.directory.users.get(other, vic.id)).number == "+442079470000"
+    assert (await harness.services.users.get(other, vic.id)).number == "+442079470000"
 
 
 @ON_SQLITE

@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 
 from bot.app import build_app
 from cards.actions import Dataset, Verb
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.models import AdminRole
 from services.passwords import PasswordVault
 from tests.botkit import BotHarness, card_text
@@ -54,19 +54,19 @@ async def outage_harness(
     """Switchboard whose only way to its database is the relay."""
     url = make_url(PG_URL).set(host="127.0.0.1", port=relay.port)
     db = Database(url.render_as_string(hide_password=False))
-    directory = Directory.build(
+    services = Services.build(
         db, settings_for(db.url, tmp_path), PasswordVault.from_settings("", tmp_path / "key")
     )
-    ent = await seed_enterprise(directory, tenant_id=DEFAULT_TENANT_ID)
-    await directory.enterprises.grant(
+    ent = await seed_enterprise(services, tenant_id=DEFAULT_TENANT_ID)
+    await services.enterprises.grant(
         PROVIDER,
         aad_object_id=DEFAULT_USER.aad_object_id,
         role=AdminRole.ENTERPRISE_ADMIN,
         enterprise_id=ent,
         display_name=DEFAULT_USER.name,
     )
-    client = await serve_bot(build_app(directory, bot_settings))
-    yield BotHarness(client, directory, teams, fake_connector, ent, [])
+    client = await serve_bot(build_app(services, bot_settings))
+    yield BotHarness(client, services, teams, fake_connector, ent, [])
     await db.dispose()
 
 
@@ -162,7 +162,7 @@ async def test_turns_cut_off_mid_way_say_so_and_the_database_stays_whole(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors
     # every user the bot said it created exists, each with its own number and extension
-    page = await harness.directory.users.directory(harness.ent, page_size=100)
+    page = await harness.services.users.directory(harness.ent, page_size=100)
     numbers = [user.number for user in page.items]
     assert len(numbers) == len(set(numbers))
     assert said_created <= {user.display_name for user in page.items}

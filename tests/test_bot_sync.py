@@ -33,7 +33,7 @@ ON_POSTGRES = pytest.mark.parametrize(
 
 async def _global_admin(harness: BotHarness, name: str = "Gina Global") -> TeamsActivities:
     person = TeamsUser.random(name)
-    await harness.directory.enterprises.grant(
+    await harness.services.enterprises.grant(
         PROVIDER,
         aad_object_id=person.aad_object_id,
         role=AdminRole.GLOBAL_ADMIN,
@@ -44,7 +44,7 @@ async def _global_admin(harness: BotHarness, name: str = "Gina Global") -> Teams
 
 
 async def _runs(harness: BotHarness) -> list[SyncRun]:
-    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
         rows = list((await uow.session.execute(select(SyncRun).order_by(SyncRun.id))).scalars())
         uow.session.expunge_all()
         return rows
@@ -52,7 +52,7 @@ async def _runs(harness: BotHarness) -> list[SyncRun]:
 
 async def _execute(harness: BotHarness, *statements: Any) -> None:
     """Leave the database as the sync engine or the provider would."""
-    async with harness.directory.db.unit_of_work() as uow:
+    async with harness.services.db.unit_of_work() as uow:
         for statement in statements:
             await uow.session.execute(statement)
         await uow.commit()
@@ -89,7 +89,7 @@ async def _create(harness: BotHarness, *names: str) -> dict[str, int]:
     for name in names:
         email = name.lower().replace(" ", ".") + "@contoso.com"
         ids[name] = (
-            await harness.directory.users.create(PROVIDER, harness.ent, NewUser(name, email))
+            await harness.services.users.create(PROVIDER, harness.ent, NewUser(name, email))
         ).id
     return ids
 
@@ -114,7 +114,7 @@ async def test_enterprise_admin_sees_no_button_and_a_crafted_start_is_refused(
     assert await _runs(harness) == []
     # a provider admin acting for the enterprise sees the status, not the button
     provider = TeamsUser.random("Pat Provider")
-    await harness.directory.enterprises.grant(
+    await harness.services.enterprises.grant(
         PROVIDER,
         aad_object_id=provider.aad_object_id,
         role=AdminRole.SERVICE_PROVIDER,
@@ -308,7 +308,7 @@ async def test_sync_main_flow_on_postgres(harness: BotHarness) -> None:
     )
     texts = sorted([card_text(first), card_text(second)], key=lambda t: "Sync started" not in t)
     assert "Sync started" in texts[0] and "no second one was started" in texts[1]
-    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
         assert (
             await uow.session.execute(select(func.count()).select_from(SyncRun))
         ).scalar_one() == 1

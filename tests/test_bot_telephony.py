@@ -38,18 +38,18 @@ TELEPHONY = "Hunt groups & desk phone"
 
 
 async def _ada(harness: BotHarness, licence: LicenceProduct | None = LicenceProduct.ESSENTIALS):
-    return await harness.directory.users.create(
+    return await harness.services.users.create(
         PROVIDER, harness.ent, NewUser("Ada Lovelace", "ada@contoso.com", licence)
     )
 
 
 async def _groups(harness: BotHarness, *names: str) -> dict[str, int]:
-    made = [await harness.directory.hunt_groups.create(PROVIDER, harness.ent, n) for n in names]
+    made = [await harness.services.hunt_groups.create(PROVIDER, harness.ent, n) for n in names]
     return {group.name: group.id for group in made}
 
 
 async def _member_of(harness: BotHarness, user_id: int) -> list[str]:
-    return [g.name for g in await harness.directory.hunt_groups.of_user(harness.ent, user_id)]
+    return [g.name for g in await harness.services.hunt_groups.of_user(harness.ent, user_id)]
 
 
 async def _open(harness: BotHarness, user: UserView) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def _shown(card: dict[str, Any], label: str) -> str:
 
 
 async def _credential(harness: BotHarness, user_id: int) -> SipCredential | None:
-    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
         row = await uow.session.get(SipCredential, user_id)
         uow.session.expunge_all()
         return row
@@ -89,21 +89,21 @@ async def _credential(harness: BotHarness, user_id: int) -> SipCredential | None
 async def _everything_stored(harness: BotHarness) -> str:
     """Every row of every table, as text: a secret must not appear anywhere in it."""
     dump: list[str] = []
-    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
         for table in Base.metadata.sorted_tables:
             dump += [repr(tuple(row)) for row in await uow.session.execute(select(table))]
     return "\n".join(dump)
 
 
 async def _ledger(harness: BotHarness) -> list[dict[str, Any] | None]:
-    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
         rows = await uow.session.execute(select(ProcessedActivity.response))
         return list(rows.scalars())
 
 
 async def _settle_pbx(harness: BotHarness, *, error: str | None = None) -> None:
     """Play the PBX pusher: every waiting push lands, or fails with `error` and waits."""
-    async with harness.directory.db.unit_of_work() as uow:
+    async with harness.services.db.unit_of_work() as uow:
         values: dict[str, Any] = (
             {
                 "last_error": error,
@@ -123,7 +123,7 @@ async def _settle_pbx(harness: BotHarness, *, error: str | None = None) -> None:
 async def test_user_card_shows_the_pbx_line_and_leads_to_the_groups(harness: BotHarness) -> None:
     ada = await _ada(harness)
     ids = await _groups(harness, "Sales", "Support")
-    await harness.directory.hunt_groups.add_member(PROVIDER, harness.ent, ids["Sales"], ada.id)
+    await harness.services.hunt_groups.add_member(PROVIDER, harness.ent, ids["Sales"], ada.id)
     opened = await harness.act(Verb.USER_OPEN, {"user_id": ada.id})
     text = card_text(opened)
     assert "🔵 On its way to the PBX. Hunt groups: Sales." in text
@@ -223,7 +223,7 @@ async def test_new_group_refusals_keep_the_input_and_name_the_field(harness: Bot
     )
     assert "Hunt group Front desk was created and is ticked below" in card_text(created)
     assert find_input(created, "new_group").get("value") is None
-    groups = {g.name: g.id for g in await harness.directory.hunt_groups.all(harness.ent)}
+    groups = {g.name: g.id for g in await harness.services.hunt_groups.all(harness.ent)}
     assert find_input(created, "groups")["value"] == f"{ticked},{groups['Front desk']}"
     assert await _member_of(harness, ada.id) == []  # ticked, not saved yet
     await harness.act(
@@ -235,7 +235,7 @@ async def test_new_group_refusals_keep_the_input_and_name_the_field(harness: Bot
 
 @ON_SQLITE
 async def test_unlicensed_user_is_refused_next_to_the_field(harness: BotHarness) -> None:
-    sam = await harness.directory.users.create(PROVIDER, harness.ent, NewUser("Sam", "s@c.com"))
+    sam = await harness.services.users.create(PROVIDER, harness.ent, NewUser("Sam", "s@c.com"))
     ids = await _groups(harness, "Sales")
     card = await _open(harness, sam)
     assert "Sam has no calling licence" in card_text(card)
@@ -268,7 +268,7 @@ async def test_unknown_and_other_enterprises_ids_are_refused(harness: BotHarness
     ada = await _ada(harness)
     ids = await _groups(harness, "Sales")
     other, vic = await user_of_another_enterprise(harness, "Vic")
-    theirs = await harness.directory.hunt_groups.create(PROVIDER, other, "Their desk")
+    theirs = await harness.services.hunt_groups.create(PROVIDER, other, "Their desk")
     card = await _open(harness, ada)
     for crafted in (f"{ids['Sales']},{theirs.id}", "999999"):
         refused = await harness.act(
@@ -283,7 +283,7 @@ async def test_unknown_and_other_enterprises_ids_are_refused(harness: BotHarness
     assert "could not read that selection" in card_text(unreadable)
     assert await _member_of(harness, ada.id) == []
     assert [
-        m.display_name for m in await harness.directory.hunt_groups.members(other, theirs.id)
+        m.display_name for m in await harness.services.hunt_groups.members(other, theirs.id)
     ] == []
     # another enterprise's user, by every verb, even naming their enterprise
     for verb in (Verb.TELEPHONY_OPEN, Verb.HUNT_GROUPS_SAVE, Verb.DESK_PHONE_ISSUE):
@@ -297,7 +297,7 @@ async def test_unknown_and_other_enterprises_ids_are_refused(harness: BotHarness
 
 
 async def _member_of_other(harness: BotHarness, ent: int, user_id: int) -> list[str]:
-    return [g.name for g in await harness.directory.hunt_groups.of_user(ent, user_id)]
+    return [g.name for g in await harness.services.hunt_groups.of_user(ent, user_id)]
 
 
 @ON_SQLITE
@@ -389,7 +389,7 @@ async def test_replace_and_revoke(harness: BotHarness) -> None:
     revoked = await harness.act(Verb.DESK_PHONE_REVOKE, _press(card, "Revoke"))
     assert "Desk phone login revoked" in card_text(revoked)
     assert "No desk phone login." in card_text(revoked)
-    assert not await harness.directory.desk_phones.has_desk_phone(harness.ent, ada.id)
+    assert not await harness.services.desk_phones.has_desk_phone(harness.ent, ada.id)
     again = await harness.act(Verb.DESK_PHONE_REVOKE, _press(card, "Revoke"))
     assert "Ada Lovelace had no desk phone login to revoke." in card_text(again)
     assert all(new_password not in card_text(c) for c in (card, revoked, again))
@@ -462,7 +462,7 @@ async def test_a_hunt_group_gets_its_extension_and_number_from_the_card(
     assert f"Extension {ada.extension} is already taken" in card_text(taken)
     assert find_input(taken, "new_group")["value"] == "Sales"
     assert find_input(taken, "new_group_extension")["value"] == str(ada.extension)
-    assert await harness.directory.hunt_groups.all(harness.ent) == []
+    assert await harness.services.hunt_groups.all(harness.ent) == []
     created = await harness.act(
         Verb.HUNT_GROUP_CREATE,
         _press(
@@ -475,6 +475,6 @@ async def test_a_hunt_group_gets_its_extension_and_number_from_the_card(
     )
     assert "Hunt group Sales was created" in card_text(created)
     assert find_input(created, "new_group_extension").get("value") is None
-    [sales] = await harness.directory.hunt_groups.all(harness.ent)
+    [sales] = await harness.services.hunt_groups.all(harness.ent)
     assert (sales.extension, sales.number) == (1050, "+442079460050")
     assert "Sales (0 members; extension 1050, +44 20 7946 0050)" in card_text(created)

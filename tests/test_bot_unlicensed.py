@@ -26,13 +26,13 @@ async def _people(harness: BotHarness, *names: str, ent: int | None = None) -> l
     for name in names:
         email = name.lower().replace(" ", ".") + "@contoso.com"
         created.append(
-            await harness.directory.users.create(PROVIDER, ent or harness.ent, NewUser(name, email))
+            await harness.services.users.create(PROVIDER, ent or harness.ent, NewUser(name, email))
         )
     return created
 
 
 async def _licences(harness: BotHarness, ent: int | None = None) -> dict[str, Any]:
-    page = await harness.directory.users.directory(ent or harness.ent, page_size=100)
+    page = await harness.services.users.directory(ent or harness.ent, page_size=100)
     return {user.display_name: user.licence for user in page.items}
 
 
@@ -87,7 +87,7 @@ async def test_enable_with_basic_gives_extensions_only(harness: BotHarness) -> N
     ada, bob = await _people(harness, "Ada King", "Bob Stone")
     result = await _enable(harness, [ada.id, bob.id], "basic")
     assert "2 users enabled with Basic" in card_text(result)
-    enabled = await harness.directory.users.directory(harness.ent)
+    enabled = await harness.services.users.directory(harness.ent)
     assert [(u.number, u.extension) for u in enabled.items] == [(None, 1000), (None, 1001)]
     everyone = await harness.act(Verb.UNLICENSED_OPEN)
     assert "Everyone in" in card_text(everyone) and "has a calling licence" in card_text(everyone)
@@ -97,7 +97,7 @@ async def test_enable_with_basic_gives_extensions_only(harness: BotHarness) -> N
 async def test_pool_too_small_refuses_everyone_and_keeps_the_selection(
     harness: BotHarness,
 ) -> None:
-    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 2)
+    await harness.services.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 2)
     people = await _people(harness, "Ada King", "Bob Stone", "Cy Young")
     ids = [p.id for p in people]
     card = await _enable(harness, ids, "essentials")
@@ -125,7 +125,7 @@ async def test_pool_too_small_refuses_everyone_and_keeps_the_selection(
 @ON_SQLITE
 async def test_already_licensed_user_in_the_selection(harness: BotHarness) -> None:
     ada, bob = await _people(harness, "Ada King", "Bob Stone")
-    licensed = await harness.directory.users.create(
+    licensed = await harness.services.users.create(
         PROVIDER,
         harness.ent,
         NewUser("Lee Licensed", "lee@contoso.com", licence=LicenceProduct.BASIC),
@@ -177,7 +177,7 @@ async def test_users_of_another_enterprise_are_refused_never_enabled(
     harness: BotHarness,
 ) -> None:
     other = await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        harness.services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
     [victim] = await _people(harness, "Vic Other", ent=other)
     [ada] = await _people(harness, "Ada King")
@@ -201,7 +201,7 @@ async def test_users_of_another_enterprise_are_refused_never_enabled(
 
 @ON_POSTGRES
 async def test_enable_main_flow_on_postgres(harness: BotHarness) -> None:
-    await harness.directory.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 1)
+    await harness.services.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.ESSENTIALS, 1)
     ada, bob = await _people(harness, "Ada King", "Bob Stone")
     refused = await _enable(harness, [ada.id, bob.id], "essentials")
     assert "Not enough subscriptions" in card_text(refused)

@@ -37,7 +37,7 @@ ADA = {
 async def _users(harness: BotHarness) -> list[User]:
     from sqlalchemy import select
 
-    async with harness.directory.db.unit_of_work(readonly=True) as uow:
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
         rows = list((await uow.session.execute(select(User))).scalars())
         uow.session.expunge_all()
         return rows
@@ -138,21 +138,21 @@ class _UnhurriedLedger(ActivityLedger):
 async def test_a_bot_stopping_keeps_its_last_answers_for_the_other_instances(
     harness: BotHarness, serve_bot: ServeBot, bot_settings: BotSettings
 ) -> None:
-    directory = harness.directory
+    services = harness.services
     activity = harness.teams.card_action(
         Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
     )
     stopping = await serve_bot(
-        build_app(replace(directory, ledger=_UnhurriedLedger(directory.db)), bot_settings)
+        build_app(replace(services, ledger=_UnhurriedLedger(services.db)), bot_settings)
     )
     first = (await stopping.post(activity)).json()["value"]
     await stopping.close()
     key = delivery_key(Activity().deserialize(activity))
     assert key is not None
-    assert await ActivityLedger(directory.db).peek(key) == Claim(first=False, response=first)
+    assert await ActivityLedger(services.db).peek(key) == Claim(first=False, response=first)
     # Another instance over the same database, knowing only what was written to it.
     other = await serve_bot(
-        build_app(replace(directory, ledger=ActivityLedger(directory.db)), bot_settings)
+        build_app(replace(services, ledger=ActivityLedger(services.db)), bot_settings)
     )
 
     redelivered = (await other.post(activity)).json()["value"]
@@ -177,8 +177,8 @@ async def test_many_concurrent_deliveries_of_one_create_make_one_user(
 async def test_a_refused_action_leaves_no_claim_so_its_redelivery_runs_again(
     harness: BotHarness,
 ) -> None:
-    directory, ent = harness.directory, harness.ent
-    await directory.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 0)
+    services, ent = harness.services, harness.ent
+    await services.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 0)
     activity = harness.teams.card_action(
         Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
     )
@@ -186,7 +186,7 @@ async def test_a_refused_action_leaves_no_claim_so_its_redelivery_runs_again(
     assert "Not enough subscriptions" in card_text(refused)
     assert await _users(harness) == []
     # nothing changed, so nothing was claimed: once licences arrive, the retry creates the user
-    await directory.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 5)
+    await services.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 5)
     created = (await harness.client.post(activity)).json()["value"]
     assert "Not enough subscriptions" not in card_text(created)
     assert [user.email for user in await _users(harness)] == ["ada@contoso.com"]
@@ -216,7 +216,7 @@ async def test_find_and_edit_user_with_conflict(harness: BotHarness) -> None:
     stale = await harness.act(Verb.USER_EDIT_SUBMIT, {**edit, "display_name": "Old Name"})
     assert "Someone else saved" in card_text(stale)
     assert find_input(stale, "display_name")["value"] == "Old Name"
-    assert (await harness.directory.users.get(harness.ent, user.id)).display_name == "Ada King"
+    assert (await harness.services.users.get(harness.ent, user.id)).display_name == "Ada King"
 
 
 async def test_typeahead_searches(harness: BotHarness) -> None:
@@ -232,21 +232,21 @@ async def test_typeahead_searches(harness: BotHarness) -> None:
 
 async def test_enterprise_admin_cannot_reach_another_enterprise(harness: BotHarness) -> None:
     other = await seed_enterprise(
-        harness.directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        harness.services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
-    victim = await harness.directory.users.create(PROVIDER, other, NewUser("Vic", "vic@other.com"))
+    victim = await harness.services.users.create(PROVIDER, other, NewUser("Vic", "vic@other.com"))
     # a crafted payload naming the other enterprise and its user
     card = await harness.act(Verb.USER_OPEN, {"ent": other, "user_id": victim.id})
     assert "Vic" not in card_text(card)
     assert "does not exist in this enterprise" in card_text(card)
     created = await harness.act(Verb.USER_CREATE_SUBMIT, {**ADA, "ent": other})
     assert "was created" in card_text(created)
-    assert (await harness.directory.users.directory(other)).total == 1  # still only Vic
+    assert (await harness.services.users.directory(other)).total == 1  # still only Vic
 
 
 async def test_service_provider_picks_the_enterprise(harness: BotHarness) -> None:
     provider = TeamsUser.random("Pat Provider")
-    await harness.directory.enterprises.grant(
+    await harness.services.enterprises.grant(
         PROVIDER,
         aad_object_id=provider.aad_object_id,
         role=AdminRole.SERVICE_PROVIDER,
@@ -310,7 +310,7 @@ async def test_install_welcomes_once_and_stores_the_conversation(harness: BotHar
     welcome = await harness.connector.next_message()
     assert "Welcome to Switchboard" in card_text(welcome.adaptive_cards[0])
     await harness.connector.assert_no_activity(within=0.3)
-    stored = await harness.directory.conversations.personal(
+    stored = await harness.services.conversations.personal(
         harness.teams.tenant_id, harness.teams.user.aad_object_id
     )
     assert stored is not None and stored.reference["serviceUrl"] == harness.connector.url
@@ -322,7 +322,7 @@ async def test_a_changed_conversation_reference_is_saved_again(harness: BotHarne
     activity = harness.teams.message("help")
     activity["locale"] = "fr-FR"
     assert (await harness.client.post(activity)).status == 200
-    stored = await harness.directory.conversations.personal(
+    stored = await harness.services.conversations.personal(
         harness.teams.tenant_id, harness.teams.user.aad_object_id
     )
     assert stored is not None and stored.reference["locale"] == "fr-FR"

@@ -21,7 +21,7 @@ from services.bulk import (
     template,
 )
 from services.callerid import CallerIdChange
-from services.directory import Directory
+from services.container import Services
 from services.errors import ValidationError
 from services.inventory import AUTO
 from services.models import (
@@ -41,43 +41,43 @@ FULL = [c.header for c in Column]
 
 
 @pytest.fixture
-async def ent(directory: Directory) -> int:
-    return await seed_enterprise(directory)
+async def ent(services: Services) -> int:
+    return await seed_enterprise(services)
 
 
 @pytest.fixture
-def bulk(directory: Directory) -> Bulk:
-    return Bulk.of(directory, batch_size=7)
+def bulk(services: Services) -> Bulk:
+    return Bulk.of(services, batch_size=7)
 
 
-async def _user(directory: Directory, ent: int, email: str) -> UserView:
-    page = await directory.users.directory(ent, search=email)
+async def _user(services: Services, ent: int, email: str) -> UserView:
+    page = await services.users.directory(ent, search=email)
     [user] = [u for u in page.items if u.email == email]
     return user
 
 
 async def test_template_and_export_share_columns_and_an_export_reimports_unchanged(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
-    sales = await directory.hunt_groups.create(PROVIDER, ent, "Sales")
-    support = await directory.hunt_groups.create(PROVIDER, ent, "Support, North")
-    ada = await directory.users.create(
+    sales = await services.hunt_groups.create(PROVIDER, ent, "Sales")
+    support = await services.hunt_groups.create(PROVIDER, ent, "Support, North")
+    ada = await services.users.create(
         PROVIDER,
         ent,
         NewUser("Ada Lovelace", "ada@contoso.example", LicenceProduct.ESSENTIALS, AUTO, AUTO),
     )
-    await directory.users.create(
+    await services.users.create(
         PROVIDER, ent, NewUser("Bob Basic", "bob@contoso.example", LicenceProduct.BASIC)
     )
-    await directory.users.create(PROVIDER, ent, NewUser("Cy Nolicence", "cy@contoso.example"))
-    ada = await directory.users.set_caller_id(
+    await services.users.create(PROVIDER, ent, NewUser("Cy Nolicence", "cy@contoso.example"))
+    ada = await services.users.set_caller_id(
         PROVIDER,
         ent,
         ada.id,
         ada.version,
         CallerIdChange(CallerIdMode.OTHER, "0050", "Ada L", True, "0051"),
     )
-    await directory.hunt_groups.set_user_groups(PROVIDER, ent, ada.id, [sales.id, support.id])
+    await services.hunt_groups.set_user_groups(PROVIDER, ent, ada.id, [sales.id, support.id])
 
     exported = await bulk.export(ent)
     assert exported.startswith(b"\xef\xbb\xbf")
@@ -109,10 +109,10 @@ async def test_template_and_export_share_columns_and_an_export_reimports_unchang
 
 
 async def test_preview_counts_creates_updates_removals_and_unchanged(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     for name in ("Ann", "Ben", "Cat"):
-        await directory.users.create(
+        await services.users.create(
             PROVIDER, ent, NewUser(name, f"{name.lower()}@contoso.example", LicenceProduct.BASIC)
         )
     header = [*HEADER, "Action"]
@@ -136,9 +136,9 @@ async def test_preview_counts_creates_updates_removals_and_unchanged(
 
 
 async def test_every_row_level_rule_is_a_reason_in_the_admins_words(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
-    holder = await directory.users.create(
+    holder = await services.users.create(
         PROVIDER,
         ent,
         NewUser(
@@ -146,7 +146,7 @@ async def test_every_row_level_rule_is_a_reason_in_the_admins_words(
         ),
     )
     assert holder.number == "+442079460010"
-    await directory.hunt_groups.create(PROVIDER, ent, "Sales", extension=1020, number="02079460020")
+    await services.hunt_groups.create(PROVIDER, ent, "Sales", extension=1020, number="02079460020")
     header = [
         "Name", "E-mail", "Licence", "Number", "Extension", "Caller ID",
         "Caller ID number", "Caller name", "Hunt groups", "Action",
@@ -210,7 +210,7 @@ async def test_every_row_level_rule_is_a_reason_in_the_admins_words(
 
 
 async def test_numbers_in_national_international_and_00_forms(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     data = sheet(
         [
@@ -228,14 +228,14 @@ async def test_numbers_in_national_international_and_00_forms(
         "+442079460004",
     ]
     await bulk.apply(PROVIDER, ent, data, preview.token)
-    assert (await _user(directory, ent, "c@contoso.example")).number == "+442079460003"
+    assert (await _user(services, ent, "c@contoso.example")).number == "+442079460003"
 
 
 async def test_not_enough_subscriptions_for_the_whole_file_says_needed_and_free(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
-    await directory.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 3)
-    await directory.users.create(
+    await services.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 3)
+    await services.users.create(
         PROVIDER, ent, NewUser("Old", "old@contoso.example", LicenceProduct.ESSENTIALS)
     )
     rows = [[f"N{i}", f"n{i}@contoso.example", "Essentials", "", ""] for i in range(3)]
@@ -252,9 +252,9 @@ async def test_not_enough_subscriptions_for_the_whole_file_says_needed_and_free(
     assert reasons == {}
 
 
-async def test_not_enough_free_numbers_or_extensions(directory: Directory, bulk: Bulk) -> None:
+async def test_not_enough_free_numbers_or_extensions(services: Services, bulk: Bulk) -> None:
     ent = await seed_enterprise(
-        directory, numbers=("+442079460000", "+442079460001"), extensions=(1000, 1002)
+        services, numbers=("+442079460000", "+442079460001"), extensions=(1000, 1002)
     )
     rows = [["Named", "named@contoso.example", "Essentials", "+442079460001", ""]]
     rows += [[f"A{i}", f"a{i}@contoso.example", "Essentials", "", ""] for i in range(2)]
@@ -273,7 +273,7 @@ async def test_not_enough_free_numbers_or_extensions(directory: Directory, bulk:
 
 
 async def test_unknown_email_domain_is_refused_per_row(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     checked: list[str] = []
 
@@ -282,7 +282,7 @@ async def test_unknown_email_domain_is_refused_per_row(
         if not email.endswith("@contoso.example"):
             raise ValidationError(f"{email.split('@')[1]} is not a verified domain of the tenant.")
 
-    directory.users.use_email_domain_check(verified_domains)
+    services.users.use_email_domain_check(verified_domains)
     data = sheet(
         [
             ["A", "a@contoso.example", "Basic", "", ""],
@@ -299,9 +299,9 @@ async def test_unknown_email_domain_is_refused_per_row(
 
 
 async def test_a_stale_preview_is_refused_and_nothing_is_written(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
-    ann = await directory.users.create(
+    ann = await services.users.create(
         PROVIDER, ent, NewUser("Ann", "ann@contoso.example", LicenceProduct.BASIC)
     )
     data = sheet(
@@ -311,30 +311,30 @@ async def test_a_stale_preview_is_refused_and_nothing_is_written(
         ]
     )
     preview = await bulk.preview(ent, data)
-    await directory.users.update(PROVIDER, ent, ann.id, ann.version, UserChanges(display_name="A"))
+    await services.users.update(PROVIDER, ent, ann.id, ann.version, UserChanges(display_name="A"))
     with pytest.raises(StalePreviewError, match="changed after this preview"):
         await bulk.apply(PROVIDER, ent, data, preview.token)
     edited = sheet([["Ann Smith", "ann@contoso.example", "Basic", "", ""]])
     fresh = await bulk.preview(ent, data)
     with pytest.raises(StalePreviewError):
         await bulk.apply(PROVIDER, ent, edited, fresh.token)  # another file than previewed
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         assert (await uow.session.execute(select(func.count(BulkImport.id)))).scalar_one() == 0
-    assert (await _user(directory, ent, "ann@contoso.example")).display_name == "A"
-    assert (await directory.users.directory(ent)).total == 1
+    assert (await _user(services, ent, "ann@contoso.example")).display_name == "A"
+    assert (await services.users.directory(ent)).total == 1
     # The preview of now applies.
     progress = await bulk.apply(PROVIDER, ent, data, fresh.token)
     assert (progress.applied, progress.failed) == (2, 0)
 
 
 async def test_apply_goes_through_the_single_user_rules_with_audit_and_outbox(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
-    sales = await directory.hunt_groups.create(PROVIDER, ent, "Sales")
-    bob = await directory.users.create(
+    sales = await services.hunt_groups.create(PROVIDER, ent, "Sales")
+    bob = await services.users.create(
         PROVIDER, ent, NewUser("Bob", "bob@contoso.example", LicenceProduct.BASIC)
     )
-    gone = await directory.users.create(
+    gone = await services.users.create(
         PROVIDER, ent, NewUser("Gone", "gone@contoso.example", LicenceProduct.ESSENTIALS)
     )
     header = [*HEADER, "Caller ID", "Caller ID number", "PAI", "Hunt groups", "Action"]
@@ -353,30 +353,30 @@ async def test_apply_goes_through_the_single_user_rules_with_audit_and_outbox(
     assert (progress.applied, progress.failed, progress.pending) == (4, 0, 0)
     assert progress.finished
 
-    ada = await _user(directory, ent, "ada@contoso.example")
+    ada = await _user(services, ent, "ada@contoso.example")
     assert (ada.number, ada.extension) == ("+442079460040", 1040)
     assert ada.caller_id.presented_number == "+442079460041"
     assert ada.caller_id.send_pai
-    bob_now = await _user(directory, ent, "bob@contoso.example")
+    bob_now = await _user(services, ent, "bob@contoso.example")
     assert bob_now.licence is LicenceProduct.ESSENTIALS
     assert bob_now.number is not None and bob_now.extension == bob.extension
-    cy = await _user(directory, ent, "cy@contoso.example")
+    cy = await _user(services, ent, "cy@contoso.example")
     assert cy.caller_id.mode is CallerIdMode.ANONYMOUS
-    assert {m.display_name for m in await directory.hunt_groups.members(ent, sales.id)} == {
+    assert {m.display_name for m in await services.hunt_groups.members(ent, sales.id)} == {
         "Ada",
         "Bob",
     }
-    pools = {p.product: p for p in await directory.licences.pools(ent)}
+    pools = {p.product: p for p in await services.licences.pools(ent)}
     assert pools[LicenceProduct.ESSENTIALS].used == 2  # Ada, Bob; Gone's came back
     assert pools[LicenceProduct.BASIC].used == 0
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         rested = (
             await uow.session.execute(
                 select(PhoneNumber.status).where(PhoneNumber.e164 == gone.number)
             )
         ).scalar_one()
     assert rested is NumberStatus.QUARANTINED
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         audits = (
             await uow.session.execute(
                 select(AuditEntry.action, AuditEntry.target, AuditEntry.actor).where(
@@ -407,7 +407,7 @@ async def test_apply_goes_through_the_single_user_rules_with_audit_and_outbox(
 
 
 async def test_a_failed_row_does_not_undo_the_others(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     rows = [[f"U{i}", f"u{i}@contoso.example", "Essentials", f"+4420794600{50 + i}", ""]
             for i in range(10)]  # fmt: skip
@@ -415,7 +415,7 @@ async def test_a_failed_row_does_not_undo_the_others(
     preview = await bulk.preview(ent, data)
     import_id = await bulk.start(PROVIDER, ent, data, preview.token)
     # Between the preview and the apply, someone takes the number line 6 wants.
-    await directory.users.create(
+    await services.users.create(
         PROVIDER, ent, NewUser("Quick", "quick@contoso.example", number="+442079460054")
     )
     progress = await bulk.run(import_id)
@@ -425,16 +425,16 @@ async def test_a_failed_row_does_not_undo_the_others(
     # The single-user form's own refusal, as claim_number words it.
     assert result["6"]["Reason"].endswith("0054 is already assigned; pick a free number.")
     assert result["7"]["Result"] == "applied"
-    facts = await directory_facts(directory.db, ent)
+    facts = await directory_facts(services.db, ent)
     assert "u4@contoso.example" not in facts.emails
-    pools = {p.product: p for p in await directory.licences.pools(ent)}
+    pools = {p.product: p for p in await services.licences.pools(ent)}
     assert pools[LicenceProduct.ESSENTIALS].used == 9
 
 
 async def test_a_user_edited_after_the_apply_started_fails_that_row_only(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
-    ann = await directory.users.create(
+    ann = await services.users.create(
         PROVIDER, ent, NewUser("Ann", "ann@contoso.example", LicenceProduct.BASIC)
     )
     data = sheet(
@@ -444,7 +444,7 @@ async def test_a_user_edited_after_the_apply_started_fails_that_row_only(
         ]
     )
     import_id = await bulk.start(PROVIDER, ent, data, (await bulk.preview(ent, data)).token)
-    await directory.users.update(PROVIDER, ent, ann.id, ann.version, UserChanges(display_name="X"))
+    await services.users.update(PROVIDER, ent, ann.id, ann.version, UserChanges(display_name="X"))
     progress = await bulk.run(import_id)
     assert (progress.applied, progress.failed) == (1, 1)
     [failed] = [r for r in read_result(await bulk.result_csv(import_id)) if r["Result"] == "failed"]
@@ -452,7 +452,7 @@ async def test_a_user_edited_after_the_apply_started_fails_that_row_only(
 
 
 async def test_two_runs_of_one_import_apply_each_row_once(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     rows = [[f"P{i}", f"p{i}@contoso.example", "Essentials" if i % 2 else "Basic", "", ""]
             for i in range(40)]  # fmt: skip
@@ -462,7 +462,7 @@ async def test_two_runs_of_one_import_apply_each_row_once(
     assert first.applied == second.applied == 40 and first.failed == 0
     again = await bulk.run(import_id)
     assert again.applied == 40 and again.finished
-    facts = await directory_facts(directory.db, ent)
+    facts = await directory_facts(services.db, ent)
     assert sorted(facts.emails) == sorted(f"p{i}@contoso.example" for i in range(40))
     assert set(facts.creates.values()) == {1}
     assert set(facts.outbox.values()) == {2}  # Microsoft, PBX
@@ -472,13 +472,13 @@ async def test_two_runs_of_one_import_apply_each_row_once(
 
 
 async def test_removals_and_releases_go_first_so_the_file_fits(
-    directory: Directory, bulk: Bulk
+    services: Services, bulk: Bulk
 ) -> None:
-    ent = await seed_enterprise(directory, extensions=(1000, 1001), essentials=1)
-    await directory.users.create(
+    ent = await seed_enterprise(services, extensions=(1000, 1001), essentials=1)
+    await services.users.create(
         PROVIDER, ent, NewUser("Old", "old@contoso.example", LicenceProduct.ESSENTIALS)
     )
-    await directory.users.create(
+    await services.users.create(
         PROVIDER, ent, NewUser("Keep", "keep@contoso.example", extension=1001)
     )
     data = sheet(
@@ -492,12 +492,12 @@ async def test_removals_and_releases_go_first_so_the_file_fits(
     assert preview.rejected == []
     progress = await bulk.apply(PROVIDER, ent, data, preview.token)
     assert (progress.applied, progress.failed) == (3, 0), await bulk.result_csv(progress.import_id)
-    new = await _user(directory, ent, "new@contoso.example")
+    new = await _user(services, ent, "new@contoso.example")
     assert new.licence is LicenceProduct.ESSENTIALS and new.extension is not None
 
 
 async def test_users_created_together_are_recorded_as_one_by_one_creation_records_them(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     shapes = [
         ("Essentials", "+442079460060", None),
@@ -513,7 +513,7 @@ async def test_users_created_together_are_recorded_as_one_by_one_creation_record
     progress = await bulk.apply(PROVIDER, ent, data, (await bulk.preview(ent, data)).token)
     assert progress.applied == 4
     for i, (licence, number, ext) in enumerate(shapes):
-        await directory.users.create(
+        await services.users.create(
             PROVIDER,
             ent,
             NewUser(
@@ -526,8 +526,8 @@ async def test_users_created_together_are_recorded_as_one_by_one_creation_record
         )
 
     async def record(email: str) -> tuple[object, ...]:
-        user = await _user(directory, ent, email)
-        async with directory.db.unit_of_work(readonly=True) as uow:
+        user = await _user(services, ent, email)
+        async with services.db.unit_of_work(readonly=True) as uow:
             outbox = sorted(
                 (channel, kind, sorted(payload))
                 for channel, kind, payload in await uow.session.execute(
@@ -555,14 +555,14 @@ async def test_users_created_together_are_recorded_as_one_by_one_creation_record
 
     for i in range(len(shapes)):
         assert await record(f"bulk{i}@contoso.example") == await record(f"one{i}@contoso.example")
-    pools = {p.product: p.used for p in await directory.licences.pools(ent)}
+    pools = {p.product: p.used for p in await services.licences.pools(ent)}
     assert pools == {LicenceProduct.ESSENTIALS: 4, LicenceProduct.BASIC: 2}
 
 
 async def test_an_exported_row_moved_to_basic_keeps_the_forms_caller_id_rule(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
-    await directory.users.create(
+    await services.users.create(
         PROVIDER, ent, NewUser("Ada", "ada@contoso.example", LicenceProduct.ESSENTIALS)
     )
     exported = (await bulk.export(ent)).decode("utf-8-sig")
@@ -575,13 +575,13 @@ async def test_an_exported_row_moved_to_basic_keeps_the_forms_caller_id_rule(
         "number +44 20 7946 0000 → none",
     )
     await bulk.apply(PROVIDER, ent, edited, preview.token)
-    ada = await _user(directory, ent, "ada@contoso.example")
+    ada = await _user(services, ent, "ada@contoso.example")
     assert (ada.licence, ada.number, ada.extension) == (LicenceProduct.BASIC, None, 1000)
     assert ada.caller_id.mode is CallerIdMode.COMPANY_MAIN
 
 
 async def test_progress_is_told_after_each_batch(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     rows = [[f"P{i}", f"p{i}@contoso.example", "Basic", "", ""] for i in range(20)]
     data = sheet(rows)
@@ -599,7 +599,7 @@ async def test_progress_is_told_after_each_batch(
 
 
 async def test_apply_pressed_twice_on_one_preview_applies_it_once(
-    directory: Directory, ent: int, bulk: Bulk
+    services: Services, ent: int, bulk: Bulk
 ) -> None:
     data = sheet([["Ann", "ann@contoso.example", "Essentials", "", ""]])
     token = (await bulk.preview(ent, data)).token

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.bulk import Bulk, Column, FileRefusedError, RowAction, parse_sheet
-from services.directory import Directory
+from services.container import Services
 from tests.conftest import PROVIDER, seed_enterprise
 
 EXAMPLES = int(os.environ.get("SWITCHBOARD_PROPERTY_EXAMPLES", "40"))
@@ -72,9 +72,9 @@ def test_a_written_file_reads_back_cell_for_cell(
 
 
 @pytest.fixture
-async def ent(directory: Directory) -> int:
-    ent = await seed_enterprise(directory)
-    await directory.hunt_groups.create(PROVIDER, ent, "Sales")
+async def ent(services: Services) -> int:
+    ent = await seed_enterprise(services)
+    await services.hunt_groups.create(PROVIDER, ent, "Sales")
     return ent
 
 
@@ -124,14 +124,14 @@ def _file(rows: list[dict[Column, str]]) -> bytes:
 @PROPERTIES
 @given(rows=st.lists(_row, min_size=1, max_size=12))
 async def test_generated_rows_never_crash_and_every_rejection_says_why(
-    directory: Directory, ent: int, rows: list[dict[Column, str]]
+    services: Services, ent: int, rows: list[dict[Column, str]]
 ) -> None:
     data = _file(rows)
     try:
         sheet = parse_sheet(data)
     except FileRefusedError:
         return  # every row blank
-    preview = await Bulk.of(directory).preview(ent, data)
+    preview = await Bulk.of(services).preview(ent, data)
     assert [row.line for row in preview.rows] == [row.line for row in sheet.rows]
     for row in preview.rows:
         assert (row.action is RowAction.REJECTED) == bool(row.reasons), row
@@ -191,7 +191,7 @@ _BAD_CELLS = st.one_of(
 @PROPERTIES
 @given(bad=_BAD_CELLS, index=st.integers(0, 4))
 async def test_a_bad_cell_always_gets_a_row_level_reason(
-    directory: Directory, ent: int, bad: tuple[Column, str, str], index: int
+    services: Services, ent: int, bad: tuple[Column, str, str], index: int
 ) -> None:
     column, value, expected = bad
     rows = [
@@ -202,7 +202,7 @@ async def test_a_bad_cell_always_gets_a_row_level_reason(
     rows[index][column] = value
     if column is Column.NUMBER:
         rows[index][Column.LICENCE] = "Essentials"
-    preview = await Bulk.of(directory).preview(ent, _file(rows))
+    preview = await Bulk.of(services).preview(ent, _file(rows))
     by_line = {row.line: row for row in preview.rows}
     bad_row = by_line[index + 2]
     assert bad_row.action is RowAction.REJECTED

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from services.bulk import Bulk, ImportStatus
-from services.directory import Directory
+from services.container import Services
 from services.inventory import AUTO
 from services.models import AuditEntry, Extension, LicenceProduct, PhoneNumber, User
 from services.passwords import PasswordVault
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BATCH = 8
 
 
-async def _audits(directory: Directory, ent: int) -> Counter[tuple[str, str]]:
-    async with directory.db.unit_of_work(readonly=True) as uow:
+async def _audits(services: Services, ent: int) -> Counter[tuple[str, str]]:
+    async with services.db.unit_of_work(readonly=True) as uow:
         rows = await uow.session.execute(
             select(AuditEntry.action, AuditEntry.target).where(AuditEntry.enterprise_id == ent)
         )
@@ -35,11 +35,11 @@ async def _audits(directory: Directory, ent: int) -> Counter[tuple[str, str]]:
 
 
 async def test_an_apply_killed_mid_batch_resumes_applying_every_row_exactly_once(
-    directory: Directory, vault: PasswordVault, tmp_path: Path
+    services: Services, vault: PasswordVault, tmp_path: Path
 ) -> None:
-    ent = await seed_enterprise(directory, essentials=60, basic=60)
+    ent = await seed_enterprise(services, essentials=60, basic=60)
     for i in range(12):
-        await directory.users.create(
+        await services.users.create(
             PROVIDER,
             ent,
             NewUser(f"Old {i}", f"old{i}@contoso.example", LicenceProduct.BASIC, extension=AUTO),
@@ -56,15 +56,15 @@ async def test_an_apply_killed_mid_batch_resumes_applying_every_row_exactly_once
     rows += [[f"Old {i}", f"old{i}@contoso.example", "Essentials", "", ""] for i in range(9)]
     rows += [[f"Old {i}", f"old{i}@contoso.example", "", "", "", "remove"] for i in range(9, 12)]
     data = sheet(rows, ["Name", "E-mail", "Licence", "Number", "Extension", "Action"])
-    bulk = Bulk.of(directory, batch_size=BATCH)
+    bulk = Bulk.of(services, batch_size=BATCH)
     preview = await bulk.preview(ent, data)
     assert preview.summary() == "40 to create, 9 to update, 3 to remove, 0 unchanged, 0 rejected"
     import_id = await bulk.start(admin_of(ent), ent, data, preview.token, "move.csv")
-    before = await _audits(directory, ent)
+    before = await _audits(services, ent)
 
     # Stalls once a third batch has marked rows applied, before that batch commits.
     worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.bulk_worker", directory.db.url,
+        [sys.executable, "-m", "tests.bulk_worker", services.db.url,
          str(tmp_path / "secret.key"), str(import_id), str(BATCH), str(2 * BATCH + 3)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -92,20 +92,20 @@ async def test_an_apply_killed_mid_batch_resumes_applying_every_row_exactly_once
     assert done.finished and await bulk.unfinished(ent) == []
 
     # Every row exactly once: one audit entry per change, one create per new user.
-    changes = await _audits(directory, ent) - before
+    changes = await _audits(services, ent) - before
     assert changes == Counter(
         {("user.create", f"new{i}@contoso.example"): 1 for i in range(40)}
         | {("user.update", f"old{i}@contoso.example"): 1 for i in range(9)}
         | {("user.remove", f"old{i}@contoso.example"): 1 for i in range(9, 12)}
     )
-    facts = await directory_facts(directory.db, ent)
+    facts = await directory_facts(services.db, ent)
     assert sorted(facts.emails) == sorted(
         [f"new{i}@contoso.example" for i in range(40)]
         + [f"old{i}@contoso.example" for i in range(9)]
     )
     assert set(facts.outbox.values()) == {2}
     # No number or extension given twice; everyone holds what their licence includes.
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         s = uow.session
         numbers = (
             await s.execute(
@@ -127,7 +127,7 @@ async def test_an_apply_killed_mid_batch_resumes_applying_every_row_exactly_once
     assert len({n for n, _ in numbers}) == len(numbers)
     ext_holders = [user for _, user in extensions]
     assert len(ext_holders) == len(set(ext_holders)) == len({x for x, _ in extensions}) == 49
-    pools = {p.product: p for p in await directory.licences.pools(ent)}
+    pools = {p.product: p for p in await services.licences.pools(ent)}
     assert pools[LicenceProduct.ESSENTIALS].used == essentials
     assert pools[LicenceProduct.BASIC].used == 13
     result = await bulk.result_csv(import_id)

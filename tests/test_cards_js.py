@@ -31,8 +31,8 @@ import cards
 from cards.actions import Home
 from cards.common import Card, button, paragraph
 from services.callerid import CallerIdChange
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.inventory import ExtensionRanges
 from services.models import (
     AdminRole,
@@ -195,18 +195,18 @@ def calls_for(builder: Builder, samples: Samples) -> tuple[list[Call], list[str]
 # --- representative values from a real directory -------------------------------------------
 
 
-async def _directory(tmp_path: Path) -> Directory:
+async def _directory(tmp_path: Path) -> Services:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'cards.db'}")
     await db.migrate()
     vault = PasswordVault.from_settings("", tmp_path / "secret.key")
-    return Directory.build(db, settings_for(db.url, tmp_path), vault)
+    return Services.build(db, settings_for(db.url, tmp_path), vault)
 
 
-async def _samples(directory: Directory) -> Samples:
-    ent = await seed_enterprise(directory, tenant_id="tenant-cards")
+async def _samples(services: Services) -> Samples:
+    ent = await seed_enterprise(services, tenant_id="tenant-cards")
     admin = admin_of(ent)
     global_admin = admin_of(ent, AdminRole.GLOBAL_ADMIN)
-    users = directory.users
+    users = services.users
     essentials = await users.create(
         admin,
         ent,
@@ -243,23 +243,23 @@ async def _samples(directory: Directory) -> Samples:
     )
     every_user = [essentials, basic, unlicensed, other, anonymous, failed]
 
-    enterprise = await directory.enterprises.get(ent)
+    enterprise = await services.enterprises.get(ent)
     automatic = dataclasses.replace(
         enterprise, sp_management_consent=True, first_sync_completed_at=datetime.now(UTC)
     )
-    pools = await directory.licences.pools(ent)
+    pools = await services.licences.pools(ent)
     exhausted = [PoolView(p.product, p.total, p.total) for p in pools]
     listed = await users.directory(ent, page_size=50)
     one_page = Page(items=listed.items[:2], total=len(listed.items), page=1, page_size=2)
     nobody: Page[UserView] = Page(items=[], total=0, page=1, page_size=15)
-    free = await directory.inventory.search_free(ent, page_size=15)
+    free = await services.inventory.search_free(ent, page_size=15)
     no_free: Page[str] = Page(items=[], total=0, page=1, page_size=15)
 
-    sales = await directory.hunt_groups.create(admin, ent, "Sales")
-    await directory.hunt_groups.create(admin, ent, "Reception")
-    sales = await directory.hunt_groups.add_member(admin, ent, sales.id, essentials.id)
-    groups = await directory.hunt_groups.all(ent)
-    on_pbx = await directory.pbx_statuses.of_user(ent, essentials.id)
+    sales = await services.hunt_groups.create(admin, ent, "Sales")
+    await services.hunt_groups.create(admin, ent, "Reception")
+    sales = await services.hunt_groups.add_member(admin, ent, sales.id, essentials.id)
+    groups = await services.hunt_groups.all(ent)
+    on_pbx = await services.pbx_statuses.of_user(ent, essentials.id)
     retrying = dataclasses.replace(
         on_pbx,
         state=PbxState.RETRYING,
@@ -268,11 +268,11 @@ async def _samples(directory: Directory) -> Samples:
         last_error="The PBX database did not answer.",
         next_attempt_at=datetime.now(UTC) + timedelta(minutes=1),
     )
-    login = await directory.desk_phones.issue(admin, ent, essentials.id)
+    login = await services.desk_phones.issue(admin, ent, essentials.id)
 
-    before_sync = await directory.syncs.overview(ent)
-    await directory.syncs.request(global_admin, ent)
-    requested = await directory.syncs.overview(ent)
+    before_sync = await services.syncs.overview(ent)
+    await services.syncs.request(global_admin, ent)
+    requested = await services.syncs.overview(ent)
     assert requested.open_run is not None
     run = requested.open_run
     now = datetime.now(UTC)
@@ -350,11 +350,11 @@ async def _samples(directory: Directory) -> Samples:
 @pytest.fixture
 async def samples(tmp_path: Path) -> Samples:
     """Representative values, most of them read back from a real directory on SQLite."""
-    directory = await _directory(tmp_path)
+    services = await _directory(tmp_path)
     try:
-        return await _samples(directory)
+        return await _samples(services)
     finally:
-        await directory.db.dispose()
+        await services.db.dispose()
 
 
 def _payload(card: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.directory import Directory
+from services.container import Services
 from services.errors import NoFreeNumberError
 from services.inventory import AUTO
 from services.models import LicenceProduct
@@ -14,22 +14,22 @@ from services.users import NewUser, UserChanges
 from tests.conftest import admin_of, seed_enterprise
 
 
-async def _assign_concurrently(directory: Directory, users: int, numbers: int) -> list[object]:
+async def _assign_concurrently(services: Services, users: int, numbers: int) -> list[object]:
     ent = await seed_enterprise(
-        directory,
+        services,
         numbers=("+442079460000", f"+44207946{numbers - 1:04d}"),
         extensions=(1000, 1000 + users + 10),
         essentials=users + 10,
     )
     admin = admin_of(ent)
     people = [
-        await directory.users.create(admin, ent, NewUser(f"User {i}", f"u{i}@contoso.com"))
+        await services.users.create(admin, ent, NewUser(f"User {i}", f"u{i}@contoso.com"))
         for i in range(users)
     ]
 
     async def give(person_id: int, version: int) -> object:
         try:
-            view = await directory.users.update(
+            view = await services.users.update(
                 admin, ent, person_id, version, UserChanges(number=AUTO)
             )
         except NoFreeNumberError as error:
@@ -42,8 +42,8 @@ async def _assign_concurrently(directory: Directory, users: int, numbers: int) -
 @pytest.mark.parametrize(
     "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
-async def test_200_concurrent_auto_assignments_on_postgres(directory: Directory) -> None:
-    results = await _assign_concurrently(directory, users=200, numbers=200)
+async def test_200_concurrent_auto_assignments_on_postgres(services: Services) -> None:
+    results = await _assign_concurrently(services, users=200, numbers=200)
     numbers = [r for r in results if isinstance(r, str)]
     assert len(numbers) == 200 and len(set(numbers)) == 200
     assert not [r for r in results if not isinstance(r, str)]
@@ -52,8 +52,8 @@ async def test_200_concurrent_auto_assignments_on_postgres(directory: Directory)
 @pytest.mark.parametrize(
     "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
-async def test_running_out_only_says_no_free_number(directory: Directory) -> None:
-    results = await _assign_concurrently(directory, users=60, numbers=50)
+async def test_running_out_only_says_no_free_number(services: Services) -> None:
+    results = await _assign_concurrently(services, users=60, numbers=50)
     numbers = [r for r in results if isinstance(r, str)]
     refusals = [r for r in results if not isinstance(r, str)]
     assert len(numbers) == 50 and len(set(numbers)) == 50
@@ -61,15 +61,15 @@ async def test_running_out_only_says_no_free_number(directory: Directory) -> Non
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-async def test_concurrent_creates_on_sqlite_never_share_a_number(directory: Directory) -> None:
+async def test_concurrent_creates_on_sqlite_never_share_a_number(services: Services) -> None:
     ent = await seed_enterprise(
-        directory, numbers=("+442079460000", "+442079460039"), essentials=50
+        services, numbers=("+442079460000", "+442079460039"), essentials=50
     )
     admin = admin_of(ent)
 
     async def create(i: int) -> object:
         try:
-            view = await directory.users.create(
+            view = await services.users.create(
                 admin, ent, NewUser(f"U{i}", f"u{i}@contoso.com", LicenceProduct.ESSENTIALS)
             )
         except NoFreeNumberError as error:

@@ -10,8 +10,8 @@ from sqlalchemy import event, select, update
 
 from bot.app import keep_house
 from services.callerid import CallerIdChange
+from services.container import Services
 from services.conversations import ActivityLedger, Claim
-from services.directory import Directory
 from services.errors import (
     BulkRefusedError,
     ConflictError,
@@ -40,8 +40,8 @@ from services.users import RELEASE, DirectorySort, NewUser, UserChanges
 from tests.conftest import PROVIDER, admin_of, seed_enterprise
 
 
-async def _rows(directory: Directory, model: type, *where: object) -> list:
-    async with directory.db.unit_of_work(readonly=True) as uow:
+async def _rows(services: Services, model: type, *where: object) -> list:
+    async with services.db.unit_of_work(readonly=True) as uow:
         rows = list((await uow.session.execute(select(model).where(*where))).scalars())
         uow.session.expunge_all()
         return rows
@@ -50,12 +50,12 @@ async def _rows(directory: Directory, model: type, *where: object) -> list:
 # --- numbers -----------------------------------------------------------------------------------
 
 
-async def test_import_range_stores_e164_and_counts(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, numbers=("020 7946 0000", "020 7946 0009"))
-    page = await directory.inventory.search_free(ent, page_size=100)
+async def test_import_range_stores_e164_and_counts(services: Services) -> None:
+    ent = await seed_enterprise(services, numbers=("020 7946 0000", "020 7946 0009"))
+    page = await services.inventory.search_free(ent, page_size=100)
     assert page.total == 10
     assert page.items[0] == "+442079460000" and page.items[-1] == "+442079460009"
-    again = await directory.inventory.import_range(PROVIDER, ent, "+442079460005", "+442079460014")
+    again = await services.inventory.import_range(PROVIDER, ent, "+442079460005", "+442079460014")
     assert (again.added, again.already_present) == (5, 5)
 
 
@@ -69,140 +69,140 @@ async def test_import_range_stores_e164_and_counts(directory: Directory) -> None
     ],
 )
 async def test_import_range_refuses_bad_ranges(
-    directory: Directory, first: str, last: str, message: str
+    services: Services, first: str, last: str, message: str
 ) -> None:
-    ent = await seed_enterprise(directory)
+    ent = await seed_enterprise(services)
     with pytest.raises(ValidationError) as refused:
-        await directory.inventory.import_range(PROVIDER, ent, first, last)
+        await services.inventory.import_range(PROVIDER, ent, first, last)
     assert message in refused.value.message
 
 
-async def test_import_refuses_another_enterprises_numbers(directory: Directory) -> None:
-    first = await seed_enterprise(directory, tenant_id="t-one")
+async def test_import_refuses_another_enterprises_numbers(services: Services) -> None:
+    first = await seed_enterprise(services, tenant_id="t-one")
     second = await seed_enterprise(
-        directory, tenant_id="t-two", numbers=("+442079470000", "+442079470009")
+        services, tenant_id="t-two", numbers=("+442079470000", "+442079470009")
     )
     with pytest.raises(ValidationError, match="belong to another enterprise"):
-        await directory.inventory.import_range(PROVIDER, second, "+442079460095", "+442079460105")
+        await services.inventory.import_range(PROVIDER, second, "+442079460095", "+442079460105")
     # nothing of the refused import landed
-    page = await directory.inventory.search_free(second, page_size=100)
+    page = await services.inventory.search_free(second, page_size=100)
     assert page.total == 10
-    assert (await directory.inventory.search_free(first, page_size=100)).total == 100
+    assert (await services.inventory.search_free(first, page_size=100)).total == 100
 
 
-async def test_import_csv_all_or_nothing_with_line_numbers(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_import_csv_all_or_nothing_with_line_numbers(services: Services) -> None:
+    ent = await seed_enterprise(services)
     with pytest.raises(ValidationError) as refused:
-        await directory.inventory.import_csv(
+        await services.inventory.import_csv(
             PROVIDER, ent, "number\n+442079480000\nbanana\n+442079480002\n12\n"
         )
     assert "line 3" in refused.value.message and "line 5" in refused.value.message
-    assert (await directory.inventory.search_free(ent, "948")).total == 0
-    report = await directory.inventory.import_csv(
+    assert (await services.inventory.search_free(ent, "948")).total == 0
+    report = await services.inventory.import_csv(
         PROVIDER, ent, "number,site\n+442079480000,London\n020 7948 0001,London\n"
     )
     assert report.added == 2
-    assert (await directory.inventory.search_free(ent, "80001")).items == ["+442079480001"]
+    assert (await services.inventory.search_free(ent, "80001")).items == ["+442079480001"]
 
 
-async def test_search_by_last_and_contained_digits_with_paging(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, numbers=("+442079460000", "+442079461999"))
-    ends = await directory.inventory.search_free(ent, "1111")
+async def test_search_by_last_and_contained_digits_with_paging(services: Services) -> None:
+    ent = await seed_enterprise(services, numbers=("+442079460000", "+442079461999"))
+    ends = await services.inventory.search_free(ent, "1111")
     assert ends.items == ["+442079461111"]
-    tens = await directory.inventory.search_free(ent, "11", page_size=5)
+    tens = await services.inventory.search_free(ent, "11", page_size=5)
     assert tens.total == 20 and len(tens.items) == 5
     assert all(n.endswith("11") for n in tens.items)
-    second = await directory.inventory.search_free(ent, "11", page=2, page_size=5)
+    second = await services.inventory.search_free(ent, "11", page=2, page_size=5)
     assert set(second.items).isdisjoint(tens.items)
-    newest_first = await directory.inventory.search_free(ent, "11", sort=NumberSort.NUMBER_DESC)
+    newest_first = await services.inventory.search_free(ent, "11", sort=NumberSort.NUMBER_DESC)
     assert newest_first.items[0] == "+442079461911"
-    contains = await directory.inventory.search_free(ent, "1234", match=DigitMatch.CONTAINS)
+    contains = await services.inventory.search_free(ent, "1234", match=DigitMatch.CONTAINS)
     assert contains.items == ["+442079461234"]
     with pytest.raises(ValidationError):
-        await directory.inventory.search_free(ent, "abc")
+        await services.inventory.search_free(ent, "abc")
 
 
-async def test_release_quarantines_then_frees_after_the_period(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, numbers=("+442079460000", "+442079460001"))
+async def test_release_quarantines_then_frees_after_the_period(services: Services) -> None:
+    ent = await seed_enterprise(services, numbers=("+442079460000", "+442079460001"))
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
     assert ada.number == "+442079460000"
-    await directory.users.update(
+    await services.users.update(
         admin, ent, ada.id, ada.version, UserChanges(number=RELEASE, licence=LicenceProduct.BASIC)
     )
-    numbers = {n.e164: n for n in (await directory.inventory.list_numbers(ent)).items}
+    numbers = {n.e164: n for n in (await services.inventory.list_numbers(ent)).items}
     assert numbers["+442079460000"].status is NumberStatus.QUARANTINED
-    assert (await directory.inventory.search_free(ent)).items == ["+442079460001"]
+    assert (await services.inventory.search_free(ent)).items == ["+442079460001"]
     # the quarantine ends: the number is free again
-    async with directory.db.unit_of_work() as uow:
+    async with services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(PhoneNumber)
             .values(quarantined_until=utcnow() - timedelta(seconds=1))
             .where(PhoneNumber.status == NumberStatus.QUARANTINED)
         )
         await uow.commit()
-    assert await directory.inventory.sweep(ent) == 1
-    assert (await directory.inventory.search_free(ent)).total == 2
+    assert await services.inventory.sweep(ent) == 1
+    assert (await services.inventory.search_free(ent)).total == 2
 
 
 async def test_auto_assignment_frees_ended_quarantines_when_nothing_else_is_free(
-    directory: Directory,
+    services: Services,
 ) -> None:
-    ent = await seed_enterprise(directory, numbers=("+442079460000", "+442079460001"))
+    ent = await seed_enterprise(services, numbers=("+442079460000", "+442079460001"))
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
-    await directory.users.update(
+    await services.users.update(
         admin, ent, ada.id, ada.version, UserChanges(number=RELEASE, licence=LicenceProduct.BASIC)
     )
-    bob = await directory.users.create(
+    bob = await services.users.create(
         admin, ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
     )
     assert bob.number == "+442079460001"
     # still in quarantine: there is no free number
     with pytest.raises(NoFreeNumberError):
-        await directory.users.create(
+        await services.users.create(
             admin, ent, NewUser("Cy", "cy@contoso.com", LicenceProduct.ESSENTIALS)
         )
-    async with directory.db.unit_of_work() as uow:
+    async with services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(PhoneNumber)
             .values(quarantined_until=utcnow() - timedelta(seconds=1))
             .where(PhoneNumber.status == NumberStatus.QUARANTINED)
         )
         await uow.commit()
-    cy = await directory.users.create(
+    cy = await services.users.create(
         admin, ent, NewUser("Cy", "cy@contoso.com", LicenceProduct.ESSENTIALS)
     )
     assert cy.number == "+442079460000"
 
 
 async def test_housekeeping_sweeps_every_enterprise_and_prunes_the_ledger(
-    directory: Directory,
+    services: Services,
 ) -> None:
     first = await seed_enterprise(
-        directory, tenant_id="t-one", numbers=("+442079460000", "+442079460000")
+        services, tenant_id="t-one", numbers=("+442079460000", "+442079460000")
     )
     second = await seed_enterprise(
-        directory, tenant_id="t-two", numbers=("+442079460100", "+442079460100")
+        services, tenant_id="t-two", numbers=("+442079460100", "+442079460100")
     )
     for ent, email in ((first, "a@one.example"), (second, "b@two.example")):
-        user = await directory.users.create(
+        user = await services.users.create(
             admin_of(ent), ent, NewUser("Someone", email, LicenceProduct.ESSENTIALS)
         )
-        await directory.users.update(
+        await services.users.update(
             admin_of(ent),
             ent,
             user.id,
             user.version,
             UserChanges(number=RELEASE, licence=LicenceProduct.BASIC),
         )
-    await directory.ledger.claim("old-activity")
-    await directory.ledger.claim("new-activity")
-    async with directory.db.unit_of_work() as uow:
+    await services.ledger.claim("old-activity")
+    await services.ledger.claim("new-activity")
+    async with services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(PhoneNumber).values(quarantined_until=utcnow() - timedelta(seconds=1))
         )
@@ -213,94 +213,94 @@ async def test_housekeeping_sweeps_every_enterprise_and_prunes_the_ledger(
         )
         await uow.commit()
     stop = asyncio.Event()
-    task = asyncio.create_task(keep_house(directory, stop, interval=60))
+    task = asyncio.create_task(keep_house(services, stop, interval=60))
     for _ in range(100):
-        if await directory.ledger.peek("old-activity") is None:
+        if await services.ledger.peek("old-activity") is None:
             break
         await asyncio.sleep(0.05)
     stop.set()
     await task
-    assert (await directory.inventory.search_free(first)).total == 1
-    assert (await directory.inventory.search_free(second)).total == 1
-    assert await directory.ledger.peek("old-activity") is None
-    assert await directory.ledger.peek("new-activity") is not None
+    assert (await services.inventory.search_free(first)).total == 1
+    assert (await services.inventory.search_free(second)).total == 1
+    assert await services.ledger.peek("old-activity") is None
+    assert await services.ledger.peek("new-activity") is not None
 
 
-async def test_answers_given_together_commit_together_and_are_kept(directory: Directory) -> None:
+async def test_answers_given_together_commit_together_and_are_kept(services: Services) -> None:
     keys = [f"activity-{n}" for n in range(20)]
     for key in keys:
-        await directory.ledger.claim(key)
+        await services.ledger.claim(key)
     commits: list[object] = []
 
     def count(connection: object) -> None:
         commits.append(connection)
 
-    event.listen(directory.db.write_engine.sync_engine, "commit", count)
+    event.listen(services.db.write_engine.sync_engine, "commit", count)
     try:
         for key in keys:
-            directory.ledger.keep(key, {"card": key})
+            services.ledger.keep(key, {"card": key})
         # A redelivery in this process is answered before the answers are written.
-        assert await directory.ledger.peek(keys[-1]) == Claim(
+        assert await services.ledger.peek(keys[-1]) == Claim(
             first=False, response={"card": keys[-1]}
         )
-        await directory.ledger.flush()
+        await services.ledger.flush()
     finally:
-        event.remove(directory.db.write_engine.sync_engine, "commit", count)
+        event.remove(services.db.write_engine.sync_engine, "commit", count)
 
     # All twenty were given before the writer's first turn: one transaction carries them all.
     assert len(commits) == 1
-    from_the_database = ActivityLedger(directory.db)
+    from_the_database = ActivityLedger(services.db)
     for key in keys:
         claim = await from_the_database.peek(key)
         assert claim is not None and claim.response == {"card": key}
 
 
 async def test_an_answer_that_cannot_be_written_is_logged_and_later_answers_are_kept(
-    directory: Directory, caplog: pytest.LogCaptureFixture
+    services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await directory.ledger.claim("unwritable")
-    await directory.ledger.claim("plain")
+    await services.ledger.claim("unwritable")
+    await services.ledger.claim("plain")
 
-    directory.ledger.keep("unwritable", {"not json": {1, 2}})
-    await directory.ledger.flush()
-    directory.ledger.keep("plain", {"card": "plain"})
-    await directory.ledger.flush()
+    services.ledger.keep("unwritable", {"not json": {1, 2}})
+    await services.ledger.flush()
+    services.ledger.keep("plain", {"card": "plain"})
+    await services.ledger.flush()
 
     assert "Could not keep the answers to these activities: unwritable" in caplog.text
-    from_the_database = ActivityLedger(directory.db)
+    from_the_database = ActivityLedger(services.db)
     assert await from_the_database.peek("unwritable") == Claim(first=False, response=None)
     assert await from_the_database.peek("plain") == Claim(first=False, response={"card": "plain"})
 
 
 async def test_an_answer_with_an_integer_beyond_64_bits_is_kept_exactly(
-    directory: Directory,
+    services: Services,
 ) -> None:
-    await directory.ledger.claim("huge-page")
-    directory.ledger.keep("huge-page", {"page": 10**30})
-    await directory.ledger.flush()
+    await services.ledger.claim("huge-page")
+    services.ledger.keep("huge-page", {"page": 10**30})
+    await services.ledger.flush()
 
-    claim = await ActivityLedger(directory.db).peek("huge-page")
+    claim = await ActivityLedger(services.db).peek("huge-page")
 
     assert claim is not None and claim.response == {"page": 10**30}
 
 
 async def test_a_hunt_groups_number_and_extension_are_never_given_to_a_user(
-    directory: Directory,
+    services: Services,
 ) -> None:
     ent = await seed_enterprise(
-        directory, numbers=("+442079460000", "+442079460001"), extensions=(1000, 1001)
+        services, numbers=("+442079460000", "+442079460001"), extensions=(1000, 1001)
     )
-    await directory.hunt_groups.create(
+    await services.hunt_groups.create(
         admin_of(ent), ent, "Sales", extension=1000, number="+442079460000"
     )
     with pytest.raises(ValidationError, match="is reserved and cannot be assigned now"):
-        await directory.hunt_groups.create(admin_of(ent), ent, "Desk", number="+442079460000")
-    ada = await directory.users.create(
+        await services.hunt_groups.create(admin_of(ent), ent, "Desk", number="+442079460000")
+    ada = await services.users.create(
         admin_of(ent), ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
     assert (ada.number, ada.extension) == ("+442079460001", 1001)
     with pytest.raises(NoFreeNumberError):
-        await directory.users.create(
+        await services.users.create(
             admin_of(ent), ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
         )
 
@@ -309,11 +309,11 @@ async def test_a_hunt_groups_number_and_extension_are_never_given_to_a_user(
 
 
 async def test_create_essentials_user_gets_number_extension_outbox_and_audit(
-    directory: Directory, vault
+    services: Services, vault
 ) -> None:
-    ent = await seed_enterprise(directory)
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    user = await directory.users.create(
+    user = await services.users.create(
         admin,
         ent,
         NewUser(
@@ -328,34 +328,34 @@ async def test_create_essentials_user_gets_number_extension_outbox_and_audit(
     assert user.status is ProvisioningStatus.NOT_SYNCED
     assert user.caller_id.mode is CallerIdMode.OWN_DDI
     assert user.caller_id.presented_number == "+442079460000"
-    [row] = await _rows(directory, User)
+    [row] = await _rows(services, User)
     assert row.password_ciphertext and "Ada" not in row.password_ciphertext
     password = vault.open(row.password_ciphertext)
     assert password and len(password) >= 16 and password not in row.password_ciphertext
-    [item] = await _rows(directory, OutboxItem, OutboxItem.channel == "microsoft")
+    [item] = await _rows(services, OutboxItem, OutboxItem.channel == "microsoft")
     assert (item.kind, item.user_id, item.channel) == ("user.create", user.id, "microsoft")
-    audit = [a for a in await _rows(directory, AuditEntry) if a.action == "user.create"]
+    audit = [a for a in await _rows(services, AuditEntry) if a.action == "user.create"]
     assert audit[0].actor.startswith("Ada Admin") and audit[0].after["number"] == user.number
     assert audit[0].after["send_password_email"] is True
-    pools = {p.product: p for p in await directory.licences.pools(ent)}
+    pools = {p.product: p for p in await services.licences.pools(ent)}
     assert pools[LicenceProduct.ESSENTIALS].used == 1
 
 
-async def test_basic_user_has_extension_but_never_a_number(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_basic_user_has_extension_but_never_a_number(services: Services) -> None:
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    user = await directory.users.create(
+    user = await services.users.create(
         admin, ent, NewUser("Bo", "bo@contoso.com", LicenceProduct.BASIC, extension=1050)
     )
     assert user.number is None and user.extension == 1050
     assert user.caller_id.presents_company_main
     with pytest.raises(ValidationError) as refused:
-        await directory.users.create(
+        await services.users.create(
             admin, ent, NewUser("Cy", "cy@contoso.com", LicenceProduct.BASIC, number=AUTO)
         )
     assert refused.value.field == "number"
     with pytest.raises(ValidationError):
-        await directory.users.update(admin, ent, user.id, user.version, UserChanges(number=AUTO))
+        await services.users.update(admin, ent, user.id, user.version, UserChanges(number=AUTO))
 
 
 @pytest.mark.parametrize(
@@ -370,74 +370,74 @@ async def test_basic_user_has_extension_but_never_a_number(directory: Directory)
     ],
 )
 async def test_create_refuses_bad_input_naming_the_field(
-    directory: Directory, name: str, email: str, field: str
+    services: Services, name: str, email: str, field: str
 ) -> None:
-    ent = await seed_enterprise(directory)
+    ent = await seed_enterprise(services)
     with pytest.raises(ValidationError) as refused:
-        await directory.users.create(admin_of(ent), ent, NewUser(name, email))
+        await services.users.create(admin_of(ent), ent, NewUser(name, email))
     assert refused.value.field == field
-    assert await _rows(directory, User) == []
+    assert await _rows(services, User) == []
 
 
-async def test_duplicate_email_is_refused_per_enterprise(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_duplicate_email_is_refused_per_enterprise(services: Services) -> None:
+    ent = await seed_enterprise(services)
     other = await seed_enterprise(
-        directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
-    await directory.users.create(admin_of(ent), ent, NewUser("Ada", "ada@contoso.com"))
+    await services.users.create(admin_of(ent), ent, NewUser("Ada", "ada@contoso.com"))
     with pytest.raises(ConflictError) as refused:
-        await directory.users.create(admin_of(ent), ent, NewUser("Ada Two", "ADA@contoso.com"))
+        await services.users.create(admin_of(ent), ent, NewUser("Ada Two", "ADA@contoso.com"))
     assert refused.value.field == "email"
     # the same address in another enterprise is another person
-    await directory.users.create(admin_of(other), other, NewUser("Ada", "ada@contoso.com"))
+    await services.users.create(admin_of(other), other, NewUser("Ada", "ada@contoso.com"))
 
 
-async def test_failed_create_rolls_back_everything(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, essentials=1)
+async def test_failed_create_rolls_back_everything(services: Services) -> None:
+    ent = await seed_enterprise(services, essentials=1)
     admin = admin_of(ent)
-    await directory.users.create(
+    await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
     with pytest.raises(NotEnoughSubscriptionsError) as refused:
-        await directory.users.create(
+        await services.users.create(
             admin, ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
         )
     assert "Essentials" in refused.value.message and "1 of 1 in use" in refused.value.message
-    assert [u.email for u in await _rows(directory, User)] == ["ada@contoso.com"]
-    assert (await directory.inventory.search_free(ent)).total == 99
+    assert [u.email for u in await _rows(services, User)] == ["ada@contoso.com"]
+    assert (await services.inventory.search_free(ent)).total == 99
     with pytest.raises(ValidationError, match="outside"):
-        await directory.users.create(admin, ent, NewUser("Cy", "cy@contoso.com", extension=5000))
+        await services.users.create(admin, ent, NewUser("Cy", "cy@contoso.com", extension=5000))
     with pytest.raises(ValidationError, match="already taken"):
-        await directory.users.create(admin, ent, NewUser("Cy", "cy@contoso.com", extension=1000))
-    assert len(await _rows(directory, User)) == 1
+        await services.users.create(admin, ent, NewUser("Cy", "cy@contoso.com", extension=1000))
+    assert len(await _rows(services, User)) == 1
 
 
-async def test_chosen_number_must_be_free_and_our_own(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_chosen_number_must_be_free_and_our_own(services: Services) -> None:
+    ent = await seed_enterprise(services)
     other = await seed_enterprise(
-        directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin,
         ent,
         NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS, number="020 7946 0042"),
     )
     assert ada.number == "+442079460042"
     with pytest.raises(ValidationError, match="already assigned"):
-        await directory.users.create(
+        await services.users.create(
             admin,
             ent,
             NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS, number="+442079460042"),
         )
     with pytest.raises(ValidationError, match="not in this enterprise"):
-        await directory.users.create(
+        await services.users.create(
             admin,
             ent,
             NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS, number="+442079470001"),
         )
     with pytest.raises(ValidationError, match="not a phone number"):
-        await directory.users.create(
+        await services.users.create(
             admin,
             ent,
             NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS, number="call me"),
@@ -445,13 +445,13 @@ async def test_chosen_number_must_be_free_and_our_own(directory: Directory) -> N
     assert other
 
 
-async def test_edit_every_field_and_stale_edits_are_refused(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_edit_every_field_and_stale_edits_are_refused(services: Services) -> None:
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
-    edited = await directory.users.update(
+    edited = await services.users.update(
         admin,
         ent,
         ada.id,
@@ -472,84 +472,84 @@ async def test_edit_every_field_and_stale_edits_are_refused(directory: Directory
     )
     assert edited.version > ada.version
     # the old number went to quarantine, the old extension is free again
-    numbers = {n.e164: n.status for n in (await directory.inventory.list_numbers(ent)).items}
+    numbers = {n.e164: n.status for n in (await services.inventory.list_numbers(ent)).items}
     assert numbers["+442079460000"] is NumberStatus.QUARANTINED
     # an admin who opened the old version cannot overwrite the newer one
     with pytest.raises(ConflictError) as stale:
-        await directory.users.update(
+        await services.users.update(
             admin, ent, ada.id, ada.version, UserChanges(display_name="Old")
         )
     assert "Someone else saved" in stale.value.message
-    assert (await directory.users.get(ent, ada.id)).display_name == "Ada King"
-    outbox = await _rows(directory, OutboxItem, OutboxItem.channel == "microsoft")
+    assert (await services.users.get(ent, ada.id)).display_name == "Ada King"
+    outbox = await _rows(services, OutboxItem, OutboxItem.channel == "microsoft")
     assert [o.kind for o in outbox] == ["user.create", "user.update"]
     assert "number" in outbox[1].payload["fields"]
 
 
-async def test_users_of_another_enterprise_are_invisible(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_users_of_another_enterprise_are_invisible(services: Services) -> None:
+    ent = await seed_enterprise(services)
     other = await seed_enterprise(
-        directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
-    ada = await directory.users.create(admin_of(ent), ent, NewUser("Ada", "ada@contoso.com"))
+    ada = await services.users.create(admin_of(ent), ent, NewUser("Ada", "ada@contoso.com"))
     with pytest.raises(NotFoundError):
-        await directory.users.get(other, ada.id)
+        await services.users.get(other, ada.id)
     with pytest.raises(NotFoundError):
-        await directory.users.update(
+        await services.users.update(
             admin_of(other), other, ada.id, ada.version, UserChanges(display_name="x")
         )
-    assert (await directory.users.directory(other)).total == 0
+    assert (await services.users.directory(other)).total == 0
 
 
-async def test_licence_change_moves_between_pools(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_licence_change_moves_between_pools(services: Services) -> None:
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
-    basic = await directory.users.update(
+    basic = await services.users.update(
         admin, ent, ada.id, ada.version, UserChanges(licence=LicenceProduct.BASIC)
     )
     assert basic.number is None and basic.extension == ada.extension
     assert basic.caller_id.mode is CallerIdMode.COMPANY_MAIN
-    pools = {p.product: p for p in await directory.licences.pools(ent)}
+    pools = {p.product: p for p in await services.licences.pools(ent)}
     assert (pools[LicenceProduct.ESSENTIALS].used, pools[LicenceProduct.BASIC].used) == (0, 1)
     with pytest.raises(ValidationError, match="cannot shrink"):
-        await directory.licences.set_pool(PROVIDER, ent, LicenceProduct.BASIC, 0)
+        await services.licences.set_pool(PROVIDER, ent, LicenceProduct.BASIC, 0)
 
 
-async def test_enable_many_is_all_or_nothing(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, essentials=2)
+async def test_enable_many_is_all_or_nothing(services: Services) -> None:
+    ent = await seed_enterprise(services, essentials=2)
     admin = admin_of(ent)
     people = [
-        await directory.users.create(admin, ent, NewUser(f"U{i}", f"u{i}@contoso.com"))
+        await services.users.create(admin, ent, NewUser(f"U{i}", f"u{i}@contoso.com"))
         for i in range(3)
     ]
-    unlicensed = await directory.users.unlicensed(ent)
+    unlicensed = await services.users.unlicensed(ent)
     assert [u.email for u in unlicensed] == ["u0@contoso.com", "u1@contoso.com", "u2@contoso.com"]
     with pytest.raises(BulkRefusedError) as refused:
-        await directory.users.enable(admin, ent, [u.id for u in people], LicenceProduct.ESSENTIALS)
+        await services.users.enable(admin, ent, [u.id for u in people], LicenceProduct.ESSENTIALS)
     assert "2 free, 3 needed" in refused.value.message
     assert set(refused.value.reasons) == {u.id for u in people}
-    assert len(await directory.users.unlicensed(ent)) == 3
-    enabled = await directory.users.enable(
+    assert len(await services.users.unlicensed(ent)) == 3
+    enabled = await services.users.enable(
         admin, ent, [people[0].id, people[1].id], LicenceProduct.ESSENTIALS
     )
     assert [u.number for u in enabled] == ["+442079460000", "+442079460001"]
     assert all(u.extension for u in enabled)
     with pytest.raises(BulkRefusedError) as again:
-        await directory.users.enable(
+        await services.users.enable(
             admin, ent, [people[0].id, people[2].id, 99999], LicenceProduct.BASIC
         )
     assert again.value.reasons[people[0].id].startswith("already has")
     assert again.value.reasons[99999] == "not a user of this enterprise"
-    assert len(await directory.users.unlicensed(ent)) == 1
+    assert len(await services.users.unlicensed(ent)) == 1
 
 
-async def test_directory_sort_search_and_paging(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_directory_sort_search_and_paging(services: Services) -> None:
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    await directory.users.create(
+    await services.users.create(
         admin,
         ent,
         NewUser(
@@ -560,7 +560,7 @@ async def test_directory_sort_search_and_paging(directory: Directory) -> None:
             extension=1001,
         ),
     )
-    await directory.users.create(
+    await services.users.create(
         admin,
         ent,
         NewUser(
@@ -571,42 +571,42 @@ async def test_directory_sort_search_and_paging(directory: Directory) -> None:
             extension=1099,
         ),
     )
-    await directory.users.create(
+    await services.users.create(
         admin, ent, NewUser("Mia", "mia@contoso.com", LicenceProduct.BASIC, extension=1050)
     )
-    by_name = await directory.users.directory(ent)
+    by_name = await services.users.directory(ent)
     assert [u.display_name for u in by_name.items] == ["adam", "Mia", "Zoe"]
-    by_ext = await directory.users.directory(ent, sort=DirectorySort.EXTENSION, descending=True)
+    by_ext = await services.users.directory(ent, sort=DirectorySort.EXTENSION, descending=True)
     assert [u.extension for u in by_ext.items] == [1099, 1050, 1001]
-    by_number = await directory.users.directory(ent, sort=DirectorySort.NUMBER)
+    by_number = await services.users.directory(ent, sort=DirectorySort.NUMBER)
     assert [u.number for u in by_number.items][:2] == ["+442079460010", "+442079460090"]
-    paged = await directory.users.directory(ent, page=2, page_size=2)
+    paged = await services.users.directory(ent, page=2, page_size=2)
     assert (paged.total, paged.pages, [u.display_name for u in paged.items]) == (3, 2, ["Zoe"])
-    assert [u.display_name for u in (await directory.users.directory(ent, search="MIA")).items] == [
+    assert [u.display_name for u in (await services.users.directory(ent, search="MIA")).items] == [
         "Mia"
     ]
-    assert [u.display_name for u in (await directory.users.search(ent, "0090"))] == ["Zoe"]
-    assert [u.display_name for u in (await directory.users.search(ent, "1050"))] == ["Mia"]
-    assert (await directory.users.directory(ent, search="%")).total == 0
+    assert [u.display_name for u in (await services.users.search(ent, "0090"))] == ["Zoe"]
+    assert [u.display_name for u in (await services.users.search(ent, "1050"))] == ["Mia"]
+    assert (await services.users.directory(ent, search="%")).total == 0
     # typed wildcards match only themselves
-    assert (await directory.users.directory(ent, search="zo_")).total == 0
-    assert (await directory.users.directory(ent, search="m/a")).total == 0
-    assert (await directory.users.directory(ent, search="zo")).total == 1
+    assert (await services.users.directory(ent, search="zo_")).total == 0
+    assert (await services.users.directory(ent, search="m/a")).total == 0
+    assert (await services.users.directory(ent, search="zo")).total == 1
 
 
-async def test_remove_user_returns_everything_to_the_pools(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_remove_user_returns_everything_to_the_pools(services: Services) -> None:
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
-    await directory.users.remove(admin, ent, ada.id, ada.version)
-    assert (await directory.users.directory(ent)).total == 0
-    pools = {p.product: p for p in await directory.licences.pools(ent)}
+    await services.users.remove(admin, ent, ada.id, ada.version)
+    assert (await services.users.directory(ent)).total == 0
+    pools = {p.product: p for p in await services.licences.pools(ent)}
     assert pools[LicenceProduct.ESSENTIALS].used == 0
-    kinds = [o.kind for o in await _rows(directory, OutboxItem)]
+    kinds = [o.kind for o in await _rows(services, OutboxItem)]
     assert kinds[-1] == "user.remove"
-    again = await directory.users.create(
+    again = await services.users.create(
         admin, ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
     )
     assert again.extension == ada.extension  # extensions are free at once
@@ -616,13 +616,13 @@ async def test_remove_user_returns_everything_to_the_pools(directory: Directory)
 # --- caller ID ---------------------------------------------------------------------------------
 
 
-async def test_caller_id_modes_by_last_digits(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, numbers=("+442079460000", "+442079460099"))
+async def test_caller_id_modes_by_last_digits(services: Services) -> None:
+    ent = await seed_enterprise(services, numbers=("+442079460000", "+442079460099"))
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
-    other = await directory.users.set_caller_id(
+    other = await services.users.set_caller_id(
         admin,
         ent,
         ada.id,
@@ -634,13 +634,13 @@ async def test_caller_id_modes_by_last_digits(directory: Directory) -> None:
     assert other.caller_id.presented_number == "+442079460042"
     assert other.caller_id.caller_name == "Contoso Sales"
     assert other.caller_id.pai_number == "+442079460042"
-    main = await directory.users.set_caller_id(
+    main = await services.users.set_caller_id(
         admin, ent, ada.id, other.version, CallerIdChange(CallerIdMode.COMPANY_MAIN)
     )
     assert (
         main.caller_id.presents_company_main and main.caller_id.presented_number == "+442079461000"
     )
-    anonymous = await directory.users.set_caller_id(
+    anonymous = await services.users.set_caller_id(
         admin,
         ent,
         ada.id,
@@ -650,7 +650,7 @@ async def test_caller_id_modes_by_last_digits(directory: Directory) -> None:
     assert anonymous.caller_id.presented_number is None
     assert anonymous.caller_id.pai_number == "+442079460000"
     with pytest.raises(ConflictError):
-        await directory.users.set_caller_id(
+        await services.users.set_caller_id(
             admin, ent, ada.id, main.version, CallerIdChange(CallerIdMode.OWN_DDI)
         )
 
@@ -687,29 +687,29 @@ async def test_caller_id_modes_by_last_digits(directory: Directory) -> None:
     ],
 )
 async def test_caller_id_refusals(
-    directory: Directory, change: CallerIdChange, field: str, message: str
+    services: Services, change: CallerIdChange, field: str, message: str
 ) -> None:
-    ent = await seed_enterprise(directory, numbers=("+442079460010", "+442079460099"))
+    ent = await seed_enterprise(services, numbers=("+442079460010", "+442079460099"))
     await seed_enterprise(
-        directory, tenant_id="t-other", numbers=("+442079470000", "+442079470001")
+        services, tenant_id="t-other", numbers=("+442079470000", "+442079470001")
     )
     admin = admin_of(ent)
-    ada = await directory.users.create(
+    ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
     with pytest.raises(ValidationError) as refused:
-        await directory.users.set_caller_id(admin, ent, ada.id, ada.version, change)
+        await services.users.set_caller_id(admin, ent, ada.id, ada.version, change)
     assert refused.value.field == field and message in refused.value.message
-    assert (await directory.users.get(ent, ada.id)).caller_id.mode is CallerIdMode.OWN_DDI
+    assert (await services.users.get(ent, ada.id)).caller_id.mode is CallerIdMode.OWN_DDI
 
 
-async def test_own_ddi_needs_a_number(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
-    bo = await directory.users.create(
+async def test_own_ddi_needs_a_number(services: Services) -> None:
+    ent = await seed_enterprise(services)
+    bo = await services.users.create(
         admin_of(ent), ent, NewUser("Bo", "bo@contoso.com", LicenceProduct.BASIC)
     )
     with pytest.raises(ValidationError, match="no direct number"):
-        await directory.users.set_caller_id(
+        await services.users.set_caller_id(
             admin_of(ent), ent, bo.id, bo.version, CallerIdChange(CallerIdMode.OWN_DDI)
         )
 
@@ -717,82 +717,82 @@ async def test_own_ddi_needs_a_number(directory: Directory) -> None:
 # --- admins and sync requests ------------------------------------------------------------------
 
 
-async def test_identify_admins_by_tenant_and_object_id(directory: Directory) -> None:
-    ent = await seed_enterprise(directory, tenant_id="t-one")
-    await seed_enterprise(directory, tenant_id="t-two", numbers=("+442079470000", "+442079470009"))
-    await directory.enterprises.grant(
+async def test_identify_admins_by_tenant_and_object_id(services: Services) -> None:
+    ent = await seed_enterprise(services, tenant_id="t-one")
+    await seed_enterprise(services, tenant_id="t-two", numbers=("+442079470000", "+442079470009"))
+    await services.enterprises.grant(
         PROVIDER, aad_object_id="AAD-1", role=AdminRole.GLOBAL_ADMIN, enterprise_id=ent
     )
-    await directory.enterprises.grant(
+    await services.enterprises.grant(
         PROVIDER, aad_object_id="sp-1", role=AdminRole.SERVICE_PROVIDER, enterprise_id=None
     )
-    ga = await directory.enterprises.identify("T-ONE", "aad-1")
+    ga = await services.enterprises.identify("T-ONE", "aad-1")
     assert ga and ga.role is AdminRole.GLOBAL_ADMIN and ga.enterprise_id == ent
-    assert await directory.enterprises.identify("t-two", "aad-1") is None
-    provider = await directory.enterprises.identify("any-tenant", "sp-1")
+    assert await services.enterprises.identify("t-two", "aad-1") is None
+    provider = await services.enterprises.identify("any-tenant", "sp-1")
     assert (
         provider and provider.role is AdminRole.SERVICE_PROVIDER and provider.enterprise_id is None
     )
-    assert await directory.enterprises.identify("t-one", "") is None
+    assert await services.enterprises.identify("t-one", "") is None
     with pytest.raises(ValidationError):
-        await directory.enterprises.grant(
+        await services.enterprises.grant(
             PROVIDER, aad_object_id="x", role=AdminRole.ENTERPRISE_ADMIN, enterprise_id=None
         )
 
 
-async def test_only_the_global_admin_starts_a_sync_and_only_once(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
+async def test_only_the_global_admin_starts_a_sync_and_only_once(services: Services) -> None:
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    await directory.users.create(
+    await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
-    overview = await directory.syncs.overview(ent)
+    overview = await services.syncs.overview(ent)
     assert overview.manual_sync_needed and overview.waiting_changes == 1
     assert overview.counts[ProvisioningStatus.NOT_SYNCED] == 1
     with pytest.raises(PermissionDeniedError):
-        await directory.syncs.request(admin, ent)
+        await services.syncs.request(admin, ent)
     with pytest.raises(PermissionDeniedError):
-        await directory.syncs.request(PROVIDER, ent)
+        await services.syncs.request(PROVIDER, ent)
     global_admin = admin_of(ent, AdminRole.GLOBAL_ADMIN)
-    run, started = await directory.syncs.request(global_admin, ent)
+    run, started = await services.syncs.request(global_admin, ent)
     assert started and run.is_first and run.status is SyncStatus.REQUESTED
     assert run.expected_by - run.requested_at == timedelta(hours=24)
-    again, started_again = await directory.syncs.request(global_admin, ent)
+    again, started_again = await services.syncs.request(global_admin, ent)
     assert again.id == run.id and not started_again
-    after = await directory.syncs.overview(ent)
+    after = await services.syncs.overview(ent)
     assert after.open_run and after.open_run.id == run.id
     assert after.counts[ProvisioningStatus.PENDING] == 1 and after.waiting_changes == 0
     other = await seed_enterprise(
-        directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
     with pytest.raises(PermissionDeniedError):
-        await directory.syncs.request(global_admin, other)
+        await services.syncs.request(global_admin, other)
 
 
 async def test_consenting_enterprise_after_first_sync_syncs_automatically(
-    directory: Directory,
+    services: Services,
 ) -> None:
-    ent = await seed_enterprise(directory, consent=True)
-    async with directory.db.unit_of_work() as uow:
+    ent = await seed_enterprise(services, consent=True)
+    async with services.db.unit_of_work() as uow:
         from services.models import Enterprise
 
         enterprise = await uow.session.get(Enterprise, ent)
         assert enterprise is not None
         enterprise.first_sync_completed_at = utcnow()
         await uow.commit()
-    ada = await directory.users.create(admin_of(ent), ent, NewUser("Ada", "ada@contoso.com"))
+    ada = await services.users.create(admin_of(ent), ent, NewUser("Ada", "ada@contoso.com"))
     assert ada.status is ProvisioningStatus.PENDING
-    overview = await directory.syncs.overview(ent)
+    overview = await services.syncs.overview(ent)
     assert overview.enterprise.syncs_automatically and not overview.manual_sync_needed
 
 
-async def test_audit_never_holds_secrets(directory: Directory) -> None:
-    ent = await seed_enterprise(directory)
-    await directory.users.create(
+async def test_audit_never_holds_secrets(services: Services) -> None:
+    ent = await seed_enterprise(services)
+    await services.users.create(
         admin_of(ent), ent, NewUser("Ada", "ada@contoso.com", send_password_email=True)
     )
-    [user] = await _rows(directory, User)
-    for entry in await _rows(directory, AuditEntry):
+    [user] = await _rows(services, User)
+    for entry in await _rows(services, AuditEntry):
         for values in (entry.before or {}, entry.after or {}):
             assert user.password_ciphertext not in str(values)
             assert not any(

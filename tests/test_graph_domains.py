@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox import SandboxServer
-from services.directory import Directory
+from services.container import Services
 from services.errors import ValidationError
 from services.graph import VerifiedDomains
 from services.inventory import AUTO
@@ -39,23 +39,23 @@ def _new(email: str) -> NewUser:
 
 @SQLITE_ONLY
 async def test_an_address_outside_the_verified_domains_is_refused_at_the_form(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 91)
     cloud.state.add_tenant(tid, domains=["sales.enterprise91.example"])
-    ent = await make_enterprise(directory, 91, users=0)
-    await directory.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 5)
+    ent = await make_enterprise(services, 91, users=0)
+    await services.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 5)
     service = graph_service(graph_settings(cloud))
-    directory.users.use_email_domain_check(VerifiedDomains(service))
+    services.users.use_email_domain_check(VerifiedDomains(service))
     try:
         with pytest.raises(ValidationError) as refused:
-            await directory.users.create(global_admin(ent, 91), ent, _new("gina@gmail.com"))
-        created = await directory.users.create(
+            await services.users.create(global_admin(ent, 91), ent, _new("gina@gmail.com"))
+        created = await services.users.create(
             global_admin(ent, 91), ent, _new("gina@sales.enterprise91.example")
         )
-        await directory.users.create(global_admin(ent, 91), ent, _new("hal@enterprise91.example"))
+        await services.users.create(global_admin(ent, 91), ent, _new("hal@enterprise91.example"))
         with pytest.raises(ValidationError):
-            await directory.users.update(
+            await services.users.update(
                 global_admin(ent, 91),
                 ent,
                 created.id,
@@ -63,7 +63,7 @@ async def test_an_address_outside_the_verified_domains_is_refused_at_the_form(
                 UserChanges(email="gina@hotmail.com"),
             )
     finally:
-        directory.users.use_email_domain_check(None)
+        services.users.use_email_domain_check(None)
         await service.close()
 
     error = refused.value
@@ -72,14 +72,14 @@ async def test_an_address_outside_the_verified_domains_is_refused_at_the_form(
         "gmail.com is not a domain of this organisation's Microsoft 365, so Microsoft would "
         "refuse the account. Use an address at enterprise91.example, sales.enterprise91.example."
     )
-    page = await directory.users.directory(ent, page_size=10)
+    page = await services.users.directory(ent, page_size=10)
     assert sorted(u.email for u in page.items) == [
         "gina@sales.enterprise91.example",
         "hal@enterprise91.example",
     ]
     # Three creates and an edit: the list was read once, and again for each miss.
     assert cloud.tenant_stats(tid).count("GET", "/domains") == 3
-    pools = {p.product: p.used for p in await directory.licences.pools(ent)}
+    pools = {p.product: p.used for p in await services.licences.pools(ent)}
     assert pools[LicenceProduct.ESSENTIALS] == 2  # the refused address took no licence
 
 

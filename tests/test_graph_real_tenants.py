@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from sandbox import SandboxServer
-from services.directory import Directory
+from services.container import Services
 from services.errors import PermissionDeniedError
 from services.graph import GlobalAdminCheck, GraphOperations
 from services.models import ProvisioningStatus, SyncStatus, User
@@ -44,8 +44,8 @@ OPERATIONS = "/admin/teams/telephoneNumberManagement/operations"
 NUMBERS = "/admin/teams/telephoneNumberManagement/numberAssignments"
 
 
-async def _users(directory: Directory, enterprise_id: int) -> list[User]:
-    async with directory.db.unit_of_work(readonly=True) as uow:
+async def _users(services: Services, enterprise_id: int) -> list[User]:
+    async with services.db.unit_of_work(readonly=True) as uow:
         rows = list(
             (
                 await uow.session.execute(
@@ -63,18 +63,18 @@ async def _users(directory: Directory, enterprise_id: int) -> list[User]:
 @SQLITE_ONLY
 @pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "wrapped"])
 async def test_a_sync_succeeds_whichever_envelope_teams_answers_in(
-    directory: Directory, cloud: SandboxServer, wrapped: bool
+    services: Services, cloud: SandboxServer, wrapped: bool
 ) -> None:
     cloud.config.wrap_entities = wrapped
     tid = seed_tenant(cloud, 81)
-    ent = await make_enterprise(directory, 81, users=4)
-    run, _ = await directory.syncs.request(global_admin(ent, 81), ent)
+    ent = await make_enterprise(services, 81, users=4)
+    run, _ = await services.syncs.request(global_admin(ent, 81), ent)
 
-    async with running_engines(directory, settings_with(directory, cloud)):
-        finished = await wait_for_run(directory, run.id)
+    async with running_engines(services, settings_with(services, cloud)):
+        finished = await wait_for_run(services, run.id)
 
     assert finished.status is SyncStatus.SUCCEEDED
-    users = await _users(directory, ent)
+    users = await _users(services, ent)
     assert {u.provisioning_status for u in users} == {ProvisioningStatus.PROVISIONED}
     # Each number was ordered once: the wrapped configuration was read, not seen as empty.
     assert cloud.tenant_stats(tid).count("POST", f"{NUMBERS}/assignNumber") == 4
@@ -85,24 +85,24 @@ async def test_a_sync_succeeds_whichever_envelope_teams_answers_in(
 
 @SQLITE_ONLY
 async def test_a_number_another_account_holds_fails_the_user_saying_who_holds_it(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 82)
-    ent = await make_enterprise(directory, 82, users=1)
-    page = await directory.users.directory(ent, page_size=10)
+    ent = await make_enterprise(services, 82, users=1)
+    page = await services.users.directory(ent, page_size=10)
     number = page.items[0].number
     assert number
     holder = cloud.state.add_user(
         tid, "reception@enterprise82.example", "Reception", licenses=[ESSENTIALS_SKU]
     )
     cloud.state.add_number(tid, number, assignment_target_id=holder.id)
-    run, _ = await directory.syncs.request(global_admin(ent, 82), ent)
+    run, _ = await services.syncs.request(global_admin(ent, 82), ent)
 
-    async with running_engines(directory, settings_with(directory, cloud)):
-        finished = await wait_for_run(directory, run.id)
+    async with running_engines(services, settings_with(services, cloud)):
+        finished = await wait_for_run(services, run.id)
 
     assert finished.status is SyncStatus.PARTIALLY_FAILED
-    [failed] = await _users(directory, ent)
+    [failed] = await _users(services, ent)
     assert failed.provisioning_status is ProvisioningStatus.FAILED
     reason = failed.provisioning_error or ""
     assert "assigned to another account (reception@enterprise82.example)" in reason
@@ -169,15 +169,15 @@ async def test_a_424_batch_envelope_is_retried_request_by_request(
 
 @SQLITE_ONLY
 async def test_the_voice_routing_policy_is_found_by_name_and_refreshed_when_recreated(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 84)
-    ent = await make_enterprise(directory, 84, users=2, basic_every=0)
-    run, _ = await directory.syncs.request(global_admin(ent, 84), ent)
+    ent = await make_enterprise(services, 84, users=2, basic_every=0)
+    run, _ = await services.syncs.request(global_admin(ent, 84), ent)
 
     lookup = "/admin/teams/policy/getPolicyId(type={type},name={name})"
-    async with running_engines(directory, settings_with(directory, cloud)):
-        assert (await wait_for_run(directory, run.id)).status is SyncStatus.SUCCEEDED
+    async with running_engines(services, settings_with(services, cloud)):
+        assert (await wait_for_run(services, run.id)).status is SyncStatus.SUCCEEDED
         first_id = voice_policy_id(cloud, tid)
         looked_up = cloud.tenant_stats(tid).count("GET", lookup)
         refused = cloud.tenant_stats(tid).statuses[404]
@@ -186,9 +186,9 @@ async def test_the_voice_routing_policy_is_found_by_name_and_refreshed_when_recr
         cloud.state.add_policy(tid, "OnlineVoiceRoutingPolicy", POLICY)
         for person in cloud.state.require_tenant(tid).users.values():
             person.policies.clear()
-        await _mark_failed_for_retry(directory, ent)
-        second, _ = await directory.syncs.request(global_admin(ent, 84), ent)
-        finished = await wait_for_run(directory, second.id)
+        await _mark_failed_for_retry(services, ent)
+        second, _ = await services.syncs.request(global_admin(ent, 84), ent)
+        finished = await wait_for_run(services, second.id)
 
     assert finished.status is SyncStatus.SUCCEEDED
     new_id = voice_policy_id(cloud, tid)
@@ -203,24 +203,24 @@ async def test_the_voice_routing_policy_is_found_by_name_and_refreshed_when_recr
 
 @SQLITE_ONLY
 async def test_an_enterprise_may_name_its_own_voice_routing_policy(
-    directory: Directory, cloud: SandboxServer, capsys: pytest.CaptureFixture[str]
+    services: Services, cloud: SandboxServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     own, default = seed_tenant(cloud, 89), seed_tenant(cloud, 90)
     route = cloud.state.add_policy(own, "OnlineVoiceRoutingPolicy", "Enterprise 89 PBX")
-    first = await make_enterprise(directory, 89, users=1, basic_every=0)
-    second = await make_enterprise(directory, 90, users=1, basic_every=0)
-    name = await directory.enterprises.set_voice_routing_policy(
+    first = await make_enterprise(services, 89, users=1, basic_every=0)
+    second = await make_enterprise(services, 90, users=1, basic_every=0)
+    name = await services.enterprises.set_voice_routing_policy(
         global_admin(first, 89), first, "  Enterprise 89 PBX "
     )
     assert name == "Enterprise 89 PBX"
     runs = [
-        (await directory.syncs.request(global_admin(first, 89), first))[0],
-        (await directory.syncs.request(global_admin(second, 90), second))[0],
+        (await services.syncs.request(global_admin(first, 89), first))[0],
+        (await services.syncs.request(global_admin(second, 90), second))[0],
     ]
 
-    async with running_engines(directory, settings_with(directory, cloud)):
+    async with running_engines(services, settings_with(services, cloud)):
         for run in runs:
-            assert (await wait_for_run(directory, run.id)).status is SyncStatus.SUCCEEDED
+            assert (await wait_for_run(services, run.id)).status is SyncStatus.SUCCEEDED
 
     def policy_of(tid: str) -> str:
         people = cloud.state.require_tenant(tid).users.values()
@@ -230,14 +230,14 @@ async def test_an_enterprise_may_name_its_own_voice_routing_policy(
     assert policy_of(own) == route.policy_id
     assert policy_of(default) == voice_policy_id(cloud, default)  # the provider's default
     assert (
-        await directory.enterprises.set_voice_routing_policy(global_admin(first, 89), first, None)
+        await services.enterprises.set_voice_routing_policy(global_admin(first, 89), first, None)
         is None
     )
 
 
-async def _mark_failed_for_retry(directory: Directory, enterprise_id: int) -> None:
+async def _mark_failed_for_retry(services: Services, enterprise_id: int) -> None:
     """Make a manual sync look at every user again (a manual sync retries failed users)."""
-    async with directory.db.unit_of_work() as uow:
+    async with services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(User)
             .where(User.enterprise_id == enterprise_id)
@@ -248,20 +248,20 @@ async def _mark_failed_for_retry(directory: Directory, enterprise_id: int) -> No
 
 @SQLITE_ONLY
 async def test_an_unknown_voice_routing_policy_name_fails_users_with_the_fix(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     seed_tenant(cloud, 85)
-    ent = await make_enterprise(directory, 85, users=1)
+    ent = await make_enterprise(services, 85, users=1)
     settings = settings_with(
-        directory, cloud, graph=graph_settings(cloud, voice_routing_policy="No Such Route")
+        services, cloud, graph=graph_settings(cloud, voice_routing_policy="No Such Route")
     )
-    run, _ = await directory.syncs.request(global_admin(ent, 85), ent)
+    run, _ = await services.syncs.request(global_admin(ent, 85), ent)
 
-    async with running_engines(directory, settings):
-        finished = await wait_for_run(directory, run.id)
+    async with running_engines(services, settings):
+        finished = await wait_for_run(services, run.id)
 
     assert finished.status is SyncStatus.PARTIALLY_FAILED
-    [user] = await _users(directory, ent)
+    [user] = await _users(services, ent)
     assert "no voice routing policy named “No Such Route”" in (user.provisioning_error or "")
 
 
@@ -290,18 +290,18 @@ async def test_a_global_administrator_through_a_nested_group_is_recognised(
 
 @SQLITE_ONLY
 async def test_a_global_admin_check_without_the_permission_says_which_is_missing(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 88)
-    ent = await make_enterprise(directory, 88, users=1)
+    ent = await make_enterprise(services, 88, users=1)
     cloud.state.grant_roles(tid, CLIENT_ID, ["User.ReadWrite.All"])
     service = graph_service(graph_settings(cloud))
-    directory.syncs.use_global_admin_check(GlobalAdminCheck(service))
+    services.syncs.use_global_admin_check(GlobalAdminCheck(service))
     try:
         with pytest.raises(PermissionDeniedError) as refused:
-            await directory.syncs.request(global_admin(ent, 88), ent)
+            await services.syncs.request(global_admin(ent, 88), ent)
     finally:
-        directory.syncs.use_global_admin_check(None)
+        services.syncs.use_global_admin_check(None)
         await service.close()
     assert "RoleManagement.Read.Directory" in refused.value.message
     assert "no sync was started" in refused.value.message
@@ -313,18 +313,18 @@ async def test_a_global_admin_check_without_the_permission_says_which_is_missing
 
 @SQLITE_ONLY
 async def test_numbers_wait_until_teams_knows_the_user(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     cloud.config.teams_setup_delay_seconds = 0.3
     tid = seed_tenant(cloud, 87)
-    ent = await make_enterprise(directory, 87, users=2, basic_every=0)
-    run, _ = await directory.syncs.request(global_admin(ent, 87), ent)
+    ent = await make_enterprise(services, 87, users=2, basic_every=0)
+    run, _ = await services.syncs.request(global_admin(ent, 87), ent)
     settings = settings_with(
-        directory, cloud, sync=sync_settings(retry_base_seconds=0.05, retry_max_seconds=0.2)
+        services, cloud, sync=sync_settings(retry_base_seconds=0.05, retry_max_seconds=0.2)
     )
 
-    async with running_engines(directory, settings):
-        finished = await wait_for_run(directory, run.id)
+    async with running_engines(services, settings):
+        finished = await wait_for_run(services, run.id)
 
     assert finished.status is SyncStatus.SUCCEEDED
     stats = cloud.tenant_stats(tid)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from sandbox import SandboxServer
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.graph.shared_pacing import SharedWriteBudget, schedule
 from services.models import ProvisioningItem, SyncStatus
 from tests.provisioning_kit import (
@@ -41,16 +41,16 @@ LIMIT, WINDOW, GUARD = 20, 1.0, 0.5
 @POSTGRES_ONLY[0]
 @POSTGRES_ONLY[1]
 async def test_two_worker_processes_stay_within_one_tenants_budget(
-    directory: Directory, cloud: SandboxServer, tmp_path: Path
+    services: Services, cloud: SandboxServer, tmp_path: Path
 ) -> None:
     tid = seed_tenant(cloud, 95)
     users = 30
-    ent = await make_enterprise(directory, 95, users=users)
+    ent = await make_enterprise(services, 95, users=users)
     # Graph's budget for this app in this tenant, and what each worker is told it is.
     cloud.set_throttle(app_write_limit=LIMIT, app_write_window=WINDOW)
-    run, _ = await directory.syncs.request(global_admin(ent, 95), ent)
+    run, _ = await services.syncs.request(global_admin(ent, 95), ent)
     env = {
-        **_worker_env(directory, cloud, tmp_path / "secret.key"),
+        **_worker_env(services, cloud, tmp_path / "secret.key"),
         "GRAPH_WRITE_LIMIT": str(LIMIT),
         "GRAPH_WRITE_WINDOW_SECONDS": str(WINDOW),
         "GRAPH_WRITE_GUARD_SECONDS": str(GUARD),
@@ -58,7 +58,7 @@ async def test_two_worker_processes_stay_within_one_tenants_budget(
 
     workers = [_start_worker(env), _start_worker(env)]
     try:
-        finished = await wait_for_run(directory, run.id, timeout=90)
+        finished = await wait_for_run(services, run.id, timeout=90)
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
@@ -69,7 +69,7 @@ async def test_two_worker_processes_stay_within_one_tenants_budget(
     stats = cloud.tenant_stats(tid)
     assert stats.throttled == 0 and stats.statuses[429] == 0
     assert stats.writes_accepted >= 3 * users  # user, licence, number (and policy) each
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         finishers = dict(
             (
                 await uow.session.execute(
@@ -93,14 +93,14 @@ async def test_two_worker_processes_stay_within_one_tenants_budget(
 
 @POSTGRES_ONLY[0]
 @POSTGRES_ONLY[1]
-async def test_writes_of_two_processes_fill_one_sliding_window(directory: Directory) -> None:
-    other = Database(directory.db.url)
-    first = SharedWriteBudget(directory.db, 3, 0.5, 0.1)
+async def test_writes_of_two_processes_fill_one_sliding_window(services: Services) -> None:
+    other = Database(services.db.url)
+    first = SharedWriteBudget(services.db, 3, 0.5, 0.1)
     second = SharedWriteBudget(other, 3, 0.5, 0.1)
     try:
         await asyncio.gather(*(budget.acquire("app|tenant") for budget in (first, second) * 3))
         await first.pause("app|tenant", 0.0)  # a pause that is already over changes nothing
-        async with directory.db.write_engine.begin() as connection:
+        async with services.db.write_engine.begin() as connection:
             raw = (
                 await connection.execute(
                     text("SELECT recent FROM graph_write_pacing WHERE budget_key = 'app|tenant'")

@@ -18,7 +18,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import make_url
 
 from services.callerid import CallerIdChange
-from services.directory import Directory
+from services.container import Services
 from services.errors import ConflictError, ValidationError
 from services.inventory import AUTO
 from services.models import (
@@ -66,8 +66,8 @@ FIRST = "+442079460000"
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-def _pusher(directory: Directory, backend: PbxBackend, **options: Any) -> PbxPusher:
-    return PbxPusher(directory.db, backend, retry=RetryPolicy(first_delay=60.0), **options)
+def _pusher(services: Services, backend: PbxBackend, **options: Any) -> PbxPusher:
+    return PbxPusher(services.db, backend, retry=RetryPolicy(first_delay=60.0), **options)
 
 
 async def _rows(backend: AsteriskBackend, table: Table) -> list[dict[str, Any]]:
@@ -96,8 +96,8 @@ async def _plant(backend: AsteriskBackend, *statements: Any) -> None:
             await connection.execute(statement)
 
 
-async def _directory_rows(directory: Directory, model: type, *where: Any) -> list[Any]:
-    async with directory.db.unit_of_work(readonly=True) as uow:
+async def _directory_rows(services: Services, model: type, *where: Any) -> list[Any]:
+    async with services.db.unit_of_work(readonly=True) as uow:
         rows = list((await uow.session.execute(select(model).where(*where))).scalars())
         uow.session.expunge_all()
         return rows
@@ -163,15 +163,15 @@ def _identity(
     return [(f"sb-e{ent}-id", ddi, i, app, data) for i, (app, data) in enumerate(steps, 1)]
 
 
-async def _essentials(directory: Directory, ent: int, name: str, email: str, **extra: Any) -> Any:
-    return await directory.users.create(
+async def _essentials(services: Services, ent: int, name: str, email: str, **extra: Any) -> Any:
+    return await services.users.create(
         admin_of(ent), ent, NewUser(name, email, LicenceProduct.ESSENTIALS, **extra)
     )
 
 
-async def _in_sync(directory: Directory, backend: PbxBackend, ent: int) -> None:
+async def _in_sync(services: Services, backend: PbxBackend, ent: int) -> None:
     """The PBX holds exactly the lines the directory wants, and nothing else of the enterprise."""
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         from services.inventory import load_enterprise
 
         enterprise = await load_enterprise(uow.session, ent)
@@ -196,11 +196,11 @@ async def _in_sync(directory: Directory, backend: PbxBackend, ent: int) -> None:
 
 
 async def test_create_routes_the_user_to_teams_and_opens_no_sip_account(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    pusher = _pusher(directory, asterisk)
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    pusher = _pusher(services, asterisk)
     result = await pusher.run_once()
     assert (result.pushed, result.failed) == (1, 0)
     # No desk phone: no endpoint, AOR or auth that anyone could register or call as.
@@ -214,36 +214,36 @@ async def test_create_routes_the_user_to_teams_and_opens_no_sip_account(
             _ring(ent, ada.id, f"PJSIP/{FIRST}@sb-teams,30"),
         ]
     )
-    [pbx_row] = await _directory_rows(directory, OutboxItem, OutboxItem.channel == "pbx")
+    [pbx_row] = await _directory_rows(services, OutboxItem, OutboxItem.channel == "pbx")
     assert (pbx_row.status, pbx_row.kind, pbx_row.attempts) == (
         OutboxStatus.DONE,
         "user.create",
         0,
     )
     # The Microsoft channel belongs to the sync engine: untouched.
-    [ms_row] = await _directory_rows(directory, OutboxItem, OutboxItem.channel == "microsoft")
+    [ms_row] = await _directory_rows(services, OutboxItem, OutboxItem.channel == "microsoft")
     assert (ms_row.status, ms_row.attempts) == (OutboxStatus.PENDING, 0)
-    status = await PbxStatuses(directory.db).of_user(ent, ada.id)
+    status = await PbxStatuses(services.db).of_user(ent, ada.id)
     assert status.state is PbxState.IN_SYNC
     # Nothing left: a second pass pushes nothing.
     assert (await pusher.run_once()).pushed == 0
 
 
 async def test_edit_number_extension_and_name_moves_the_routes(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    pusher = _pusher(directory, asterisk)
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    pusher = _pusher(services, asterisk)
     await pusher.run_once()
-    edited = await directory.users.update(
+    edited = await services.users.update(
         admin_of(ent),
         ent,
         ada.id,
         ada.version,
         UserChanges(display_name="Ada King", number="+442079460042", extension=1042),
     )
-    assert (await PbxStatuses(directory.db).of_user(ent, ada.id)).state is PbxState.PUSHING
+    assert (await PbxStatuses(services.db).of_user(ent, ada.id)).state is PbxState.PUSHING
     await pusher.run_once()
     assert await _routes(asterisk) == [
         _goto(ent, "ddi", "+442079460042", ada.id),
@@ -254,7 +254,7 @@ async def test_edit_number_extension_and_name_moves_the_routes(
     assert (line.caller_id.name, line.caller_id.number) == ("Ada King", "+442079460042")
     # Basic: the direct number goes (and with it Teams and the Teams identity); the extension
     # stays.
-    await directory.users.update(
+    await services.users.update(
         admin_of(ent),
         ent,
         ada.id,
@@ -266,7 +266,7 @@ async def test_edit_number_extension_and_name_moves_the_routes(
         _goto(ent, "ext", "1042", ada.id),
         _ring(ent, ada.id, "20", app="Hangup"),
     ]
-    await _in_sync(directory, asterisk, ent)
+    await _in_sync(services, asterisk, ent)
 
 
 @pytest.mark.parametrize(
@@ -315,18 +315,18 @@ async def test_edit_number_extension_and_name_moves_the_routes(
     ids=["own", "main", "other", "anonymous", "anonymous-pai", "own-pai-main", "main-pai"],
 )
 async def test_caller_id_modes_map_to_the_endpoint_and_the_teams_identity(
-    directory: Directory,
+    services: Services,
     asterisk: AsteriskBackend,
     change: CallerIdChange,
     callerid: str,
     privacy: str,
     pai: str | None,
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, ada.id)
-    ada = await directory.users.get(ent, ada.id)
-    pusher = _pusher(directory, asterisk)
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    await DeskPhones(services.db, "asterisk").issue(admin_of(ent), ent, ada.id)
+    ada = await services.users.get(ent, ada.id)
+    pusher = _pusher(services, asterisk)
     await pusher.run_once()
     # Start from another mode so every case is a real change.
     start = (
@@ -334,10 +334,10 @@ async def test_caller_id_modes_map_to_the_endpoint_and_the_teams_identity(
         if change.mode is CallerIdMode.ANONYMOUS
         else CallerIdChange(CallerIdMode.ANONYMOUS)
     )
-    ada = await directory.users.set_caller_id(admin_of(ent), ent, ada.id, ada.version, start)
-    await directory.users.set_caller_id(admin_of(ent), ent, ada.id, ada.version, change)
+    ada = await services.users.set_caller_id(admin_of(ent), ent, ada.id, ada.version, start)
+    await services.users.set_caller_id(admin_of(ent), ent, ada.id, ada.version, change)
     kinds = [
-        r.kind for r in await _directory_rows(directory, OutboxItem, OutboxItem.channel == "pbx")
+        r.kind for r in await _directory_rows(services, OutboxItem, OutboxItem.channel == "pbx")
     ]
     assert kinds == ["user.create", "user.desk_phone", "user.caller_id", "user.caller_id"]
     await pusher.run_once()
@@ -354,18 +354,18 @@ async def test_caller_id_modes_map_to_the_endpoint_and_the_teams_identity(
         private=privacy == "prohib",
         pai=pai or "",
     )
-    await _in_sync(directory, asterisk, ent)
+    await _in_sync(services, asterisk, ent)
 
 
 async def test_long_names_are_fitted_to_asterisks_callerid_column(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
+    ent = await seed_enterprise(services)
     ada = await _essentials(
-        directory, ent, 'Augusta "Ada" King, Countess of ${Lovelace}', "ada@contoso.com"
+        services, ent, 'Augusta "Ada" King, Countess of ${Lovelace}', "ada@contoso.com"
     )
-    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, ada.id)
-    await _pusher(directory, asterisk).run_once()
+    await DeskPhones(services.db, "asterisk").issue(admin_of(ent), ent, ada.id)
+    await _pusher(services, asterisk).run_once()
     [row] = await _rows(asterisk, ps_endpoints)
     assert row["callerid"] == f'"Augusta Ada King, Coun" <{FIRST}>'
     assert len(row["callerid"]) == 40
@@ -373,25 +373,25 @@ async def test_long_names_are_fitted_to_asterisks_callerid_column(
     names = [r[4] for r in await _dialplan(asterisk) if r[4].startswith("CALLERID(name)")]
     assert names == ["CALLERID(name)=Augusta Ada King, Coun"]
     assert (await asterisk.read(ent, f"sb-e{ent}-u{ada.id}")) is not None
-    await _in_sync(directory, asterisk, ent)
+    await _in_sync(services, asterisk, ent)
 
 
 async def test_remove_takes_every_row_off_the_pbx(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    bob = await _essentials(directory, ent, "Bob Byte", "bob@contoso.com")
-    groups = HuntGroups(directory.db)
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    bob = await _essentials(services, ent, "Bob Byte", "bob@contoso.com")
+    groups = HuntGroups(services.db)
     sales = await groups.create(admin_of(ent), ent, "Sales")
     await groups.add_member(admin_of(ent), ent, sales.id, ada.id)
     await groups.add_member(admin_of(ent), ent, sales.id, bob.id)
-    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, ada.id)
-    pusher = _pusher(directory, asterisk)
+    await DeskPhones(services.db, "asterisk").issue(admin_of(ent), ent, ada.id)
+    pusher = _pusher(services, asterisk)
     await pusher.run_once()
     assert len(await _rows(asterisk, ps_auths)) == 1
-    ada = await directory.users.get(ent, ada.id)
-    await directory.users.remove(admin_of(ent), ent, ada.id, ada.version)
+    ada = await services.users.get(ent, ada.id)
+    await services.users.remove(admin_of(ent), ent, ada.id, ada.version)
     await pusher.run_once()
     for table in (ps_endpoints, ps_aors, ps_auths):
         assert await _rows(asterisk, table) == []
@@ -402,24 +402,24 @@ async def test_remove_takes_every_row_off_the_pbx(
     ]
     removal = [
         r
-        for r in await _directory_rows(directory, OutboxItem, OutboxItem.channel == "pbx")
+        for r in await _directory_rows(services, OutboxItem, OutboxItem.channel == "pbx")
         if r.kind == "user.remove"
     ]
     assert removal[0].status is OutboxStatus.DONE and removal[0].payload == {"user_id": ada.id}
-    await _in_sync(directory, asterisk, ent)
+    await _in_sync(services, asterisk, ent)
 
 
 async def test_unlicensed_users_have_no_line_and_enabling_adds_one(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
-    cy = await directory.users.create(admin_of(ent), ent, NewUser("Cy", "cy@contoso.com"))
-    pusher = _pusher(directory, asterisk)
+    ent = await seed_enterprise(services)
+    cy = await services.users.create(admin_of(ent), ent, NewUser("Cy", "cy@contoso.com"))
+    pusher = _pusher(services, asterisk)
     await pusher.run_once()
     assert await _rows(asterisk, ps_endpoints) == []
     assert await _dialplan(asterisk) == []
-    await directory.users.enable(admin_of(ent), ent, [cy.id], LicenceProduct.BASIC)
-    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, cy.id)
+    await services.users.enable(admin_of(ent), ent, [cy.id], LicenceProduct.BASIC)
+    await DeskPhones(services.db, "asterisk").issue(admin_of(ent), ent, cy.id)
     await pusher.run_once()
     endpoint = f"sb-e{ent}-u{cy.id}"
     assert await _dialplan(asterisk) == [
@@ -433,13 +433,13 @@ async def test_unlicensed_users_have_no_line_and_enabling_adds_one(
 
 
 async def test_hunt_group_membership_becomes_queue_members(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
+    ent = await seed_enterprise(services)
     admin = admin_of(ent)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    bob = await _essentials(directory, ent, "Bob Byte", "bob@contoso.com")
-    groups = HuntGroups(directory.db)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    bob = await _essentials(services, ent, "Bob Byte", "bob@contoso.com")
+    groups = HuntGroups(services.db)
     sales = await groups.create(admin, ent, "Sales")
     support = await groups.create(admin, ent, "Support")
     with pytest.raises(ConflictError):
@@ -450,7 +450,7 @@ async def test_hunt_group_membership_becomes_queue_members(
     assert (view.name, view.members, view.queue) == ("Sales", 2, f"sb-e{ent}-g{sales.id}")
     again = await groups.add_member(admin, ent, sales.id, bob.id)  # changes nothing
     assert again.members == 2
-    pusher = _pusher(directory, asterisk)
+    pusher = _pusher(services, asterisk)
     await pusher.run_once()
     ada_if, bob_if = (f"Local/u{u.id}@sb-e{ent}-ring/n" for u in (ada, bob))
     members = await _rows(asterisk, queue_members)
@@ -490,39 +490,39 @@ async def test_hunt_group_membership_becomes_queue_members(
         (support.queue, bob_if),
     ]
     assert [(g.name, g.members) for g in await groups.all(ent)] == [("Sales", 0), ("Support", 2)]
-    await _in_sync(directory, asterisk, ent)
+    await _in_sync(services, asterisk, ent)
 
 
 async def test_hunt_groups_refuse_what_the_pbx_cannot_ring(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
+    ent = await seed_enterprise(services)
     other = await seed_enterprise(
-        directory, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+        services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
     )
     admin = admin_of(ent)
-    cy = await directory.users.create(admin, ent, NewUser("Cy", "cy@contoso.com"))
-    sales = await HuntGroups(directory.db).create(admin, ent, "Sales")
+    cy = await services.users.create(admin, ent, NewUser("Cy", "cy@contoso.com"))
+    sales = await HuntGroups(services.db).create(admin, ent, "Sales")
     with pytest.raises(ValidationError, match="no calling licence"):
-        await HuntGroups(directory.db).add_member(admin, ent, sales.id, cy.id)
+        await HuntGroups(services.db).add_member(admin, ent, sales.id, cy.id)
     with pytest.raises(ValidationError):
-        await HuntGroups(directory.db).create(admin, ent, "   ")
+        await HuntGroups(services.db).create(admin, ent, "   ")
     from services.errors import NotFoundError
 
     with pytest.raises(NotFoundError):
-        await HuntGroups(directory.db).add_member(admin_of(other), other, sales.id, cy.id)
+        await HuntGroups(services.db).add_member(admin_of(other), other, sales.id, cy.id)
 
 
 # --- desk phones -------------------------------------------------------------------------------
 
 
 async def test_desk_phone_login_is_shown_once_and_stored_as_md5_cred_only(
-    directory: Directory, asterisk: AsteriskBackend, caplog: pytest.LogCaptureFixture
+    services: Services, asterisk: AsteriskBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    phones = DeskPhones(directory.db, "asterisk", "sip.contoso.example")
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    phones = DeskPhones(services.db, "asterisk", "sip.contoso.example")
     login = await phones.issue(admin_of(ent), ent, ada.id)
     endpoint = f"sb-e{ent}-u{ada.id}"
     assert (login.username, login.realm, login.registrar) == (
@@ -532,9 +532,9 @@ async def test_desk_phone_login_is_shown_once_and_stored_as_md5_cred_only(
     )
     assert len(login.password) == 24 and login.password not in repr(login)
     expected = hashlib.md5(f"{endpoint}:asterisk:{login.password}".encode()).hexdigest()
-    [stored] = await _directory_rows(directory, SipCredential)
+    [stored] = await _directory_rows(services, SipCredential)
     assert stored.md5_cred == expected
-    await _pusher(directory, asterisk).run_once()
+    await _pusher(services, asterisk).run_once()
     assert await _rows(asterisk, ps_auths) == [
         {
             "id": endpoint,
@@ -548,7 +548,7 @@ async def test_desk_phone_login_is_shown_once_and_stored_as_md5_cred_only(
     [row] = await _rows(asterisk, ps_endpoints)
     assert row["auth"] == endpoint
     # The password is nowhere: not in the directory, not in the audit log, not in the logs.
-    audit = await _directory_rows(directory, AuditEntry)
+    audit = await _directory_rows(services, AuditEntry)
     everything = json.dumps([(a.action, a.before, a.after) for a in audit]) + caplog.text
     assert login.password not in everything
     assert await phones.has_desk_phone(ent, ada.id)
@@ -557,7 +557,7 @@ async def test_desk_phone_login_is_shown_once_and_stored_as_md5_cred_only(
     assert second.password != login.password
     assert await phones.revoke(admin_of(ent), ent, ada.id)
     assert not await phones.revoke(admin_of(ent), ent, ada.id)
-    await _pusher(directory, asterisk).run_once()
+    await _pusher(services, asterisk).run_once()
     # Revoked: the account is gone, not opened.
     for table in (ps_endpoints, ps_aors, ps_auths):
         assert await _rows(asterisk, table) == []
@@ -638,95 +638,95 @@ async def flaky_asterisk(asterisk_url: str) -> AsyncIterator[Outage]:
 
 
 async def test_pbx_down_during_an_edit_then_back_lands_the_change_once(
-    directory: Directory, asterisk: AsteriskBackend, flaky_asterisk: Outage
+    services: Services, asterisk: AsteriskBackend, flaky_asterisk: Outage
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
     backend = flaky_asterisk.backend
-    await _pusher(directory, backend).run_once()
+    await _pusher(services, backend).run_once()
     await flaky_asterisk.down()
-    await directory.users.update(
+    await services.users.update(
         admin_of(ent), ent, ada.id, ada.version, UserChanges(number="+442079460042")
     )
-    result = await _pusher(directory, backend).run_once()
+    result = await _pusher(services, backend).run_once()
     assert (result.pushed, result.failed) == (0, 1)
     [waiting] = await _directory_rows(
-        directory, OutboxItem, OutboxItem.channel == "pbx", OutboxItem.kind == "user.update"
+        services, OutboxItem, OutboxItem.channel == "pbx", OutboxItem.kind == "user.update"
     )
     assert waiting.status is OutboxStatus.PENDING and waiting.attempts == 1
     assert waiting.last_error and waiting.next_attempt_at > utcnow() + timedelta(seconds=30)
-    status = await PbxStatuses(directory.db).of_user(ent, ada.id)
+    status = await PbxStatuses(services.db).of_user(ent, ada.id)
     assert status.state is PbxState.RETRYING and status.last_error == waiting.last_error
     assert "retrying" in status.summary and "Nothing is lost" in status.summary
     await flaky_asterisk.up()
     # Back, but not yet due: the retry waits its turn.
-    assert (await _pusher(directory, backend).run_once()).pushed == 0
-    later = _pusher(directory, backend, clock=lambda: utcnow() + timedelta(minutes=5))
+    assert (await _pusher(services, backend).run_once()).pushed == 0
+    later = _pusher(services, backend, clock=lambda: utcnow() + timedelta(minutes=5))
     assert (await later.run_once()).pushed == 1
     assert await _routes(asterisk) == [
         _goto(ent, "ddi", "+442079460042", ada.id),
         _goto(ent, "ext", "1000", ada.id),
     ]
-    [landed] = await _directory_rows(directory, OutboxItem, OutboxItem.id == waiting.id)
+    [landed] = await _directory_rows(services, OutboxItem, OutboxItem.id == waiting.id)
     assert (landed.status, landed.attempts, landed.last_error) == (OutboxStatus.DONE, 1, None)
-    assert (await PbxStatuses(directory.db).of_user(ent, ada.id)).state is PbxState.IN_SYNC
+    assert (await PbxStatuses(services.db).of_user(ent, ada.id)).state is PbxState.IN_SYNC
     assert (await later.run_once()).pushed == 0
 
 
 async def test_a_change_after_the_pbx_is_back_carries_the_waiting_one_along(
-    directory: Directory, asterisk: AsteriskBackend, flaky_asterisk: Outage
+    services: Services, asterisk: AsteriskBackend, flaky_asterisk: Outage
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
     backend = flaky_asterisk.backend
-    await _pusher(directory, backend).run_once()
+    await _pusher(services, backend).run_once()
     await flaky_asterisk.down()
-    ada = await directory.users.update(
+    ada = await services.users.update(
         admin_of(ent), ent, ada.id, ada.version, UserChanges(number="+442079460042")
     )
-    assert (await _pusher(directory, backend).run_once()).failed == 1
+    assert (await _pusher(services, backend).run_once()).failed == 1
     await flaky_asterisk.up()
-    await directory.users.set_caller_id(
+    await services.users.set_caller_id(
         admin_of(ent), ent, ada.id, ada.version, CallerIdChange(CallerIdMode.ANONYMOUS)
     )
     # The new change is due at once; its push carries the number change waiting for a retry.
-    assert (await _pusher(directory, backend).run_once()).pushed == 1
-    rows = await _directory_rows(directory, OutboxItem, OutboxItem.channel == "pbx")
+    assert (await _pusher(services, backend).run_once()).pushed == 1
+    rows = await _directory_rows(services, OutboxItem, OutboxItem.channel == "pbx")
     assert [(r.kind, r.status, r.attempts) for r in rows] == [
         ("user.create", OutboxStatus.DONE, 0),
         ("user.update", OutboxStatus.DONE, 1),
         ("user.caller_id", OutboxStatus.DONE, 0),
     ]
-    assert (await PbxStatuses(directory.db).of_user(ent, ada.id)).state is PbxState.IN_SYNC
+    assert (await PbxStatuses(services.db).of_user(ent, ada.id)).state is PbxState.IN_SYNC
     line = await asterisk.read(ent, f"sb-e{ent}-u{ada.id}")
     assert line is not None and line.ddi == "+442079460042" and line.caller_id.private
-    await _in_sync(directory, asterisk, ent)
+    await _in_sync(services, asterisk, ent)
 
 
 # --- reconcile ---------------------------------------------------------------------------------
 
 
-async def _three_users(directory: Directory, backend: PbxBackend) -> tuple[int, Any, Any, Any]:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    bob = await _essentials(directory, ent, "Bob Byte", "bob@contoso.com")
-    cy = await directory.users.create(
+async def _three_users(services: Services, backend: PbxBackend) -> tuple[int, Any, Any, Any]:
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    bob = await _essentials(services, ent, "Bob Byte", "bob@contoso.com")
+    cy = await services.users.create(
         admin_of(ent), ent, NewUser("Cy Basic", "cy@contoso.com", LicenceProduct.BASIC)
     )
-    sales = await HuntGroups(directory.db).create(admin_of(ent), ent, "Sales")
-    await HuntGroups(directory.db).add_member(admin_of(ent), ent, sales.id, bob.id)
-    await _pusher(directory, backend).run_once()
+    sales = await HuntGroups(services.db).create(admin_of(ent), ent, "Sales")
+    await HuntGroups(services.db).add_member(admin_of(ent), ent, sales.id, bob.id)
+    await _pusher(services, backend).run_once()
     return ent, ada, bob, cy
 
 
 async def test_reconcile_finds_planted_drift_and_fix_repairs_it(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent, ada, bob, cy = await _three_users(directory, asterisk)
-    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, bob.id)
-    [sales] = await HuntGroups(directory.db).all(ent)
-    await _pusher(directory, asterisk).run_once()
-    reconciler = Reconciler(directory.db, asterisk)
+    ent, ada, bob, cy = await _three_users(services, asterisk)
+    await DeskPhones(services.db, "asterisk").issue(admin_of(ent), ent, bob.id)
+    [sales] = await HuntGroups(services.db).all(ent)
+    await _pusher(services, asterisk).run_once()
+    reconciler = Reconciler(services.db, asterisk)
     assert (await reconciler.check(ent)).drift == []
     tables = (ps_endpoints, ps_aors, ps_auths, queues, queue_members)
     before = {t.name: await _rows(asterisk, t) for t in tables}
@@ -816,9 +816,9 @@ async def test_reconcile_finds_planted_drift_and_fix_repairs_it(
 
 
 async def test_reconcile_leaves_the_operators_own_dialplan_alone(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent, _, _, _ = await _three_users(directory, asterisk)
+    ent, _, _, _ = await _three_users(services, asterisk)
     await _plant(
         asterisk,
         # an outbound pattern and a number routed to reception: not Switchboard's business
@@ -837,7 +837,7 @@ async def test_reconcile_leaves_the_operators_own_dialplan_alone(
             appdata="ivr,s,1",
         ),
     )
-    reconciler = Reconciler(directory.db, asterisk)
+    reconciler = Reconciler(services.db, asterisk)
     assert (await reconciler.check(ent)).drift == []
     assert (await reconciler.fix(ent)).drift == []
     assert len(await _routes(asterisk)) == 7
@@ -847,31 +847,31 @@ async def test_reconcile_leaves_the_operators_own_dialplan_alone(
 
 
 async def test_two_admins_editing_one_user_leave_the_pbx_like_the_directory(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    bob = await _essentials(directory, ent, "Bob Byte", "bob@contoso.com")
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    bob = await _essentials(services, ent, "Bob Byte", "bob@contoso.com")
     stop = asyncio.Event()
     workers = [
-        asyncio.create_task(_pusher(directory, asterisk, poll_interval=0.05).run_forever(stop))
+        asyncio.create_task(_pusher(services, asterisk, poll_interval=0.05).run_forever(stop))
         for _ in range(2)
     ]
     changes: list[Callable[[int], Any]] = [
-        lambda v: directory.users.update(admin_of(ent), ent, ada.id, v, UserChanges(number=AUTO)),
-        lambda v: directory.users.update(
+        lambda v: services.users.update(admin_of(ent), ent, ada.id, v, UserChanges(number=AUTO)),
+        lambda v: services.users.update(
             admin_of(ent), ent, ada.id, v, UserChanges(extension=AUTO)
         ),
-        lambda v: directory.users.set_caller_id(
+        lambda v: services.users.set_caller_id(
             admin_of(ent), ent, ada.id, v, CallerIdChange(CallerIdMode.ANONYMOUS, send_pai=True)
         ),
-        lambda v: directory.users.update(
+        lambda v: services.users.update(
             admin_of(ent), ent, ada.id, v, UserChanges(display_name="Ada King")
         ),
-        lambda v: directory.users.set_caller_id(
+        lambda v: services.users.set_caller_id(
             admin_of(ent), ent, ada.id, v, CallerIdChange(CallerIdMode.COMPANY_MAIN)
         ),
-        lambda v: directory.users.update(
+        lambda v: services.users.update(
             admin_of(ent), ent, bob.id, v, UserChanges(extension=AUTO)
         ),
     ]
@@ -882,7 +882,7 @@ async def test_two_admins_editing_one_user_leave_the_pbx_like_the_directory(
             change = changes[(round_ + offset) % len(changes)]
             for _ in range(20):
                 target = bob.id if change is changes[-1] else ada.id
-                version = (await directory.users.get(ent, target)).version
+                version = (await services.users.get(ent, target)).version
                 try:
                     await change(version)
                 except ConflictError:
@@ -898,10 +898,10 @@ async def test_two_admins_editing_one_user_leave_the_pbx_like_the_directory(
         stop.set()
         await asyncio.gather(*workers)
     assert sum(saved) >= 12
-    await _pusher(directory, asterisk).run_once()
-    await _in_sync(directory, asterisk, ent)
+    await _pusher(services, asterisk).run_once()
+    await _in_sync(services, asterisk, ent)
     pending = await _directory_rows(
-        directory,
+        services,
         OutboxItem,
         OutboxItem.channel == "pbx",
         OutboxItem.status != OutboxStatus.DONE,
@@ -910,21 +910,21 @@ async def test_two_admins_editing_one_user_leave_the_pbx_like_the_directory(
 
 
 async def test_a_number_moving_between_users_never_rings_the_old_owner(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
-    bob = await directory.users.create(
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
+    bob = await services.users.create(
         admin_of(ent), ent, NewUser("Bob Byte", "bob@contoso.com", LicenceProduct.BASIC)
     )
-    first = _pusher(directory, asterisk)
+    first = _pusher(services, asterisk)
     await first.run_once()
     # Ada goes to Basic, giving her number up; with no quarantine it goes straight to Bob.
-    directory.users.quarantine_days = 0
-    await directory.users.update(
+    services.users.quarantine_days = 0
+    await services.users.update(
         admin_of(ent), ent, ada.id, ada.version, UserChanges(licence=LicenceProduct.BASIC)
     )
-    await directory.users.update(
+    await services.users.update(
         admin_of(ent),
         ent,
         bob.id,
@@ -932,22 +932,22 @@ async def test_a_number_moving_between_users_never_rings_the_old_owner(
         UserChanges(licence=LicenceProduct.ESSENTIALS, number=FIRST),
     )
     # Two pushers race over the two changes.
-    await asyncio.gather(_pusher(directory, asterisk).run_once(), first.run_once())
-    await _pusher(directory, asterisk).run_once()
+    await asyncio.gather(_pusher(services, asterisk).run_once(), first.run_once())
+    await _pusher(services, asterisk).run_once()
     assert [r for r in await _routes(asterisk) if r[1] == FIRST] == [
         _goto(ent, "ddi", FIRST, bob.id)
     ]
-    await _in_sync(directory, asterisk, ent)
+    await _in_sync(services, asterisk, ent)
 
 
-async def test_the_pusher_wakes_on_commit(directory: Directory, asterisk: AsteriskBackend) -> None:
-    ent = await seed_enterprise(directory)
+async def test_the_pusher_wakes_on_commit(services: Services, asterisk: AsteriskBackend) -> None:
+    ent = await seed_enterprise(services)
     stop = asyncio.Event()
     # Polling alone would take a minute: only the wake-up on commit gets this done in time.
-    worker = asyncio.create_task(_pusher(directory, asterisk, poll_interval=60).run_forever(stop))
+    worker = asyncio.create_task(_pusher(services, asterisk, poll_interval=60).run_forever(stop))
     await asyncio.sleep(0.05)
     try:
-        ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
+        ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
         for _ in range(200):
             if await _routes(asterisk):
                 break
@@ -962,17 +962,17 @@ async def test_the_pusher_wakes_on_commit(directory: Directory, asterisk: Asteri
 
 
 async def test_builtin_pbx_keeps_lines_routes_and_groups_in_the_directory(
-    directory: Directory,
+    services: Services,
 ) -> None:
-    backend = BuiltinBackend(directory.db)
-    ent, ada, bob, cy = await _three_users(directory, backend)
+    backend = BuiltinBackend(services.db)
+    ent, ada, bob, cy = await _three_users(services, backend)
     ada_ep, bob_ep, cy_ep = (f"sb-e{ent}-u{u.id}" for u in (ada, bob, cy))
-    lines = {line.endpoint: line for line in await _directory_rows(directory, BuiltinLine)}
+    lines = {line.endpoint: line for line in await _directory_rows(services, BuiltinLine)}
     assert set(lines) == {ada_ep, bob_ep, cy_ep}
     assert (lines[ada_ep].caller_name, lines[ada_ep].caller_number) == ("Ada Lovelace", FIRST)
     assert lines[cy_ep].caller_number == MAIN
     routes = sorted(
-        (r.kind, r.key, r.endpoint) for r in await _directory_rows(directory, BuiltinRoute)
+        (r.kind, r.key, r.endpoint) for r in await _directory_rows(services, BuiltinRoute)
     )
     assert routes == sorted(
         [
@@ -983,21 +983,21 @@ async def test_builtin_pbx_keeps_lines_routes_and_groups_in_the_directory(
             ("extension", "1002", cy_ep),
         ]
     )
-    [member] = await _directory_rows(directory, BuiltinGroupMember)
+    [member] = await _directory_rows(services, BuiltinGroupMember)
     assert member.endpoint == bob_ep
-    await directory.users.set_caller_id(
+    await services.users.set_caller_id(
         admin_of(ent), ent, ada.id, ada.version, CallerIdChange(CallerIdMode.ANONYMOUS)
     )
-    await DeskPhones(directory.db, "asterisk").issue(admin_of(ent), ent, bob.id)
-    cy = await directory.users.get(ent, cy.id)
-    await directory.users.remove(admin_of(ent), ent, cy.id, cy.version)
-    await _pusher(directory, backend).run_once()
-    lines = {line.endpoint: line for line in await _directory_rows(directory, BuiltinLine)}
+    await DeskPhones(services.db, "asterisk").issue(admin_of(ent), ent, bob.id)
+    cy = await services.users.get(ent, cy.id)
+    await services.users.remove(admin_of(ent), ent, cy.id, cy.version)
+    await _pusher(services, backend).run_once()
+    lines = {line.endpoint: line for line in await _directory_rows(services, BuiltinLine)}
     assert set(lines) == {ada_ep, bob_ep}
     assert lines[ada_ep].caller_private and lines[bob_ep].sip_md5_cred
-    await _in_sync(directory, backend, ent)
+    await _in_sync(services, backend, ent)
     # Drift planted in the built-in tables is found and repaired too.
-    async with directory.db.unit_of_work() as uow:
+    async with services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(BuiltinRoute).where(BuiltinRoute.key == "1000").values(endpoint=bob_ep)
         )
@@ -1005,22 +1005,22 @@ async def test_builtin_pbx_keeps_lines_routes_and_groups_in_the_directory(
             update(BuiltinLine).where(BuiltinLine.endpoint == bob_ep).values(caller_name="Bobby")
         )
         await uow.commit()
-    reconciler = Reconciler(directory.db, backend)
+    reconciler = Reconciler(services.db, backend)
     assert {d.kind for d in (await reconciler.check(ent)).drift} == {
         DriftKind.WRONG_ROUTE,
         DriftKind.CALLER_ID,
     }
     assert (await reconciler.fix(ent)).fixed
-    await _in_sync(directory, backend, ent)
+    await _in_sync(services, backend, ent)
 
 
 async def test_a_dead_pushers_work_is_taken_over_when_its_lease_ends(
-    directory: Directory, asterisk: AsteriskBackend
+    services: Services, asterisk: AsteriskBackend
 ) -> None:
-    ent = await seed_enterprise(directory)
-    ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
+    ent = await seed_enterprise(services)
+    ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
     now = utcnow()
-    async with directory.db.unit_of_work() as uow:
+    async with services.db.unit_of_work() as uow:
         # A pusher claimed the change and died: its rows and lease run until a minute from now.
         uow.session.add(
             PbxLease(enterprise_id=ent, holder="dead", expires_at=now + timedelta(minutes=1))
@@ -1031,28 +1031,28 @@ async def test_a_dead_pushers_work_is_taken_over_when_its_lease_ends(
             .values(status=OutboxStatus.IN_PROGRESS, next_attempt_at=now + timedelta(minutes=1))
         )
         await uow.commit()
-    assert (await _pusher(directory, asterisk).run_once()).pushed == 0
+    assert (await _pusher(services, asterisk).run_once()).pushed == 0
     assert await _dialplan(asterisk) == []
-    later = _pusher(directory, asterisk, clock=lambda: utcnow() + timedelta(minutes=2))
+    later = _pusher(services, asterisk, clock=lambda: utcnow() + timedelta(minutes=2))
     assert (await later.run_once()).pushed == 1
     assert (await asterisk.read(ent, f"sb-e{ent}-u{ada.id}")) is not None
 
 
 async def test_pbx_is_wired_from_the_settings(
-    directory: Directory, asterisk_url: str, tmp_path: Path
+    services: Services, asterisk_url: str, tmp_path: Path
 ) -> None:
-    builtin = Pbx.build(settings_for(directory.db.url, tmp_path), directory.db)
+    builtin = Pbx.build(settings_for(services.db.url, tmp_path), services.db)
     assert isinstance(builtin.backend, BuiltinBackend)
     settings = replace(
-        settings_for(directory.db.url, tmp_path),
+        settings_for(services.db.url, tmp_path),
         pbx_backend="asterisk",
         pbx_database_url=asterisk_url,
         pbx_sip_realm="pbx.contoso.example",
     )
-    pbx = Pbx.build(settings, directory.db)
+    pbx = Pbx.build(settings, services.db)
     try:
-        ent = await seed_enterprise(directory)
-        ada = await _essentials(directory, ent, "Ada Lovelace", "ada@contoso.com")
+        ent = await seed_enterprise(services)
+        ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
         login = await pbx.desk_phones.issue(admin_of(ent), ent, ada.id)
         assert login.realm == "pbx.contoso.example"
         sales = await pbx.hunt_groups.create(admin_of(ent), ent, "Sales")

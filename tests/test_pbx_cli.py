@@ -12,8 +12,8 @@ from sqlalchemy import delete, update
 
 from services.cli import main
 from services.config import Settings
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.models import LicenceProduct
 from services.passwords import PasswordVault
 from services.pbx.asterisk import AsteriskBackend, extensions, ps_endpoints
@@ -48,14 +48,14 @@ async def _provision_and_plant(env: dict[str, str]) -> tuple[int, int]:
     await db.migrate()
     settings = Settings.from_env()
     vault = PasswordVault.from_settings("", settings.secret_key_file)
-    directory = Directory.build(db, settings, vault)
+    services = Services.build(db, settings, vault)
     backend = AsteriskBackend(env["PBX_DATABASE_URL"])
     try:
-        ent = await seed_enterprise(directory, tenant_id=TENANT)
-        ada = await directory.users.create(
+        ent = await seed_enterprise(services, tenant_id=TENANT)
+        ada = await services.users.create(
             admin_of(ent), ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
         )
-        bob = await directory.users.create(
+        bob = await services.users.create(
             admin_of(ent), ent, NewUser("Bob", "bob@contoso.com", LicenceProduct.ESSENTIALS)
         )
         await DeskPhones(db, "asterisk").issue(admin_of(ent), ent, ada.id)

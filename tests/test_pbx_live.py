@@ -21,8 +21,8 @@ import trustme
 from services.callerid import CallerIdChange
 from services.cli import main
 from services.config import PbxTrunkSettings, Settings
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.models import CallerIdMode, LicenceProduct
 from services.passwords import PasswordVault
 from services.pbx.asterisk import AsteriskBackend
@@ -58,38 +58,38 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-async def directory(tmp_path: Path) -> AsyncIterator[Directory]:
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
     """The directory on SQLite (the PBX side is what these tests are about)."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}")
     await db.migrate()
     vault = PasswordVault.from_settings("", tmp_path / "secret.key")
-    yield Directory.build(db, settings_for(db.url, tmp_path), vault)
+    yield Services.build(db, settings_for(db.url, tmp_path), vault)
     await db.dispose()
 
 
 class Office:
     """One enterprise on the live PBX, changed through the product's own services."""
 
-    def __init__(self, directory: Directory, backend: AsteriskBackend, live: LivePbx) -> None:
-        self.directory = directory
+    def __init__(self, services: Services, backend: AsteriskBackend, live: LivePbx) -> None:
+        self.services = services
         self.backend = backend
         self.live = live
         self.ent = 0
         self.phones: list[Any] = []
 
     async def open(self) -> Office:
-        self.ent = await seed_enterprise(self.directory)
+        self.ent = await seed_enterprise(self.services)
         assert self.ent == 1, "the static dialplan is written for enterprises 1-3"
         return self
 
     async def push(self) -> None:
         """Land every waiting change on Asterisk."""
-        result = await PbxPusher(self.directory.db, self.backend).run_once()
+        result = await PbxPusher(self.services.db, self.backend).run_once()
         assert result.failed == 0
 
     async def user(self, name: str, licence: LicenceProduct = LicenceProduct.ESSENTIALS) -> Any:
         email = name.split()[0].lower() + "@contoso.com"
-        made = await self.directory.users.create(
+        made = await self.services.users.create(
             admin_of(self.ent), self.ent, NewUser(name, email, licence)
         )
         await self.push()
@@ -97,7 +97,7 @@ class Office:
 
     async def desk_phone(self, user: Any, ip: str = "127.0.0.4") -> Any:
         """Issue the user a desk phone login and register a phone with it."""
-        login = await DeskPhones(self.directory.db, "asterisk").issue(
+        login = await DeskPhones(self.services.db, "asterisk").issue(
             admin_of(self.ent), self.ent, user.id
         )
         await self.push()
@@ -107,8 +107,8 @@ class Office:
         return phone
 
     async def caller_id(self, user: Any, change: CallerIdChange) -> None:
-        fresh = await self.directory.users.get(self.ent, user.id)
-        await self.directory.users.set_caller_id(
+        fresh = await self.services.users.get(self.ent, user.id)
+        await self.services.users.set_caller_id(
             admin_of(self.ent), self.ent, user.id, fresh.version, change
         )
         await self.push()
@@ -127,9 +127,9 @@ class Office:
 
 @pytest.fixture
 async def office(
-    directory: Directory, asterisk: AsteriskBackend, live_pbx: LivePbx
+    services: Services, asterisk: AsteriskBackend, live_pbx: LivePbx
 ) -> AsyncIterator[Office]:
-    made = await Office(directory, asterisk, live_pbx).open()
+    made = await Office(services, asterisk, live_pbx).open()
     yield made
     made.close()
 
@@ -166,7 +166,7 @@ async def test_no_endpoint_accepts_an_unauthenticated_register_or_invite(office:
         )
     # Revoking Bob's login closes his account: his old password no longer works.
     password = bob_phone.password
-    assert await DeskPhones(office.directory.db, "asterisk").revoke(
+    assert await DeskPhones(office.services.db, "asterisk").revoke(
         admin_of(office.ent), office.ent, bob.id
     )
     await office.push()
@@ -242,8 +242,8 @@ async def test_an_unknown_or_removed_teams_caller_cannot_call_out(office: Office
     teams = office.keep(office.live.teams())
     stranger = office.keep(office.live.teams("+442079469999"))
     assert stranger.invite(EXTERNAL).code == 403
-    fresh = await office.directory.users.get(office.ent, ada.id)
-    await office.directory.users.remove(admin_of(office.ent), office.ent, ada.id, fresh.version)
+    fresh = await office.services.users.get(office.ent, ada.id)
+    await office.services.users.remove(admin_of(office.ent), office.ent, ada.id, fresh.version)
     await office.push()
     former = office.keep(office.live.teams(ADA_DDI))
     assert former.invite(EXTERNAL).code == 403
@@ -358,7 +358,7 @@ async def test_a_hunt_groups_number_rings_its_members(office: Office) -> None:
     ada = await office.user("Ada Lovelace")
     bob = await office.user("Bob Byte", LicenceProduct.BASIC)
     cy = await office.user("Cy Caller")
-    groups = HuntGroups(office.directory.db)
+    groups = HuntGroups(office.services.db)
     sales = await groups.create(
         admin_of(office.ent), office.ent, "Sales", extension=1050, number="+442079460050"
     )
@@ -445,13 +445,13 @@ async def _provision_one_user(env: dict[str, str], tmp_path: Path) -> None:
     """An admin creates Ada (what the bot does), and the pusher lands her on Asterisk."""
     db = Database(env["DATABASE_URL"])
     vault = PasswordVault.from_settings("", tmp_path / "secret.key")
-    directory = Directory.build(db, Settings.from_env(), vault)
+    services = Services.build(db, Settings.from_env(), vault)
     backend = AsteriskBackend(env["PBX_DATABASE_URL"])
     try:
-        enterprise = await directory.enterprises.by_tenant("t-guide")
+        enterprise = await services.enterprises.by_tenant("t-guide")
         assert enterprise is not None
         ent = enterprise.id
-        await directory.users.create(
+        await services.users.create(
             admin_of(ent),
             ent,
             NewUser("Ada Lovelace", "ada@contoso.com", LicenceProduct.ESSENTIALS),

@@ -46,25 +46,25 @@ def test_the_pipeline_lists_its_steps_in_order() -> None:
 async def test_a_redelivery_after_the_first_instance_stopped_shows_the_user_it_created(
     harness: BotHarness, serve_bot: ServeBot, bot_settings: BotSettings
 ) -> None:
-    directory = harness.directory
+    services = harness.services
     activity = harness.teams.card_action(
         Verb.USER_CREATE_SUBMIT.value, {"verb": "user.create.submit", **ADA}
     )
     stopped = await serve_bot(
-        build_app(replace(directory, ledger=_StoppedBeforeAnswering(directory.db)), bot_settings)
+        build_app(replace(services, ledger=_StoppedBeforeAnswering(services.db)), bot_settings)
     )
     first = (await stopped.post(activity)).json()["value"]
     assert "Ada Lovelace was created" in card_text(first)
 
     # Teams retries on another instance, which knows only what the database holds.
     other = await serve_bot(
-        build_app(replace(directory, ledger=ActivityLedger(directory.db)), bot_settings)
+        build_app(replace(services, ledger=ActivityLedger(services.db)), bot_settings)
     )
     retried = (await other.post(activity)).json()["value"]
 
     # answered from the committed change: the user it created, not an apology
     assert "Ada Lovelace was created" in card_text(retried) and "Sorry" not in card_text(retried)
-    page = await directory.users.directory(harness.ent, page_size=10)
+    page = await services.users.directory(harness.ent, page_size=10)
     assert [user.email for user in page.items] == ["ada@contoso.com"]
 
 
@@ -81,9 +81,9 @@ async def test_deliveries_in_one_process_wait_for_the_first_answer(harness: BotH
 async def test_other_changes_redelivered_after_the_instance_stopped_say_they_were_done(
     harness: BotHarness, serve_bot: ServeBot, bot_settings: BotSettings
 ) -> None:
-    directory = harness.directory
+    services = harness.services
     created = await harness.act(Verb.USER_CREATE_SUBMIT, ADA)
-    [user] = (await directory.users.directory(harness.ent, page_size=10)).items
+    [user] = (await services.users.directory(harness.ent, page_size=10)).items
     assert "Ada Lovelace was created" in card_text(created)
     activity = harness.teams.card_action(
         Verb.USER_EDIT_SUBMIT.value,
@@ -96,12 +96,12 @@ async def test_other_changes_redelivered_after_the_instance_stopped_say_they_wer
         },
     )
     stopped = await serve_bot(
-        build_app(replace(directory, ledger=_StoppedBeforeAnswering(directory.db)), bot_settings)
+        build_app(replace(services, ledger=_StoppedBeforeAnswering(services.db)), bot_settings)
     )
     assert "Ada King" in card_text((await stopped.post(activity)).json()["value"])
     other = await serve_bot(
-        build_app(replace(directory, ledger=ActivityLedger(directory.db)), bot_settings)
+        build_app(replace(services, ledger=ActivityLedger(services.db)), bot_settings)
     )
     retried = (await other.post(activity)).json()["value"]
     assert "already did this" in card_text(retried) and "Sorry" not in card_text(retried)
-    assert (await directory.users.get(harness.ent, user.id)).display_name == "Ada King"
+    assert (await services.users.get(harness.ent, user.id)).display_name == "Ada King"

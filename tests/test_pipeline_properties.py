@@ -124,8 +124,8 @@ async def _teams_as(harness: BotHarness, who: str) -> TeamsActivities:
     """The admin of the harness, a service provider admin (acting for the enterprise a card
     names), or someone Switchboard does not know."""
     if who == "provider":
-        if await harness.directory.enterprises.identify("", PROVIDER_USER.aad_object_id) is None:
-            await harness.directory.enterprises.grant(
+        if await harness.services.enterprises.identify("", PROVIDER_USER.aad_object_id) is None:
+            await harness.services.enterprises.grant(
                 PROVIDER,
                 aad_object_id=PROVIDER_USER.aad_object_id,
                 role=AdminRole.SERVICE_PROVIDER,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from sandbox import GLOBAL_ADMIN_ROLE_ID, SandboxServer
-from services.directory import Directory
+from services.container import Services
 from services.errors import PermissionDeniedError
 from services.graph import GlobalAdminCheck
 from services.models import (
@@ -55,8 +55,8 @@ from tests.provisioning_kit import (
 )
 
 
-async def _users(directory: Directory, enterprise_id: int) -> list[User]:
-    async with directory.db.unit_of_work(readonly=True) as uow:
+async def _users(services: Services, enterprise_id: int) -> list[User]:
+    async with services.db.unit_of_work(readonly=True) as uow:
         rows = list(
             (
                 await uow.session.execute(
@@ -68,10 +68,10 @@ async def _users(directory: Directory, enterprise_id: int) -> list[User]:
         return rows
 
 
-async def _numbers(directory: Directory, enterprise_id: int) -> dict[str, str]:
+async def _numbers(services: Services, enterprise_id: int) -> dict[str, str]:
     """Each user's line as the directory says: e-mail -> number (or main;ext=...)."""
-    page = await directory.users.directory(enterprise_id, page_size=100)
-    enterprise = await directory.enterprises.get(enterprise_id)
+    page = await services.users.directory(enterprise_id, page_size=100)
+    enterprise = await services.enterprises.get(enterprise_id)
     lines = {}
     for user in page.items:
         if user.number:
@@ -82,26 +82,26 @@ async def _numbers(directory: Directory, enterprise_id: int) -> dict[str, str]:
 
 
 async def test_first_sync_provisions_every_user_in_microsoft(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 1)
-    ent = await make_enterprise(directory, 1, users=12, notify=True)
-    settings = settings_with(directory, cloud)
-    run, started = await directory.syncs.request(global_admin(ent, 1), ent)
+    ent = await make_enterprise(services, 1, users=12, notify=True)
+    settings = settings_with(services, cloud)
+    run, started = await services.syncs.request(global_admin(ent, 1), ent)
     assert started and run.is_first
 
-    async with running_engines(directory, settings):
-        finished = await wait_for_run(directory, run.id)
+    async with running_engines(services, settings):
+        finished = await wait_for_run(services, run.id)
 
     assert finished.status is SyncStatus.SUCCEEDED
-    users = await _users(directory, ent)
+    users = await _users(services, ent)
     assert {u.provisioning_status for u in users} == {ProvisioningStatus.PROVISIONED}
     assert all(u.password_ciphertext is None for u in users)
-    enterprise = await directory.enterprises.get(ent)
+    enterprise = await services.enterprises.get(ent)
     assert enterprise.first_sync_completed_at is not None
 
     tenant = cloud.state.require_tenant(tid)
-    lines = await _numbers(directory, ent)
+    lines = await _numbers(services, ent)
     for user in users:
         entra = tenant.find_user(user.email)
         assert entra is not None and entra.id == user.entra_object_id
@@ -131,7 +131,7 @@ async def test_first_sync_provisions_every_user_in_microsoft(
     mails = cloud.state.mails()
     assert sorted(m.to[0] for m in mails) == sorted(u.email for u in users)
     assert all(m.subject == "Your Teams Phone is ready" for m in mails)
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         outbox = (
             (
                 await uow.session.execute(
@@ -148,15 +148,15 @@ async def test_first_sync_provisions_every_user_in_microsoft(
 
 @SQLITE_ONLY
 async def test_password_email_only_when_asked_and_the_password_is_then_forgotten(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 2)
-    ent = await make_enterprise(directory, 2, users=2, password_mail=True)
+    ent = await make_enterprise(services, 2, users=2, password_mail=True)
     # One of them already has a Microsoft 365 account: it is found, not created.
     cloud.state.add_user(tid, "user0000@enterprise2.example", "User 0000", usage_location=None)
-    run, _ = await directory.syncs.request(global_admin(ent, 2), ent)
-    async with running_engines(directory, settings_with(directory, cloud)):
-        assert (await wait_for_run(directory, run.id)).status is SyncStatus.SUCCEEDED
+    run, _ = await services.syncs.request(global_admin(ent, 2), ent)
+    async with running_engines(services, settings_with(services, cloud)):
+        assert (await wait_for_run(services, run.id)).status is SyncStatus.SUCCEEDED
 
     tenant = cloud.state.require_tenant(tid)
     existing = tenant.find_user("user0000@enterprise2.example")
@@ -168,21 +168,21 @@ async def test_password_email_only_when_asked_and_the_password_is_then_forgotten
     # The account's own password, HTML-escaped in the body.
     assert created.password and html.escape(created.password) in mail.body
     assert cloud.tenant_stats(tid).count("POST", "/users") == 1
-    assert all(u.password_ciphertext is None for u in await _users(directory, ent))
+    assert all(u.password_ciphertext is None for u in await _users(services, ent))
 
 
 @SQLITE_ONLY
 async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 3)
-    ent = await make_enterprise(directory, 3, users=1)
+    ent = await make_enterprise(services, 3, users=1)
     graph = graph_service(graph_settings(cloud))
-    directory.syncs.use_global_admin_check(GlobalAdminCheck(graph))
+    services.syncs.use_global_admin_check(GlobalAdminCheck(graph))
     try:
         enterprise_admin = Actor("someone", "Erin", AdminRole.ENTERPRISE_ADMIN, ent)
         with pytest.raises(PermissionDeniedError, match="Only the enterprise's Global Admin"):
-            await directory.syncs.request(enterprise_admin, ent)
+            await services.syncs.request(enterprise_admin, ent)
         # The directory calls this person a Global Admin, but Microsoft does not.
         impostor = Actor(
             "11111111-0000-4000-8000-000000000bad", "Ivan", AdminRole.GLOBAL_ADMIN, ent
@@ -191,11 +191,11 @@ async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
             tid, "ivan@enterprise3.example", "Ivan", user_id=impostor.aad_object_id
         )
         with pytest.raises(PermissionDeniedError, match="Microsoft says you are not a Global"):
-            await directory.syncs.request(impostor, ent)
-        overview = await directory.syncs.overview(ent)
+            await services.syncs.request(impostor, ent)
+        overview = await services.syncs.overview(ent)
         assert overview.open_run is None
         # The real one is confirmed by roleManagement and starts it.
-        run, started = await directory.syncs.request(global_admin(ent, 3), ent)
+        run, started = await services.syncs.request(global_admin(ent, 3), ent)
         assert started
         stats = cloud.tenant_stats(tid)
         # The impostor: no direct assignment, and in none of the role's holder groups.
@@ -205,67 +205,67 @@ async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
         assert [a.role_definition_id for a in assignments] == [GLOBAL_ADMIN_ROLE_ID]
         # Microsoft cannot be asked (the app's secret was rotated): refused, and said why.
         stale = graph_service(graph_settings(cloud, client_secret="rotated-away"))
-        directory.syncs.use_global_admin_check(GlobalAdminCheck(stale))
+        services.syncs.use_global_admin_check(GlobalAdminCheck(stale))
         with pytest.raises(PermissionDeniedError, match="could not confirm with Microsoft"):
-            await directory.syncs.request(global_admin(ent, 3), ent)
+            await services.syncs.request(global_admin(ent, 3), ent)
         await stale.close()
     finally:
-        directory.syncs.use_global_admin_check(None)
+        services.syncs.use_global_admin_check(None)
         await graph.close()
     assert run.status is SyncStatus.REQUESTED
 
 
 async def test_a_second_trigger_returns_the_running_sync(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     seed_tenant(cloud, 4)
-    ent = await make_enterprise(directory, 4, users=3)
+    ent = await make_enterprise(services, 4, users=3)
     admin = global_admin(ent, 4)
     first, second = await asyncio.gather(
-        directory.syncs.request(admin, ent), directory.syncs.request(admin, ent)
+        services.syncs.request(admin, ent), services.syncs.request(admin, ent)
     )
     assert sorted([first[1], second[1]]) == [False, True]
     assert first[0].id == second[0].id
-    async with running_engines(directory, settings_with(directory, cloud)) as [engine]:
-        await wait_for(lambda: _run_status_is(directory, first[0].id, SyncStatus.RUNNING))
-        again, started = await directory.syncs.request(admin, ent)
+    async with running_engines(services, settings_with(services, cloud)) as [engine]:
+        await wait_for(lambda: _run_status_is(services, first[0].id, SyncStatus.RUNNING))
+        again, started = await services.syncs.request(admin, ent)
         assert not started and again.id == first[0].id
-        await wait_for_run(directory, first[0].id)
-    async with directory.db.unit_of_work(readonly=True) as uow:
+        await wait_for_run(services, first[0].id)
+    async with services.db.unit_of_work(readonly=True) as uow:
         runs = (await uow.session.execute(select(SyncRun))).scalars().all()
     assert len(runs) == 1
     assert engine.items_handled == 3
 
 
-async def _run_status_is(directory: Directory, sync_id: int, status: SyncStatus) -> bool:
-    async with directory.db.unit_of_work(readonly=True) as uow:
+async def _run_status_is(services: Services, sync_id: int, status: SyncStatus) -> bool:
+    async with services.db.unit_of_work(readonly=True) as uow:
         run = await uow.session.get(SyncRun, sync_id)
         return run is not None and run.status in (status, SyncStatus.SUCCEEDED)
 
 
 async def test_after_consent_and_the_first_sync_changes_sync_automatically(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 5)
-    ent = await make_enterprise(directory, 5, users=2, consent=True)
+    ent = await make_enterprise(services, 5, users=2, consent=True)
     admin = global_admin(ent, 5)
-    async with running_engines(directory, settings_with(directory, cloud)):
+    async with running_engines(services, settings_with(services, cloud)):
         # Before the first sync, consent alone does not start anything.
         await asyncio.sleep(0.3)
-        assert (await directory.syncs.overview(ent)).last_run is None
-        run, _ = await directory.syncs.request(admin, ent)
-        await wait_for_run(directory, run.id)
+        assert (await services.syncs.overview(ent)).last_run is None
+        run, _ = await services.syncs.request(admin, ent)
+        await wait_for_run(services, run.id)
 
         # Now an edit reaches Microsoft with nobody pressing a button.
-        [first, second] = await _users(directory, ent)
-        await directory.users.update(
+        [first, second] = await _users(services, ent)
+        await services.users.update(
             admin, ent, first.id, first.version, UserChanges(display_name="Renamed User")
         )
-        await directory.users.remove(admin, ent, second.id, second.version)
+        await services.users.remove(admin, ent, second.id, second.version)
 
         async def automatic_done() -> list[SyncRunView] | None:
             """Every change reached Microsoft, in one automatic run or more."""
-            async with directory.db.unit_of_work(readonly=True) as uow:
+            async with services.db.unit_of_work(readonly=True) as uow:
                 waiting = (
                     await uow.session.execute(
                         select(OutboxItem.id).where(
@@ -289,46 +289,46 @@ async def test_after_consent_and_the_first_sync_changes_sync_automatically(
     assert renamed is not None and renamed.props["displayName"] == "Renamed User"
     # A removed user keeps their Microsoft 365 account but loses the line and the licence.
     assert removed is not None and removed.licenses == [] and not tenant.numbers_of(removed.id)
-    [user] = await _users(directory, ent)
+    [user] = await _users(services, ent)
     assert user.provisioning_status is ProvisioningStatus.PROVISIONED
 
 
 async def test_microsofts_refusal_fails_the_user_with_its_reason(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 6, licences=2)
-    ent = await make_enterprise(directory, 6, users=3, basic_every=0)
-    run, _ = await directory.syncs.request(global_admin(ent, 6), ent)
-    async with running_engines(directory, settings_with(directory, cloud)):
-        finished = await wait_for_run(directory, run.id)
+    ent = await make_enterprise(services, 6, users=3, basic_every=0)
+    run, _ = await services.syncs.request(global_admin(ent, 6), ent)
+    async with running_engines(services, settings_with(services, cloud)):
+        finished = await wait_for_run(services, run.id)
         assert finished.status is SyncStatus.PARTIALLY_FAILED
-        report = await SyncNotices(directory.db).report(run.id)
+        report = await SyncNotices(services.db).report(run.id)
         assert (report.total, report.provisioned, report.failed) == (3, 2, 1)
         [failure] = report.failures
         assert failure.reason.startswith("Assigning the Teams Phone licence: Subscription with SKU")
         assert "does not have any available licenses" in failure.reason
         assert "Microsoft Graph request id" in failure.reason
         failed = [
-            u for u in await _users(directory, ent) if u.provisioning_status.value == "failed"
+            u for u in await _users(services, ent) if u.provisioning_status.value == "failed"
         ]
         assert [u.provisioning_error for u in failed] == [failure.reason]
 
         # More licences bought; a manual sync retries the failed user only.
         cloud.state.add_sku(tid, ESSENTIALS_SKU, "MCOEV", 3, consumed_units=2)
-        again, started = await directory.syncs.request(global_admin(ent, 6), ent)
+        again, started = await services.syncs.request(global_admin(ent, 6), ent)
         assert started
-        assert (await wait_for_run(directory, again.id)).status is SyncStatus.SUCCEEDED
-        assert await item_counts(directory, again.id) == {OutboxStatus.DONE: 1}
+        assert (await wait_for_run(services, again.id)).status is SyncStatus.SUCCEEDED
+        assert await item_counts(services, again.id) == {OutboxStatus.DONE: 1}
 
 
 @SQLITE_ONLY
 async def test_an_overdue_sync_is_escalated_once(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     seed_tenant(cloud, 7)
-    ent = await make_enterprise(directory, 7, users=1)
-    run, _ = await directory.syncs.request(global_admin(ent, 7), ent)
-    async with directory.db.unit_of_work() as uow:
+    ent = await make_enterprise(services, 7, users=1)
+    run, _ = await services.syncs.request(global_admin(ent, 7), ent)
+    async with services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(SyncRun)
             .where(SyncRun.id == run.id)
@@ -337,57 +337,57 @@ async def test_an_overdue_sync_is_escalated_once(
         await uow.commit()
     # No Graph at all: nothing progresses, and the providers must hear of it.
     engine = ProvisioningEngine(
-        directory.db, directory.users.vault, None, settings_with(directory, cloud)
+        services.db, services.users.vault, None, settings_with(services, cloud)
     )
     assert await engine.check_overdue() == 1
     assert await engine.check_overdue() == 0
-    notices = await SyncNotices(directory.db).due()
+    notices = await SyncNotices(services.db).due()
     assert [(n.kind, n.report.run.id) for n in notices] == [(NoticeKind.SYNC_OVERDUE, run.id)]
     assert notices[0].report.waiting == 0 and notices[0].report.run.status is SyncStatus.REQUESTED
 
 
 @SQLITE_ONLY
 async def test_a_throttled_tenant_does_not_hold_up_another(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     busy_tid = seed_tenant(cloud, 8)
     quick_tid = seed_tenant(cloud, 9)
-    busy = await make_enterprise(directory, 8, users=16)
-    quick = await make_enterprise(directory, 9, users=3)
+    busy = await make_enterprise(services, 8, users=16)
+    quick = await make_enterprise(services, 9, users=3)
     # Graph lets each tenant write 10 times a second; the busy tenant needs ~64 writes.
     cloud.set_throttle(app_write_limit=10, app_write_window=1.0)
     settings = settings_with(
-        directory,
+        services,
         cloud,
         graph=graph_settings(cloud, write_limit=10, write_window_seconds=1.0),
         sync=sync_settings(tenant_concurrency=8),
     )
-    busy_run, _ = await directory.syncs.request(global_admin(busy, 8), busy)
-    async with running_engines(directory, settings):
+    busy_run, _ = await services.syncs.request(global_admin(busy, 8), busy)
+    async with running_engines(services, settings):
         await asyncio.sleep(0.5)
-        quick_run, _ = await directory.syncs.request(global_admin(quick, 9), quick)
-        quick_done = await wait_for_run(directory, quick_run.id)
-        busy_state = await item_counts(directory, busy_run.id)
+        quick_run, _ = await services.syncs.request(global_admin(quick, 9), quick)
+        quick_done = await wait_for_run(services, quick_run.id)
+        busy_state = await item_counts(services, busy_run.id)
         assert quick_done.status is SyncStatus.SUCCEEDED
         assert busy_state.get(OutboxStatus.DONE, 0) < 16  # still going
-        await wait_for_run(directory, busy_run.id, timeout=30)
+        await wait_for_run(services, busy_run.id, timeout=30)
     assert cloud.tenant_stats(quick_tid).throttled == 0
     assert cloud.tenant_stats(busy_tid).writes_accepted >= 16 * 4
 
 
 @SQLITE_ONLY
 async def test_items_survive_in_the_database_with_attempts_and_errors(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 10)
-    ent = await make_enterprise(directory, 10, users=1)
+    ent = await make_enterprise(services, 10, users=1)
     # The app's consent is missing: every attempt is refused by Entra, and says so.
     cloud.state.require_tenant(tid).consented_apps.clear()
-    run, _ = await directory.syncs.request(global_admin(ent, 10), ent)
-    async with running_engines(directory, settings_with(directory, cloud)):
-        finished = await wait_for_run(directory, run.id)
+    run, _ = await services.syncs.request(global_admin(ent, 10), ent)
+    async with running_engines(services, settings_with(services, cloud)):
+        finished = await wait_for_run(services, run.id)
     assert finished.status is SyncStatus.PARTIALLY_FAILED
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         item = (await uow.session.execute(select(ProvisioningItem))).scalar_one()
         enterprise = await uow.session.get(Enterprise, ent)
         assert item.status is OutboxStatus.FAILED and item.lease_expires_at is None

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from sandbox import SandboxServer
 from services.config import Settings
-from services.directory import Directory
+from services.container import Services
 from services.models import OutboxStatus, ProvisioningItem, ProvisioningStatus, SyncStatus, User
 from tests.provisioning_kit import (
     BASIC_SKU,
@@ -64,9 +64,9 @@ def assert_everyone_set_up_once(cloud: SandboxServer, tid: str, users: int) -> N
     assert stats.statuses[400] == 0 and stats.statuses[409] == 0
 
 
-async def assert_directory_done(directory: Directory, enterprise_id: int, users: int) -> None:
+async def assert_directory_done(services: Services, enterprise_id: int, users: int) -> None:
     """The directory shows everyone provisioned."""
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         statuses = (
             await uow.session.execute(
                 select(User.provisioning_status, func.count())
@@ -79,31 +79,31 @@ async def assert_directory_done(directory: Directory, enterprise_id: int, users:
 
 @SQLITE_ONLY
 async def test_a_30_percent_503_rate_loses_nothing(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 21)
-    ent = await make_enterprise(directory, 21, users=14)
+    ent = await make_enterprise(services, 21, users=14)
     cloud.set_faults(unavailable_rate=0.3, retry_after_seconds=1, seed=7)
-    run, _ = await directory.syncs.request(global_admin(ent, 21), ent)
-    async with running_engines(directory, settings_with(directory, cloud)):
-        finished = await wait_for_run(directory, run.id, timeout=40)
+    run, _ = await services.syncs.request(global_admin(ent, 21), ent)
+    async with running_engines(services, settings_with(services, cloud)):
+        finished = await wait_for_run(services, run.id, timeout=40)
     assert finished.status is SyncStatus.SUCCEEDED
-    assert await item_counts(directory, run.id) == {OutboxStatus.DONE: 14}
+    assert await item_counts(services, run.id) == {OutboxStatus.DONE: 14}
     stats = cloud.tenant_stats(tid)
     assert stats.faults["unavailable"] >= 5 and stats.statuses[503] >= 5
     assert_everyone_set_up_once(cloud, tid, 14)
-    await assert_directory_done(directory, ent, 14)
+    await assert_directory_done(services, ent, 14)
 
 
 @SQLITE_ONLY
-async def test_a_throttle_storm_is_waited_out(directory: Directory, cloud: SandboxServer) -> None:
+async def test_a_throttle_storm_is_waited_out(services: Services, cloud: SandboxServer) -> None:
     tid = seed_tenant(cloud, 22)
-    ent = await make_enterprise(directory, 22, users=12)
+    ent = await make_enterprise(services, 22, users=12)
     # Graph allows 10 writes a second; the client believes the published 3,000 per 150 s.
     cloud.set_throttle(app_write_limit=10, app_write_window=1.0)
-    run, _ = await directory.syncs.request(global_admin(ent, 22), ent)
-    async with running_engines(directory, settings_with(directory, cloud)) as [engine]:
-        finished = await wait_for_run(directory, run.id, timeout=40)
+    run, _ = await services.syncs.request(global_admin(ent, 22), ent)
+    async with running_engines(services, settings_with(services, cloud)) as [engine]:
+        finished = await wait_for_run(services, run.id, timeout=40)
         assert engine.graph is not None
         pacer = engine.graph.tenant(tid).pacer
     assert finished.status is SyncStatus.SUCCEEDED
@@ -111,15 +111,15 @@ async def test_a_throttle_storm_is_waited_out(directory: Directory, cloud: Sandb
     assert stats.throttled > 0 and stats.statuses[429] == stats.throttled
     assert pacer.refused == stats.throttled  # every 429 came back and was tried again
     assert_everyone_set_up_once(cloud, tid, 12)
-    await assert_directory_done(directory, ent, 12)
+    await assert_directory_done(services, ent, 12)
 
 
-def _worker_env(directory: Directory, cloud: SandboxServer, key_file: Path) -> dict[str, str]:
+def _worker_env(services: Services, cloud: SandboxServer, key_file: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": directory.db.url,
+        "DATABASE_URL": services.db.url,
         "SWITCHBOARD_SECRET_KEY_FILE": str(key_file),
         "GRAPH_BASE_URL": cloud.graph_url,
         "GRAPH_AUTHORITY_HOST": cloud.authority_host,
@@ -155,28 +155,28 @@ def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-async def _done(directory: Directory, sync_id: int) -> int:
-    return (await item_counts(directory, sync_id)).get(OutboxStatus.DONE, 0)
+async def _done(services: Services, sync_id: int) -> int:
+    return (await item_counts(services, sync_id)).get(OutboxStatus.DONE, 0)
 
 
 async def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_done_twice(
-    directory: Directory, cloud: SandboxServer, tmp_path: Path
+    services: Services, cloud: SandboxServer, tmp_path: Path
 ) -> None:
     tid = seed_tenant(cloud, 23)
-    ent = await make_enterprise(directory, 23, users=24)
+    ent = await make_enterprise(services, 23, users=24)
     # 20 writes a second: the run takes several seconds, long enough to kill it halfway.
     cloud.set_throttle(app_write_limit=20, app_write_window=1.0)
-    run, _ = await directory.syncs.request(global_admin(ent, 23), ent)
-    env = _worker_env(directory, cloud, tmp_path / "secret.key")
+    run, _ = await services.syncs.request(global_admin(ent, 23), ent)
+    env = _worker_env(services, cloud, tmp_path / "secret.key")
 
     first = _start_worker(env)
     try:
-        await wait_for(lambda: _more_than(directory, run.id, 6), timeout=30)
+        await wait_for(lambda: _more_than(services, run.id, 6), timeout=30)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert first.returncode == -signal.SIGKILL
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         held = (
             await uow.session.execute(
                 select(func.count())
@@ -187,50 +187,50 @@ async def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_done_twice(
                 )
             )
         ).scalar_one()
-    done_before = await _done(directory, run.id)
+    done_before = await _done(services, run.id)
     assert held > 0 and done_before < 24  # killed with work in hand
 
     second = _start_worker(env)
     try:
-        finished = await wait_for_run(directory, run.id, timeout=40)
+        finished = await wait_for_run(services, run.id, timeout=40)
     finally:
         second.send_signal(signal.SIGTERM)
         _, errors = second.communicate(timeout=10)
     assert second.returncode == 0, errors.decode()[-2000:]
     assert finished.status is SyncStatus.SUCCEEDED
-    assert await item_counts(directory, run.id) == {OutboxStatus.DONE: 24}
+    assert await item_counts(services, run.id) == {OutboxStatus.DONE: 24}
     assert_everyone_set_up_once(cloud, tid, 24)
-    await assert_directory_done(directory, ent, 24)
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    await assert_directory_done(services, ent, 24)
+    async with services.db.unit_of_work(readonly=True) as uow:
         finishers = set((await uow.session.execute(select(ProvisioningItem.finished_by))).scalars())
     assert len(finishers) == 2  # both processes finished items
 
 
-async def _more_than(directory: Directory, sync_id: int, count: int) -> bool:
-    return await _done(directory, sync_id) > count
+async def _more_than(services: Services, sync_id: int, count: int) -> bool:
+    return await _done(services, sync_id) > count
 
 
 @pytest.mark.parametrize("database", ["postgres"], indirect=True)
 @pytest.mark.postgres
 async def test_two_workers_share_one_run_without_doing_an_item_twice(
-    directory: Directory, cloud: SandboxServer
+    services: Services, cloud: SandboxServer
 ) -> None:
     tid = seed_tenant(cloud, 24)
-    ent = await make_enterprise(directory, 24, users=40)
+    ent = await make_enterprise(services, 24, users=40)
     settings: Settings = settings_with(
-        directory,
+        services,
         cloud,
         graph=graph_settings(cloud),
         sync=sync_settings(tenant_concurrency=8),
     )
-    run, _ = await directory.syncs.request(global_admin(ent, 24), ent)
-    async with running_engines(directory, settings, count=2) as engines:
-        finished = await wait_for_run(directory, run.id, timeout=40)
+    run, _ = await services.syncs.request(global_admin(ent, 24), ent)
+    async with running_engines(services, settings, count=2) as engines:
+        finished = await wait_for_run(services, run.id, timeout=40)
         await asyncio.sleep(0.1)
     assert finished.status is SyncStatus.SUCCEEDED
     handled = [engine.items_handled for engine in engines]
     assert all(handled) and sum(handled) == 40  # each took a share; no item was taken twice
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         by_worker = dict(
             (
                 await uow.session.execute(
@@ -249,4 +249,4 @@ async def test_two_workers_share_one_run_without_doing_an_item_twice(
         == 40
     )
     assert_everyone_set_up_once(cloud, tid, 40)
-    await assert_directory_done(directory, ent, 40)
+    await assert_directory_done(services, ent, 40)

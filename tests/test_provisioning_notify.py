@@ -17,7 +17,7 @@ from bot.app import BACKGROUND_KEY, build_app, start_background_work
 from bot.auth import BotSettings
 from cards.actions import Verb
 from sandbox import SandboxServer
-from services.directory import Directory
+from services.container import Services
 from services.models import AdminRole, OutboxStatus, SyncNotice, SyncRun, utcnow
 from tests.botkit import card_text
 from tests.cardcheck import assert_valid_cards
@@ -51,7 +51,7 @@ async def _post(client: Any, activity: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email(
-    directory: Directory,
+    services: Services,
     cloud: SandboxServer,
     serve_bot: Any,
     teams: TeamsActivities,
@@ -59,9 +59,9 @@ async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email
     bot_settings: BotSettings,
 ) -> None:
     tid = seed_tenant(cloud, 31)
-    ent = await make_enterprise(directory, 31, users=3, notify=True)
+    ent = await make_enterprise(services, 31, users=3, notify=True)
     settings = settings_with(
-        directory,
+        services,
         cloud,
         sync=sync_settings(
             notification_channel_id=DEFAULT_CHANNEL_ID,
@@ -69,8 +69,8 @@ async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email
         ),
     )
     graph = graph_service(settings.graph)
-    app = build_app(directory, bot_settings)
-    start_background_work(app, directory, settings, graph=graph)
+    app = build_app(services, bot_settings)
+    start_background_work(app, services, settings, graph=graph)
     client = await serve_bot(app)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(31), "Gloria Global"))
     cards: list[dict[str, Any]] = []
@@ -85,11 +85,11 @@ async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email
     assert "Sync started" in card_text(started)
     cards.append(started)
 
-    overview = await directory.syncs.overview(ent)
+    overview = await services.syncs.overview(ent)
     assert overview.open_run is not None or overview.last_run is not None
     run = overview.open_run or overview.last_run
     assert run is not None
-    await wait_for_run(directory, run.id)
+    await wait_for_run(services, run.id)
 
     sent = [await fake_connector.next_message(timeout=15) for _ in range(2)]
     assert len(fake_connector.throttled) == 2  # both 429s were retried after Retry-After
@@ -115,7 +115,7 @@ async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email
 
 
 async def test_failures_are_listed_with_microsofts_reason(
-    directory: Directory,
+    services: Services,
     cloud: SandboxServer,
     serve_bot: Any,
     teams: TeamsActivities,
@@ -123,10 +123,10 @@ async def test_failures_are_listed_with_microsofts_reason(
     bot_settings: BotSettings,
 ) -> None:
     tid = seed_tenant(cloud, 32, licences=1)
-    ent = await make_enterprise(directory, 32, users=2, basic_every=0)
-    app = build_app(directory, bot_settings)
+    ent = await make_enterprise(services, 32, users=2, basic_every=0)
+    app = build_app(services, bot_settings)
     start_background_work(
-        app, directory, settings_with(directory, cloud), graph=graph_service(graph_settings(cloud))
+        app, services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
     )
     client = await serve_bot(app)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(32), "Gloria Global"))
@@ -146,16 +146,16 @@ async def test_failures_are_listed_with_microsofts_reason(
 
 
 async def test_an_overdue_sync_reaches_the_service_providers(
-    directory: Directory,
+    services: Services,
     cloud: SandboxServer,
     serve_bot: Any,
     teams: TeamsActivities,
     fake_connector: FakeConnector,
     bot_settings: BotSettings,
 ) -> None:
-    ent = await make_enterprise(directory, 33, users=1)
+    ent = await make_enterprise(services, 33, users=1)
     provider_person = TeamsUser.random("Pat Provider")
-    await directory.enterprises.grant(
+    await services.enterprises.grant(
         PROVIDER,
         aad_object_id=provider_person.aad_object_id,
         role=AdminRole.SERVICE_PROVIDER,
@@ -164,18 +164,18 @@ async def test_an_overdue_sync_reaches_the_service_providers(
     )
     # No Graph at all: the sync cannot progress, and that must be escalated.
     settings = replace(
-        settings_with(directory, cloud),
+        settings_with(services, cloud),
         graph=replace(graph_settings(cloud), client_id="", client_secret=""),
     )
-    app = build_app(directory, bot_settings)
-    start_background_work(app, directory, settings)
+    app = build_app(services, bot_settings)
+    start_background_work(app, services, settings)
     client = await serve_bot(app)
     pat = teams.with_user(provider_person)
     await _post(client, pat.message("help"))
     await fake_connector.next_message()
 
-    run, _ = await directory.syncs.request(global_admin(ent, 33), ent)
-    async with directory.db.unit_of_work() as uow:
+    run, _ = await services.syncs.request(global_admin(ent, 33), ent)
+    async with services.db.unit_of_work() as uow:
         await uow.session.execute(
             update(SyncRun)
             .where(SyncRun.id == run.id)
@@ -197,7 +197,7 @@ async def test_an_overdue_sync_reaches_the_service_providers(
 
 @pytest.mark.parametrize("status", [403, 404])
 async def test_a_refusing_connector_is_not_retried(
-    directory: Directory,
+    services: Services,
     cloud: SandboxServer,
     serve_bot: Any,
     teams: TeamsActivities,
@@ -206,10 +206,10 @@ async def test_a_refusing_connector_is_not_retried(
     status: int,
 ) -> None:
     tid = seed_tenant(cloud, 34)
-    ent = await make_enterprise(directory, 34, users=1)
-    app = build_app(directory, bot_settings)
+    ent = await make_enterprise(services, 34, users=1)
+    app = build_app(services, bot_settings)
     work = start_background_work(
-        app, directory, settings_with(directory, cloud), graph=graph_service(graph_settings(cloud))
+        app, services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
     )
     client = await serve_bot(app)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(34), "Gloria Global"))
@@ -217,13 +217,13 @@ async def test_a_refusing_connector_is_not_retried(
     await fake_connector.next_message()
     fake_connector.throttle(5, status=status)  # the bot was removed from the chat
     await _post(client, gloria.card_action(Verb.SYNC_START.value, {"ent": ent}))
-    overview = await directory.syncs.overview(ent)
+    overview = await services.syncs.overview(ent)
     run = overview.open_run or overview.last_run
     assert run is not None
-    await wait_for_run(directory, run.id)
+    await wait_for_run(services, run.id)
 
     async def settled() -> SyncNotice | None:
-        async with directory.db.unit_of_work(readonly=True) as uow:
+        async with services.db.unit_of_work(readonly=True) as uow:
             notice = (await uow.session.execute(select(SyncNotice))).scalar_one_or_none()
             if notice is None or notice.status is OutboxStatus.PENDING:
                 return None
@@ -238,7 +238,7 @@ async def test_a_refusing_connector_is_not_retried(
 
 
 async def test_the_button_is_refused_when_microsoft_does_not_confirm_the_global_admin(
-    directory: Directory,
+    services: Services,
     cloud: SandboxServer,
     serve_bot: Any,
     teams: TeamsActivities,
@@ -246,20 +246,20 @@ async def test_the_button_is_refused_when_microsoft_does_not_confirm_the_global_
     bot_settings: BotSettings,
 ) -> None:
     tid = seed_tenant(cloud, 35)
-    ent = await make_enterprise(directory, 35, users=1)
+    ent = await make_enterprise(services, 35, users=1)
     ivan = TeamsUser("35353535-0000-4000-8000-000000000bad", "Ivan Impostor")
     cloud.state.add_user(tid, "ivan@enterprise35.example", "Ivan", user_id=ivan.aad_object_id)
     # The directory was told Ivan is the Global Admin; Entra says otherwise.
-    await directory.enterprises.grant(
+    await services.enterprises.grant(
         PROVIDER,
         aad_object_id=ivan.aad_object_id,
         role=AdminRole.GLOBAL_ADMIN,
         enterprise_id=ent,
         display_name="Ivan Impostor",
     )
-    app = build_app(directory, bot_settings)
+    app = build_app(services, bot_settings)
     start_background_work(
-        app, directory, settings_with(directory, cloud), graph=graph_service(graph_settings(cloud))
+        app, services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
     )
     client = await serve_bot(app)
     pressed = await _post(
@@ -268,7 +268,7 @@ async def test_the_button_is_refused_when_microsoft_does_not_confirm_the_global_
     card = pressed["value"]
     assert "Microsoft says you are not a Global Administrator" in card_text(card)
     assert_valid_cards({"refused": card})
-    overview = await directory.syncs.overview(ent)
+    overview = await services.syncs.overview(ent)
     assert overview.open_run is None and overview.last_run is None
     # Not held directly, nor through the role's groups: two looks at the role's holders.
     assert cloud.tenant_stats(tid).count("GET", "/roleManagement/directory/roleAssignments") == 2

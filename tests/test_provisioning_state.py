@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.models import (
     Enterprise,
     OutboxItem,
@@ -90,20 +90,20 @@ def test_the_run_events_lead_where_the_table_says() -> None:
             assert state.next_status(current, event, enterprise) is target
 
 
-async def test_the_auto_sync_rule_reads_the_same_in_sql(directory: Directory) -> None:
-    manual = await seed_enterprise(directory, tenant_id="tenant-manual", consent=True)
+async def test_the_auto_sync_rule_reads_the_same_in_sql(services: Services) -> None:
+    manual = await seed_enterprise(services, tenant_id="tenant-manual", consent=True)
     automatic = await seed_enterprise(
-        directory,
+        services,
         tenant_id="tenant-auto",
         numbers=("+442079460100", "+442079460199"),
         consent=True,
     )
-    async with directory.db.unit_of_work() as uow:
+    async with services.db.unit_of_work() as uow:
         enterprise = await uow.session.get(Enterprise, automatic)
         assert enterprise is not None
         enterprise.first_sync_completed_at = utcnow()
         await uow.commit()
-    async with directory.db.unit_of_work(readonly=True) as uow:
+    async with services.db.unit_of_work(readonly=True) as uow:
         found = set(
             (
                 await uow.session.execute(
@@ -143,10 +143,10 @@ async def _claim(db: Database, limit: int, *, at: timedelta = timedelta(0)) -> l
 
 
 async def test_a_claimed_row_is_held_until_its_lease_ends_then_taken_over(
-    directory: Directory,
+    services: Services,
 ) -> None:
-    enterprise_id = await seed_enterprise(directory)
-    db = directory.db
+    enterprise_id = await seed_enterprise(services)
+    db = services.db
     ids = await _rows(db, enterprise_id, 3)
     first = await _claim(db, 2)
     assert first == ids[:2]
@@ -174,9 +174,9 @@ async def test_a_claimed_row_is_held_until_its_lease_ends_then_taken_over(
 @pytest.mark.parametrize(
     "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
-async def test_claimants_in_parallel_never_take_the_same_row(directory: Directory) -> None:
-    enterprise_id = await seed_enterprise(directory)
-    db = directory.db
+async def test_claimants_in_parallel_never_take_the_same_row(services: Services) -> None:
+    enterprise_id = await seed_enterprise(services)
+    db = services.db
     ids = await _rows(db, enterprise_id, 40)
     claims = await asyncio.gather(*(_claim(db, 3) for _ in range(20)))
     taken = [row for claim in claims for row in claim]

@@ -30,7 +30,7 @@ async def open_caller_id(
     turn: EnterpriseTurn, data: OpenCallerId, enterprise: EnterpriseView
 ) -> Card:
     """The user's caller ID: the current setting first, then the form."""
-    user = await turn.directory.users.get(enterprise.id, data.user_id)
+    user = await turn.services.users.get(enterprise.id, data.user_id)
     return caller_id_card(user, enterprise)
 
 
@@ -38,7 +38,7 @@ async def show_caller_id_form(turn: EnterpriseTurn, form: CallerIdForm, errors: 
     """The caller ID card again, with what the admin chose and the message next to the field."""
     enterprise = turn.enterprise
     try:
-        user = await turn.directory.users.get(enterprise.id, form.user_id)
+        user = await turn.services.users.get(enterprise.id, form.user_id)
     except NotFoundError as missing:
         return notice_card("That could not be done", plain(missing.message), ent=turn.ent)
     if "version" in errors:
@@ -54,7 +54,7 @@ async def _mode_meant(turn: EnterpriseTurn, form: CallerIdForm) -> CallerIdMode:
     mode = caller_id_mode(form.mode)
     if mode is CallerIdMode.OTHER or not form.number_digits.strip():
         return mode
-    user = await turn.directory.users.get(turn.enterprise.id, form.user_id)
+    user = await turn.services.users.get(turn.enterprise.id, form.user_id)
     if user.caller_id.mode is CallerIdMode.OTHER:
         return mode  # the digits shown were the current number's: the new choice wins
     if mode is user.caller_id.mode:
@@ -79,7 +79,7 @@ async def save_caller_id(
         send_pai=form.send_pai,
         pai_digits=form.pai_digits,
     )
-    user = await turn.directory.users.set_caller_id(
+    user = await turn.services.users.set_caller_id(
         turn.actor, enterprise.id, form.user_id, form.version, change
     )
     return caller_id_card(user, enterprise, saved=True)

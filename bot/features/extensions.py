@@ -16,5 +16,5 @@ async def open_extensions(
     turn: EnterpriseTurn, data: OpenExtensions, enterprise: EnterpriseView
 ) -> Card:
     """The free extensions, as runs of consecutive ones."""
-    ranges = await turn.directory.inventory.free_extensions(enterprise.id)
+    ranges = await turn.services.inventory.free_extensions(enterprise.id)
     return free_extensions_card(enterprise, ranges)

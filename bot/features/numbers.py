@@ -29,7 +29,7 @@ def _typed(turn: EnterpriseTurn, field: str) -> str:
 async def _free_page(turn: EnterpriseTurn, digits: str, page: int) -> tuple[Page[str], str, Errors]:
     """A page of free numbers ending in `digits`; unfiltered, with the reason, if they are bad."""
     enterprise = turn.enterprise
-    inventory = turn.directory.inventory
+    inventory = turn.services.inventory
     try:
         free = await inventory.search_free(enterprise.id, digits, page=page, page_size=PAGE_SIZE)
     except ValidationError as refusal:
@@ -62,7 +62,7 @@ async def show_numbers(
     errors = dict(errors or {})
     if user is None and user_id is not None:
         try:
-            user = await turn.directory.users.get(enterprise.id, user_id)
+            user = await turn.services.users.get(enterprise.id, user_id)
         except NotFoundError as missing:
             errors["user"] = missing.message
     if "version" in errors:
@@ -71,7 +71,7 @@ async def show_numbers(
     free, shown_digits, search_errors = await _free_page(turn, digits, page)
     pickable: list[UserView] = []
     if user is None:
-        pickable = (await turn.directory.users.directory(enterprise.id, page_size=50)).items
+        pickable = (await turn.services.users.directory(enterprise.id, page_size=50)).items
     for field, message in search_errors.items():
         errors.setdefault(field, message)
     return numbers_card(
@@ -80,7 +80,7 @@ async def show_numbers(
         digits=shown_digits,
         user=user,
         version=version,
-        quarantine_days=turn.directory.users.quarantine_days,
+        quarantine_days=turn.services.users.quarantine_days,
         form=NumbersForm(digits=digits, number=number),
         errors=errors,
         success=success,
@@ -146,7 +146,7 @@ async def _confirmation(
         title, go = f"Release {name}'s number?", "Release the number"
     else:
         if isinstance(choice, Auto):
-            nxt = await turn.directory.inventory.search_free(
+            nxt = await turn.services.inventory.search_free(
                 turn.enterprise.id, page_size=1, with_total=False
             )
             new = (
@@ -156,10 +156,10 @@ async def _confirmation(
             )
         else:
             # A number that cannot be given is refused now, not after the admin confirmed.
-            new = number_text(await turn.directory.inventory.check_free(turn.enterprise.id, choice))
+            new = number_text(await turn.services.inventory.check_free(turn.enterprise.id, choice))
         first = f"Give {name} {new} instead of {number_text(before.number)}."
         title, go = f"Replace {name}'s number?", "Replace the number"
-    days = turn.directory.users.quarantine_days
+    days = turn.services.users.quarantine_days
     return confirmation_card(
         title,
         [first, quarantine_sentence(before.number, utcnow(), days)],
@@ -177,7 +177,7 @@ async def _change_number(
     """The user before and after giving them `choice`, on the version the admin saw; or the
     confirmation card when that would take their number away unconfirmed."""
     enterprise = turn.enterprise
-    users = turn.directory.users
+    users = turn.services.users
     before = await users.get(enterprise.id, data.user_id)
     confirmation = await _confirmation(turn, data, before, choice)
     if confirmation is not None:
@@ -191,7 +191,7 @@ async def _change_number(
 @router.action(AutoAssignNumber, form=show_refused)
 async def auto_assign(turn: EnterpriseTurn, data: AutoAssignNumber) -> Card:
     """Give the user the next free number (their old one goes into quarantine)."""
-    users = turn.directory.users
+    users = turn.services.users
     changed = await _change_number(turn, data, AUTO)
     if not isinstance(changed, tuple):
         return changed
@@ -204,11 +204,11 @@ async def auto_assign(turn: EnterpriseTurn, data: AutoAssignNumber) -> Card:
 @router.action(AssignNumber, form=show_refused)
 async def assign(turn: EnterpriseTurn, data: AssignNumber, enterprise: EnterpriseView) -> Card:
     """Give the user the number picked in the list, or the one free number ending in the digits."""
-    users = turn.directory.users
+    users = turn.services.users
     if data.number:
         wanted = data.number
     elif data.digits:
-        wanted = await turn.directory.inventory.free_number_ending(
+        wanted = await turn.services.inventory.free_number_ending(
             enterprise.id, data.digits, field="digits"
         )
     else:
@@ -231,7 +231,7 @@ async def assign(turn: EnterpriseTurn, data: AssignNumber, enterprise: Enterpris
 @router.action(ReleaseNumber, form=show_refused)
 async def release(turn: EnterpriseTurn, data: ReleaseNumber) -> Card:
     """Take the user's number away; it goes into quarantine before anyone else can have it."""
-    users = turn.directory.users
+    users = turn.services.users
     changed = await _change_number(turn, data, RELEASE)
     if not isinstance(changed, tuple):
         return changed

@@ -16,7 +16,7 @@ router = Router()
 async def show_refused(turn: EnterpriseTurn, data: RemoveUser, errors: Errors) -> Card:
     """The user card again with the reason the removal was refused (someone else changed the
     user meanwhile: they see the new state before deciding again)."""
-    user = await turn.directory.users.get(turn.enterprise.id, data.user_id)
+    user = await turn.services.users.get(turn.enterprise.id, data.user_id)
     return await user_card_of(turn, user, errors=errors)
 
 
@@ -24,10 +24,10 @@ async def show_refused(turn: EnterpriseTurn, data: RemoveUser, errors: Errors) -
 async def remove_user(turn: EnterpriseTurn, data: RemoveUser, enterprise: EnterpriseView) -> Card:
     """Ask first, saying what will happen; once confirmed, remove the user: licence back to
     the pool, number into quarantine, PBX line removed, Microsoft told through the sync."""
-    users = turn.directory.users
+    users = turn.services.users
     user = await users.get(enterprise.id, data.user_id)
     if not data.confirmed:
-        pools = await turn.directory.licences.pools(enterprise.id)
+        pools = await turn.services.licences.pools(enterprise.id)
         pool = next((p for p in pools if p.product is user.licence), None)
         return removal_confirmation_card(
             user, enterprise, pool, now=utcnow(), quarantine_days=users.quarantine_days

@@ -31,7 +31,7 @@ async def requester_names(turn: EnterpriseTurn, overview: SyncOverview) -> dict[
         if object_id == turn.actor.aad_object_id:
             names[object_id] = f"{turn.actor.display_name or 'You'} (you)"
             continue
-        admin = await turn.directory.enterprises.identify(enterprise.tenant_id, object_id)
+        admin = await turn.services.enterprises.identify(enterprise.tenant_id, object_id)
         if admin is not None and admin.enterprise_id == enterprise.id and admin.display_name:
             names[object_id] = admin.display_name
     return names
@@ -42,7 +42,7 @@ async def show_sync(
 ) -> Card:
     """The enterprise's sync card as this admin may act on it."""
     enterprise = turn.enterprise
-    overview = await turn.directory.syncs.overview(enterprise.id)
+    overview = await turn.services.syncs.overview(enterprise.id)
     return build_sync_status_card(
         overview,
         now=utcnow(),
@@ -75,7 +75,7 @@ async def set_consent(turn: EnterpriseTurn, data: SetConsent, enterprise: Enterp
             turn,
             notice=f"Management by the service provider is {state} already: nothing was changed.",
         )
-    updated = await turn.directory.enterprises.set_consent(turn.actor, enterprise.id, data.consent)
+    updated = await turn.services.enterprises.set_consent(turn.actor, enterprise.id, data.consent)
     if not data.consent:
         success = "Consent withdrawn: from now on changes reach Microsoft only when you run Sync Teams Users."
     elif updated.syncs_automatically:
@@ -92,7 +92,7 @@ async def set_consent(turn: EnterpriseTurn, data: SetConsent, enterprise: Enterp
 async def start_sync(turn: EnterpriseTurn, data: StartSync, enterprise: EnterpriseView) -> Card:
     """Start "Sync Teams Users"; with one already open, show that one instead."""
     try:
-        run, started = await turn.directory.syncs.request(turn.actor, enterprise.id)
+        run, started = await turn.services.syncs.request(turn.actor, enterprise.id)
     except PermissionDeniedError as refusal:
         return await show_sync(turn, notice=refusal.message)
     if started:

@@ -48,18 +48,18 @@ async def show_telephony(
 ) -> Card:
     """The user's hunt groups and desk phone card, as saved or with what the admin submitted."""
     enterprise = turn.enterprise
-    directory = turn.directory
+    services = turn.services
     try:
-        user = await directory.users.get(enterprise.id, user_id)
+        user = await services.users.get(enterprise.id, user_id)
     except NotFoundError as missing:
         return notice_card("That could not be done", plain(missing.message), ent=turn.ent)
     return telephony_card(
         user,
         enterprise,
-        await directory.hunt_groups.all(enterprise.id),
-        await directory.hunt_groups.of_user(enterprise.id, user_id),
-        await directory.pbx_statuses.of_user(enterprise.id, user_id),
-        await directory.desk_phones.has_desk_phone(enterprise.id, user_id),
+        await services.hunt_groups.all(enterprise.id),
+        await services.hunt_groups.of_user(enterprise.id, user_id),
+        await services.pbx_statuses.of_user(enterprise.id, user_id),
+        await services.desk_phones.has_desk_phone(enterprise.id, user_id),
         form,
         errors,
         success=success,
@@ -98,7 +98,7 @@ async def save_hunt_groups(
     turn: EnterpriseTurn, form: SaveHuntGroups, enterprise: EnterpriseView
 ) -> Card:
     """Make the user a member of exactly the ticked groups."""
-    saved = await turn.directory.hunt_groups.set_user_groups(
+    saved = await turn.services.hunt_groups.set_user_groups(
         turn.actor, enterprise.id, form.user_id, ticked_group_ids(form.groups)
     )
     # The name box is kept: the admin may have typed a group they have not created yet.
@@ -113,8 +113,8 @@ async def create_hunt_group(
     turn: EnterpriseTurn, form: CreateHuntGroup, enterprise: EnterpriseView
 ) -> Card:
     """Create the named group and tick it for the user, who joins it when the admin saves."""
-    user = await turn.directory.users.get(enterprise.id, form.user_id)
-    group = await turn.directory.hunt_groups.create(
+    user = await turn.services.users.get(enterprise.id, form.user_id)
+    group = await turn.services.hunt_groups.create(
         turn.actor,
         enterprise.id,
         form.new_group,
@@ -146,11 +146,11 @@ async def issue_desk_phone(
     turn: EnterpriseTurn, form: IssueDeskPhone, enterprise: EnterpriseView
 ) -> Card:
     """Issue a desk phone login and show it once; a redelivery gets a card without it."""
-    directory = turn.directory
-    user = await directory.users.get(enterprise.id, form.user_id)
+    services = turn.services
+    user = await services.users.get(enterprise.id, form.user_id)
     # A card opened before someone else issued a login says "Issue", not "Replace": never
     # replace a working phone's login unless the admin pressed Replace.
-    had_login = await directory.desk_phones.has_desk_phone(enterprise.id, user.id)
+    had_login = await services.desk_phones.has_desk_phone(enterprise.id, user.id)
     if had_login and not form.replace:
         raise ConflictError(
             f"{user.display_name} already has a desk phone login, issued after you opened this "
@@ -158,7 +158,7 @@ async def issue_desk_phone(
             "then stops working.",
             field="desk_phone",
         )
-    login = await directory.desk_phones.issue(turn.actor, enterprise.id, user.id)
+    login = await services.desk_phones.issue(turn.actor, enterprise.id, user.id)
     turn.answer_redelivery_with(desk_phone_already_issued_card(user, enterprise))
     return desk_phone_issued_card(user, enterprise, login, replaced=had_login)
 
@@ -168,8 +168,8 @@ async def revoke_desk_phone(
     turn: EnterpriseTurn, form: RevokeDeskPhone, enterprise: EnterpriseView
 ) -> Card:
     """Take the user's desk phone login away."""
-    user = await turn.directory.users.get(enterprise.id, form.user_id)
-    if await turn.directory.desk_phones.revoke(turn.actor, enterprise.id, user.id):
+    user = await turn.services.users.get(enterprise.id, form.user_id)
+    if await turn.services.desk_phones.revoke(turn.actor, enterprise.id, user.id):
         return await show_telephony(
             turn,
             user.id,

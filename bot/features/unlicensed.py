@@ -47,10 +47,10 @@ async def show_unlicensed(
 ) -> Card:
     """The unlicensed list, with the admin's selection and product kept and any refusals."""
     enterprise = turn.enterprise
-    users = await turn.directory.users.directory(
+    users = await turn.services.users.directory(
         enterprise.id, unlicensed_only=True, page_size=LISTED
     )
-    pools = await turn.directory.licences.pools(enterprise.id)
+    pools = await turn.services.licences.pools(enterprise.id)
     return unlicensed_card(enterprise, users, pools, form, errors, refused)
 
 
@@ -58,7 +58,7 @@ async def show_unlicensed(
 async def open_unlicensed(turn: EnterpriseTurn, data: OpenUnlicensed) -> Card:
     """The users without a calling licence, nobody (or, asked to, everybody listed) selected
     yet, and a licence the pools still have chosen."""
-    pools = {p.product: p for p in await turn.directory.licences.pools(turn.ent)}
+    pools = {p.product: p for p in await turn.services.licences.pools(turn.ent)}
     typed = turn.data.get("licence")
     licence = typed if typed in ("essentials", "basic") else "essentials"
     essentials = pools.get(LicenceProduct.ESSENTIALS)
@@ -68,7 +68,7 @@ async def open_unlicensed(turn: EnterpriseTurn, data: OpenUnlicensed) -> Card:
         licence = "basic"
     form = EnableUsersForm(ent=turn.ent, licence=licence)
     if data.select_all:
-        listed = await turn.directory.users.directory(
+        listed = await turn.services.users.directory(
             turn.ent, unlicensed_only=True, page_size=LISTED
         )
         form = form.model_copy(update={"users": Selection(tuple(u.id for u in listed.items))})
@@ -82,7 +82,7 @@ async def _refused_names(
     names: dict[int, str] = {}
     for user_id in user_ids:
         try:
-            names[user_id] = (await turn.directory.users.get(enterprise_id, user_id)).display_name
+            names[user_id] = (await turn.services.users.get(enterprise_id, user_id)).display_name
         except NotFoundError:
             names[user_id] = f"Unknown user (id {user_id})"
     return names
@@ -93,7 +93,7 @@ async def _confirmation(
 ) -> Card | None:
     """What enabling several users at once will take from the pools, before it is done; None
     when the directory would refuse it anyway (it then says exactly why, user by user)."""
-    pools = {p.product: p for p in await turn.directory.licences.pools(turn.enterprise.id)}
+    pools = {p.product: p for p in await turn.services.licences.pools(turn.enterprise.id)}
     pool = pools.get(product)
     count = len(user_ids)
     if pool is None or pool.free < count:
@@ -101,7 +101,7 @@ async def _confirmation(
     names = []
     for user_id in user_ids:
         try:
-            user = await turn.directory.users.get(turn.enterprise.id, user_id)
+            user = await turn.services.users.get(turn.enterprise.id, user_id)
         except NotFoundError:
             return None
         if user.licence is not None:
@@ -141,7 +141,7 @@ async def enable_users(
         if confirmation is not None:
             return confirmation
     try:
-        enabled = await turn.directory.users.enable(turn.actor, enterprise.id, user_ids, product)
+        enabled = await turn.services.users.enable(turn.actor, enterprise.id, user_ids, product)
     except BulkRefusedError as refusal:
         names = await _refused_names(turn, enterprise.id, list(refusal.reasons))
         refused = [(names[user_id], reason) for user_id, reason in refusal.reasons.items()]

@@ -60,7 +60,7 @@ async def number_choice(
     if number:
         return number
     if digits:
-        return await turn.directory.inventory.free_number_ending(
+        return await turn.services.inventory.free_number_ending(
             turn.enterprise.id, digits, field="number_digits"
         )
     raise ValidationError("Pick a free number, or type its last digits.", field="number")
@@ -79,7 +79,7 @@ def extension_choice(mode: ExtensionMode, extension: str) -> Auto | int | None:
 
 async def _free_numbers(turn: EnterpriseTurn) -> list[str]:
     enterprise = turn.enterprise
-    page = await turn.directory.inventory.search_free(
+    page = await turn.services.inventory.search_free(
         enterprise.id, page_size=STATIC_CHOICES, with_total=False
     )
     return page.items
@@ -103,22 +103,22 @@ async def user_card_of(
         form,
         errors,
         saved=saved,
-        pbx_status=await turn.directory.pbx_statuses.of_user(enterprise.id, user.id),
-        hunt_groups=await turn.directory.hunt_groups.of_user(enterprise.id, user.id),
+        pbx_status=await turn.services.pbx_statuses.of_user(enterprise.id, user.id),
+        hunt_groups=await turn.services.hunt_groups.of_user(enterprise.id, user.id),
     )
 
 
 async def show_create_form(turn: EnterpriseTurn, form: CreateUserForm, errors: Errors) -> Card:
     """The create-user form, with the admin's input and the errors next to the fields."""
     enterprise = turn.enterprise
-    pools = await turn.directory.licences.pools(enterprise.id)
+    pools = await turn.services.licences.pools(enterprise.id)
     return create_user_card(enterprise, pools, await _free_numbers(turn), form, errors)
 
 
 @router.action(OpenCreateUser)
 async def open_create(turn: EnterpriseTurn, data: OpenCreateUser) -> Card:
     """An empty create-user form, defaulting to a licence the pools still have."""
-    pools = {p.product: p for p in await turn.directory.licences.pools(turn.ent)}
+    pools = {p.product: p for p in await turn.services.licences.pools(turn.ent)}
 
     def has_free(product: LicenceProduct) -> bool:
         pool = pools.get(product)
@@ -134,7 +134,7 @@ async def open_create(turn: EnterpriseTurn, data: OpenCreateUser) -> Card:
 async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | None:
     """A create carried out by an earlier delivery of the same submit: the user it made."""
     email = form.email.strip().lower()
-    found = await turn.directory.users.search(turn.enterprise.id, email, limit=5) if email else []
+    found = await turn.services.users.search(turn.enterprise.id, email, limit=5) if email else []
     user = next((u for u in found if u.email.lower() == email), None)
     if user is None:
         return None
@@ -202,7 +202,7 @@ async def create_user(
             else "Without a calling licence there is no direct number, so none was assigned."
         )
     try:
-        user = await turn.directory.users.create(
+        user = await turn.services.users.create(
             turn.actor,
             enterprise.id,
             NewUser(
@@ -229,7 +229,7 @@ async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: Enterprise
     """Search users; one match opens that user, an empty search shows the search box only."""
     results = None
     if data.query:
-        results = await turn.directory.users.directory(
+        results = await turn.services.users.directory(
             enterprise.id, search=data.query, page_size=10
         )
         if results.total == 1:
@@ -240,14 +240,14 @@ async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: Enterprise
 @router.action(UserRef)
 async def open_user(turn: EnterpriseTurn, data: UserRef, enterprise: EnterpriseView) -> Card:
     """One user's card with the edit form."""
-    user = await turn.directory.users.get(enterprise.id, data.user_id)
+    user = await turn.services.users.get(enterprise.id, data.user_id)
     return await user_card_of(turn, user)
 
 
 async def show_edit_form(turn: EnterpriseTurn, form: EditUserForm, errors: Errors) -> Card:
     """The user card again, with what the admin typed and the errors next to the fields."""
     enterprise = turn.enterprise
-    user = await turn.directory.users.get(enterprise.id, form.user_id)
+    user = await turn.services.users.get(enterprise.id, form.user_id)
     if "version" in errors:
         # Someone else saved first: show their version, keep what this admin typed.
         form = form.model_copy(update={"version": user.version})
@@ -271,12 +271,12 @@ async def edit_user(turn: EnterpriseTurn, form: EditUserForm, enterprise: Enterp
         notify_user=form.notify_user,
     )
     if not form.confirmed:
-        before = await turn.directory.users.get(enterprise.id, form.user_id)
+        before = await turn.services.users.get(enterprise.id, form.user_id)
         confirmation = await _edit_confirmation(turn, form, before, changes)
         if confirmation is not None:
             return confirmation
     try:
-        user = await turn.directory.users.update(
+        user = await turn.services.users.update(
             turn.actor, enterprise.id, form.user_id, form.version, changes
         )
     except (NotEnoughSubscriptionsError, NoFreeNumberError) as refusal:
@@ -305,14 +305,14 @@ async def _edit_confirmation(
     )
     if drops_number and before.number is not None:
         if isinstance(number, str):
-            free = await turn.directory.inventory.check_free(turn.enterprise.id, number)
+            free = await turn.services.inventory.check_free(turn.enterprise.id, number)
             lines.append(f"Give {name} {pretty(free)} instead of {pretty(before.number)}.")
         elif isinstance(number, Auto) and licence is not LicenceProduct.BASIC:
             lines.append(f"Give {name} the next free number instead of {pretty(before.number)}.")
         else:
             lines.append(f"Take {pretty(before.number)} away from {name}.")
         lines.append(
-            quarantine_sentence(before.number, utcnow(), turn.directory.users.quarantine_days)
+            quarantine_sentence(before.number, utcnow(), turn.services.users.quarantine_days)
         )
     if not lines:
         return None
@@ -332,7 +332,7 @@ async def search_users(
     turn: EnterpriseTurn, query: str, limit: int, enterprise: EnterpriseView
 ) -> list[tuple[str, str]]:
     """Type-ahead over users by name, e-mail, number or extension."""
-    users = await turn.directory.users.search(enterprise.id, query, limit)
+    users = await turn.services.users.search(enterprise.id, query, limit)
     return [(f"{u.display_name} · {u.email}", str(u.id)) for u in users]
 
 
@@ -342,7 +342,7 @@ async def search_free_numbers(
 ) -> list[tuple[str, str]]:
     """Type-ahead over free numbers: trailing digits first, then numbers containing them."""
     digits = "".join(ch for ch in query if ch.isdigit())
-    inventory = turn.directory.inventory
+    inventory = turn.services.inventory
     found = (
         await inventory.search_free(enterprise.id, digits, page_size=limit, with_total=False)
     ).items

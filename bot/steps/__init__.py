@@ -16,7 +16,7 @@ from botbuilder.schema import Activity
 from bot.adapter import reference_id
 from bot.router import Router, Turn
 from cards.common import Card
-from services.directory import Directory
+from services.container import Services
 from services.views import AdminView
 
 # What the activity asks for: a card action (Action.Execute or Action.Submit), a typed
@@ -30,15 +30,6 @@ class KnownReferences:
 
     saved: dict[tuple[str, str, str], tuple[Any, ...]] = field(default_factory=dict)
     limit: int = 10_000
-
-
-@dataclass(frozen=True)
-class BotServices:
-    """What the steps work with: the directory, the router, this process's reference cache."""
-
-    directory: Directory
-    router: Router
-    references: KnownReferences = field(default_factory=KnownReferences)
 
 
 @dataclass
@@ -55,7 +46,9 @@ class TurnState:
     """One turn as it goes through the steps: what was asked, by whom, and the answer."""
 
     context: TurnContext
-    services: BotServices
+    services: Services  # every service of the domain (services/container.py)
+    router: Router
+    references: KnownReferences
     kind: TurnKind = "other"
     verb: str = ""
     data: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from bot.steps import Next, TurnState, tenant_id
 async def identify(turn: TurnState, next: Next) -> None:
     """Find the admin and their role; remember whether at least the tenant is known."""
     activity = turn.activity
-    enterprises = turn.services.directory.enterprises
+    enterprises = turn.services.enterprises
     tenant = tenant_id(activity)
     person = (activity.from_property.aad_object_id if activity.from_property else None) or ""
     turn.admin = await enterprises.identify(tenant, person) if tenant else None

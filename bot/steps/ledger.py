@@ -28,14 +28,14 @@ def delivery_key(activity: Activity) -> str | None:
 
 async def once(turn: TurnState, next: Next) -> None:
     """Welcome once per conversation; run a changing action once per activity."""
-    ledger = turn.services.directory.ledger
+    ledger = turn.services.ledger
     if turn.kind == "welcome":
         # Teams announces an install both as members added and as an installation update.
         if (await ledger.claim(f"welcome|{turn.activity.conversation.id}")).first:
             await next()
         return
     key = delivery_key(turn.activity)
-    if turn.kind != "action" or key is None or not turn.services.router.changes_state(turn.verb):
+    if turn.kind != "action" or key is None or not turn.router.changes_state(turn.verb):
         await next()  # reading twice does no harm
         return
     redelivered = False
@@ -61,7 +61,7 @@ async def once(turn: TurnState, next: Next) -> None:
 
 
 async def _first_answer(turn: TurnState, key: str) -> Card:
-    answer = await turn.services.directory.ledger.first_answer(
+    answer = await turn.services.ledger.first_answer(
         key, wait_seconds=DUPLICATE_WAIT_SECONDS
     )
     logger.info("Duplicate delivery of activity %s answered from the ledger", key)
@@ -70,5 +70,5 @@ async def _first_answer(turn: TurnState, key: str) -> Card:
     # The delivery that made the change stopped before its answer was written: answer from
     # the change itself where the verb can, else say it was done.
     acting = turn.turn
-    rebuilt = await turn.services.router.answer_redelivery(turn.verb, acting) if acting else None
+    rebuilt = await turn.router.answer_redelivery(turn.verb, acting) if acting else None
     return rebuilt or already_handled_card(ent=acting.ent if acting else None)

@@ -44,14 +44,14 @@ async def _save(turn: TurnState) -> None:
     person = activity.from_property.aad_object_id if activity.from_property else None
     if not tenant or not person or not activity.conversation:
         return
-    known = turn.services.references
+    known = turn.references
     key = (tenant, person, activity.conversation.id)
     fingerprint = _fingerprint(activity)
     if known.saved.get(key) == fingerprint:
         return
     reference = TurnContext.get_conversation_reference(activity).serialize()
     reference.pop("activityId", None)  # proactive messages start new threads
-    await turn.services.directory.conversations.save(
+    await turn.services.conversations.save(
         tenant_id=tenant,
         aad_object_id=person,
         conversation_id=activity.conversation.id,

@@ -15,7 +15,7 @@ HOME_VERBS = frozenset({Verb.HOME.value, Verb.ENTERPRISE_PICK.value})
 
 async def route(turn: TurnState, next: Next) -> None:
     """Answer the turn."""
-    router = turn.services.router
+    router = turn.router
     acting = turn.turn
     if turn.kind == "search":
         search = turn.search
@@ -35,13 +35,13 @@ async def route(turn: TurnState, next: Next) -> None:
 
 async def home(turn: TurnState, acting: Turn, *, welcome: bool = False) -> Card:
     """What this admin can do, for the enterprise acted for (providers pick one)."""
-    directory = turn.services.directory
+    services = turn.services
     provider = acting.admin.role is AdminRole.SERVICE_PROVIDER
     return home_card(
         acting.actor.display_name or "admin",
         acting.admin.role,
         acting.enterprise,
-        await directory.licences.pools(acting.enterprise.id) if acting.enterprise else [],
-        enterprises=await directory.enterprises.all() if provider else [],
+        await services.licences.pools(acting.enterprise.id) if acting.enterprise else [],
+        enterprises=await services.enterprises.all() if provider else [],
         welcome=welcome,
     )

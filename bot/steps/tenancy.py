@@ -28,7 +28,7 @@ async def choose_enterprise(turn: TurnState, next: Next) -> None:
         if admin.role is AdminRole.SERVICE_PROVIDER:
             wanted = enterprise_id(data.get("ent"))
             if wanted is not None:
-                enterprise = await turn.services.directory.enterprises.by_id(wanted)
+                enterprise = await turn.services.enterprises.by_id(wanted)
         elif admin.enterprise is not None:
             enterprise = admin.enterprise
             data = {**data, "ent": enterprise.id}
@@ -39,5 +39,5 @@ async def choose_enterprise(turn: TurnState, next: Next) -> None:
             admin.role,
             enterprise.id if enterprise else None,
         )
-        turn.turn = Turn(turn.services.directory, admin, actor, enterprise, turn.reference, data)
+        turn.turn = Turn(turn.services, admin, actor, enterprise, turn.reference, data)
     await next()

@@ -11,11 +11,11 @@ from typing import Any
 
 from services.bulk.plan import Preview
 from services.bulk.service import Bulk, ImportProgress, read_result, template
-from services.directory import Directory
+from services.container import Services
 from services.errors import ValidationError
 from services.views import Actor
 
-EnterpriseIdOf = Callable[[Directory, str], Awaitable[int]]
+EnterpriseIdOf = Callable[[Services, str], Awaitable[int]]
 
 
 def describe_preview(preview: Preview, name: str = "the file", limit: int = 50) -> list[str]:
@@ -55,22 +55,22 @@ async def _write(path: str, data: bytes) -> None:
 def add_users_commands(groups: Any, operator: Actor, enterprise_id_of: EnterpriseIdOf) -> None:
     """Register `users export`, `users import` and `users resume` on the command line."""
 
-    async def users_export(directory: Directory, args: argparse.Namespace) -> None:
+    async def users_export(services: Services, args: argparse.Namespace) -> None:
         if args.template:
             await _write(args.file, template())
             print(f"Wrote the blank template to {args.file}.")
             return
         if not args.tenant_id:
             raise ValidationError("Give --tenant-id, or --template for the blank template.")
-        enterprise_id = await enterprise_id_of(directory, args.tenant_id)
-        data = await Bulk.of(directory).export(enterprise_id)
+        enterprise_id = await enterprise_id_of(services, args.tenant_id)
+        data = await Bulk.of(services).export(enterprise_id)
         await _write(args.file, data)
         print(f"Exported {len(read_result(data))} users to {args.file}.")
 
-    async def users_import(directory: Directory, args: argparse.Namespace) -> None:
-        enterprise_id = await enterprise_id_of(directory, args.tenant_id)
+    async def users_import(services: Services, args: argparse.Namespace) -> None:
+        enterprise_id = await enterprise_id_of(services, args.tenant_id)
         data = await _read(args.file)
-        bulk = Bulk.of(directory)
+        bulk = Bulk.of(services)
         preview = await bulk.preview(enterprise_id, data)
         for line in describe_preview(preview, args.file, args.show):
             print(line)
@@ -93,9 +93,9 @@ def add_users_commands(groups: Any, operator: Actor, enterprise_id_of: Enterpris
         progress = await bulk.run(import_id)
         await _finish(bulk, progress, args.result)
 
-    async def users_resume(directory: Directory, args: argparse.Namespace) -> None:
-        enterprise_id = await enterprise_id_of(directory, args.tenant_id)
-        bulk = Bulk.of(directory)
+    async def users_resume(services: Services, args: argparse.Namespace) -> None:
+        enterprise_id = await enterprise_id_of(services, args.tenant_id)
+        bulk = Bulk.of(services)
         unfinished = await bulk.unfinished(enterprise_id)
         if not unfinished:
             print("No import of this enterprise was interrupted.")

@@ -25,8 +25,8 @@ from services.bulk.models import BulkImport, BulkImportRow, ImportStatus, RowAct
 from services.bulk.plan import AUTO_WORD, MODE_LABELS, RELEASE_WORD, Preview, plan_sheet
 from services.bulk.sheet import HEADERS, Column, parse_sheet, write_sheet
 from services.callerid import CallerIdChange
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.errors import ConflictError, DomainError, NotFoundError
 from services.inventory import AUTO, Auto, load_enterprise
 from services.models import (
@@ -211,9 +211,9 @@ class Bulk:
         self.batch_size = batch_size
 
     @classmethod
-    def of(cls, directory: Directory, batch_size: int = BATCH_SIZE) -> Bulk:
+    def of(cls, services: Services, batch_size: int = BATCH_SIZE) -> Bulk:
         """Bulk work over a directory's own services."""
-        return cls(directory.db, directory.users, directory.hunt_groups, batch_size)
+        return cls(services.db, services.users, services.hunt_groups, batch_size)
 
     async def export(self, enterprise_id: int) -> bytes:
         """The enterprise's directory as a spreadsheet the admin can edit and import again."""

@@ -55,13 +55,13 @@ def _free_port() -> int:
 def _serve_switchboard(database_url: str, key_file: str, settings: BotSettings, port: int) -> None:
     from bot.app import build_app
     from services.config import Settings
-    from services.directory import open_directory
+    from services.container import open_services
 
     async def main() -> None:
-        directory = await open_directory(
+        services = await open_services(
             Settings(database_url=database_url, secret_key_file=Path(key_file))
         )
-        runner = web.AppRunner(build_app(directory, settings), access_log=None)
+        runner = web.AppRunner(build_app(services, settings), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         await asyncio.Event().wait()
@@ -83,29 +83,29 @@ def _serve_echo(settings: BotSettings, port: int, reuse_clients: bool) -> None:
 
 async def _seed(database_url: str, key_file: str, admins: list[TeamsUser]) -> None:
     from services.config import Settings
-    from services.directory import open_directory
+    from services.container import open_services
     from services.users import NewUser
     from services.views import Actor
 
-    directory = await open_directory(
+    services = await open_services(
         Settings(database_url=database_url, secret_key_file=Path(key_file))
     )
     operator = Actor("bench", "Bench", AdminRole.SERVICE_PROVIDER, None)
     try:
-        enterprise = await directory.enterprises.create(
+        enterprise = await services.enterprises.create(
             operator,
             name="Bench",
             tenant_id=DEFAULT_TENANT_ID,
             main_number="+442071110000",
             extensions=(10000, 19999),
         )
-        await directory.inventory.import_range(
+        await services.inventory.import_range(
             operator, enterprise.id, "+442080000000", "+442080009999"
         )
         for product in LicenceProduct:
-            await directory.licences.set_pool(operator, enterprise.id, product, 10000)
+            await services.licences.set_pool(operator, enterprise.id, product, 10000)
         for admin in admins:
-            await directory.enterprises.grant(
+            await services.enterprises.grant(
                 operator,
                 aad_object_id=admin.aad_object_id,
                 role=AdminRole.ENTERPRISE_ADMIN,
@@ -113,11 +113,11 @@ async def _seed(database_url: str, key_file: str, admins: list[TeamsUser]) -> No
                 display_name=admin.name,
             )
         for i in range(200):
-            await directory.users.create(
+            await services.users.create(
                 operator, enterprise.id, NewUser(f"Existing {i}", f"e{i}@bench.example")
             )
     finally:
-        await directory.db.dispose()
+        await services.db.dispose()
 
 
 async def _wait_until_up(url: str) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from services.bulk import Bulk, RowAction
-from services.directory import Directory
+from services.container import Services
 from services.inventory import AUTO
 from services.models import AdminRole, LicenceProduct
 from services.users import NewUser
@@ -24,10 +24,10 @@ BENCH_DB = "switchboard_bench_bulk"
 HEADER = "Name,E-mail,Licence,Number,Extension\r\n"
 
 
-async def _enterprise(directory: Directory, tenant: str, block: str) -> int:
+async def _enterprise(services: Services, tenant: str, block: str) -> int:
     """An enterprise with 10,000 numbers (+44 20 794<block> xxxx), extensions 10000-19999 and
     licences for everyone."""
-    view = await directory.enterprises.create(
+    view = await services.enterprises.create(
         OPERATOR,
         name=f"Bench {tenant}",
         tenant_id=tenant,
@@ -36,11 +36,11 @@ async def _enterprise(directory: Directory, tenant: str, block: str) -> int:
         region="GB",
         consent=False,
     )
-    await directory.inventory.import_range(
+    await services.inventory.import_range(
         OPERATOR, view.id, f"+4420794{block}0000", f"+4420794{block}9999"
     )
     for product in LicenceProduct:
-        await directory.licences.set_pool(OPERATOR, view.id, product, ROWS)
+        await services.licences.set_pool(OPERATOR, view.id, product, ROWS)
     return view.id
 
 
@@ -82,12 +82,12 @@ async def _timed_preview(bulk: Bulk, ent: int, data: bytes) -> tuple[float, list
 
 
 async def _suite(label: str, url: str, key_dir: Path) -> list[str]:
-    directory = await directory_at(url, key_dir)
+    services = await directory_at(url, key_dir)
     lines = []
     try:
-        bulk = Bulk.of(directory)
-        ent_bulk = await _enterprise(directory, f"{label}-bulk", "6")
-        ent_single = await _enterprise(directory, f"{label}-single", "7")
+        bulk = Bulk.of(services)
+        ent_bulk = await _enterprise(services, f"{label}-bulk", "6")
+        ent_single = await _enterprise(services, f"{label}-single", "7")
         data = _file(_rows("6"))
         best, samples = await _timed_preview(bulk, ent_bulk, data)
         lines.append(
@@ -107,7 +107,7 @@ async def _suite(label: str, url: str, key_dir: Path) -> list[str]:
         )
         started = time.perf_counter()
         for user in _rows("7"):
-            await directory.users.create(
+            await services.users.create(
                 OPERATOR,
                 ent_single,
                 NewUser(
@@ -126,7 +126,7 @@ async def _suite(label: str, url: str, key_dir: Path) -> list[str]:
             f"{bulk_rate / single_rate:.1f}x (target >= 5x)"
         )
     finally:
-        await directory.db.dispose()
+        await services.db.dispose()
     return lines
 
 

@@ -15,8 +15,8 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from services.config import Settings
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.inventory import AUTO
 from services.models import AdminRole, LicenceProduct
 from services.passwords import PasswordVault
@@ -53,19 +53,19 @@ async def fresh_postgres_url(name: str = BENCH_DB) -> str | None:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-async def directory_at(url: str, key_dir: Path) -> Directory:
+async def directory_at(url: str, key_dir: Path) -> Services:
     """A migrated directory over that database, with a key of its own."""
     db = Database(url)
     await db.migrate()
     settings = Settings(database_url=url, secret_key_file=key_dir / "secret.key")
-    return Directory.build(db, settings, PasswordVault.from_settings("", settings.secret_key_file))
+    return Services.build(db, settings, PasswordVault.from_settings("", settings.secret_key_file))
 
 
 async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
     """Load a large inventory, then time searches by four trailing digits."""
-    directory = await directory_at(url, key_dir)
+    services = await directory_at(url, key_dir)
     try:
-        enterprise = await directory.enterprises.create(
+        enterprise = await services.enterprises.create(
             OPERATOR,
             name="Bench",
             tenant_id=f"bench-{label}",
@@ -74,7 +74,7 @@ async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
         )
         first = 442080000000
         started = time.perf_counter()
-        report = await directory.inventory.import_range(
+        report = await services.inventory.import_range(
             OPERATOR, enterprise.id, f"+{first}", f"+{first + INVENTORY - 1}"
         )
         load_seconds = time.perf_counter() - started
@@ -84,7 +84,7 @@ async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
         for i in range(SEARCHES + 100):
             digits = f"{rng.randrange(10000):04d}"
             started = time.perf_counter()
-            page = await directory.inventory.search_free(
+            page = await services.inventory.search_free(
                 enterprise.id, digits, page_size=15, with_total=False
             )
             elapsed = (time.perf_counter() - started) * 1000
@@ -100,36 +100,36 @@ async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
             f"(target p99 < 10 ms: {'met' if percentile(timings, 0.99) < 10 else 'NOT met'})",
         ]
     finally:
-        await directory.db.dispose()
+        await services.db.dispose()
 
 
 async def bench_allocation(url: str, key_dir: Path) -> list[str]:
     """500 concurrent auto-assignments from one inventory: rate and duplicates."""
-    directory = await directory_at(url, key_dir)
+    services = await directory_at(url, key_dir)
     try:
-        enterprise = await directory.enterprises.create(
+        enterprise = await services.enterprises.create(
             OPERATOR,
             name="Alloc",
             tenant_id="bench-alloc",
             main_number="+442070000001",
             extensions=(1000, 1999),
         )
-        await directory.inventory.import_range(
+        await services.inventory.import_range(
             OPERATOR, enterprise.id, "+442030000000", f"+44203000{CONCURRENT * 2 - 1:04d}"
         )
-        await directory.licences.set_pool(
+        await services.licences.set_pool(
             OPERATOR, enterprise.id, LicenceProduct.ESSENTIALS, CONCURRENT
         )
         admin = Actor("bench-admin", "Bench", AdminRole.ENTERPRISE_ADMIN, enterprise.id)
         users = [
-            await directory.users.create(
+            await services.users.create(
                 admin, enterprise.id, NewUser(f"U{i}", f"u{i}@bench.example")
             )
             for i in range(CONCURRENT)
         ]
 
         async def assign(user_id: int, version: int) -> str | None:
-            view = await directory.users.update(
+            view = await services.users.update(
                 admin, enterprise.id, user_id, version, UserChanges(number=AUTO)
             )
             return view.number
@@ -144,7 +144,7 @@ async def bench_allocation(url: str, key_dir: Path) -> list[str]:
             f"{len(given) - len(set(given))} duplicates"
         ]
     finally:
-        await directory.db.dispose()
+        await services.db.dispose()
 
 
 async def run() -> list[str]:

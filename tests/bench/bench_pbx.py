@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 
 from services.config import PbxTrunkSettings
-from services.directory import Directory
+from services.container import Services
 from services.inventory import load_enterprise
 from services.models import AdminRole, LicencePool, LicenceProduct, User
 from services.pbx.asterisk import AsteriskBackend, extensions, line_dialplan
@@ -55,8 +55,8 @@ async def _empty_asterisk(url: str) -> AsteriskBackend:
     return backend
 
 
-async def _enterprise(directory: Directory, users: int) -> int:
-    view = await directory.enterprises.create(
+async def _enterprise(services: Services, users: int) -> int:
+    view = await services.enterprises.create(
         OPERATOR,
         name="Bench Ltd",
         tenant_id="t-bench",
@@ -66,14 +66,14 @@ async def _enterprise(directory: Directory, users: int) -> int:
         consent=False,
     )
     last = 442079400000 + users + 99
-    await directory.inventory.import_range(OPERATOR, view.id, "+442079400000", f"+{last}")
-    await directory.licences.set_pool(OPERATOR, view.id, LicenceProduct.ESSENTIALS, users + 10)
+    await services.inventory.import_range(OPERATOR, view.id, "+442079400000", f"+{last}")
+    await services.licences.set_pool(OPERATOR, view.id, LicenceProduct.ESSENTIALS, users + 10)
     return view.id
 
 
-async def _bulk_users(directory: Directory, ent: int, count: int) -> None:
+async def _bulk_users(services: Services, ent: int, count: int) -> None:
     """Licensed users with a number and an extension each, written in bulk (setup only)."""
-    async with directory.db.unit_of_work() as uow:
+    async with services.db.unit_of_work() as uow:
         session = uow.session
         await session.execute(
             User.__table__.insert(),
@@ -112,12 +112,12 @@ async def _bulk_users(directory: Directory, ent: int, count: int) -> None:
 
 async def bench_reconcile(scratch: Path, asterisk_url: str) -> list[str]:
     """Reconcile of RECONCILE_USERS users on PostgreSQL, against reading the rows alone."""
-    directory = await directory_at(await _fresh("switchboard_bench_pbx"), scratch)
+    services = await directory_at(await _fresh("switchboard_bench_pbx"), scratch)
     backend = await _empty_asterisk(asterisk_url)
     try:
-        ent = await _enterprise(directory, RECONCILE_USERS)
-        await _bulk_users(directory, ent, RECONCILE_USERS)
-        async with directory.db.unit_of_work(readonly=True) as uow:
+        ent = await _enterprise(services, RECONCILE_USERS)
+        await _bulk_users(services, ent, RECONCILE_USERS)
+        async with services.db.unit_of_work(readonly=True) as uow:
             enterprise = await load_enterprise(uow.session, ent)
             lines = list((await desired_lines(uow.session, enterprise)).values())
         rows = [row for line in lines for row in line_dialplan(line)]
@@ -129,7 +129,7 @@ async def bench_reconcile(scratch: Path, asterisk_url: str) -> list[str]:
                     for c, e, p, a, d in rows
                 ],
             )
-        reconciler = Reconciler(directory.db, backend)
+        reconciler = Reconciler(services.db, backend)
         figures = []
         for _ in range(3):
             started = time.perf_counter()
@@ -148,12 +148,12 @@ async def bench_reconcile(scratch: Path, asterisk_url: str) -> list[str]:
         ]
     finally:
         await backend.close()
-        await directory.db.dispose()
+        await services.db.dispose()
 
 
 async def bench_change_to_live(scratch: Path, asterisk_url: str) -> list[str]:
     """Commit-to-call latency of a directory change on a real Asterisk, 10 changes a second."""
-    directory = await directory_at(await _fresh("switchboard_bench_live"), scratch)
+    services = await directory_at(await _fresh("switchboard_bench_live"), scratch)
     backend = await _empty_asterisk(asterisk_url)
     port = harness.free_port("127.0.0.1")
     ports = {ip: free_udp_port(ip) for ip in ("127.0.0.2", "127.0.0.3")}
@@ -174,21 +174,21 @@ async def bench_change_to_live(scratch: Path, asterisk_url: str) -> list[str]:
     ast = harness.Asterisk(asterisk_url, sip_port=port, configs=files)
     ast.start()
     stop = asyncio.Event()
-    pusher = PbxPusher(directory.db, backend)
+    pusher = PbxPusher(services.db, backend)
     worker = asyncio.create_task(pusher.run_forever(stop))
     latencies: list[float] = []
     probes = 0
     try:
-        ent = await _enterprise(directory, 10)
-        user: Any = await directory.users.create(
+        ent = await _enterprise(services, 10)
+        user: Any = await services.users.create(
             OPERATOR, ent, NewUser("Ada Lovelace", "ada@bench.example", LicenceProduct.ESSENTIALS)
         )
         numbers = ["+442079400050", "+442079400051"]
-        directory.users.quarantine_days = 0  # the two numbers take turns
+        services.users.quarantine_days = 0  # the two numbers take turns
         for i in range(CHANGES):
             target = numbers[i % 2]
             began = time.perf_counter()
-            user = await directory.users.update(
+            user = await services.users.update(
                 OPERATOR, ent, user.id, user.version, UserChanges(number=target)
             )
             committed = time.perf_counter()
@@ -210,7 +210,7 @@ async def bench_change_to_live(scratch: Path, asterisk_url: str) -> list[str]:
             hang_up(phone)
         ast.stop()
         await backend.close()
-        await directory.db.dispose()
+        await services.db.dispose()
     return [
         f"change to live on Asterisk ({len(latencies)} number moves at 10/s, a call follows "
         f"each): p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "

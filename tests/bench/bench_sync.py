@@ -20,8 +20,8 @@ from pathlib import Path
 
 from sandbox import SandboxConfig, SandboxServer, ThrottleLimits
 from services.config import GraphSettings, Settings, SyncSettings
+from services.container import Services
 from services.db import Database
-from services.directory import Directory
 from services.graph import GraphService
 from services.inventory import AUTO
 from services.models import AdminRole, LicenceProduct, SyncStatus
@@ -61,21 +61,21 @@ def seed_sandbox(server: SandboxServer) -> None:
     state.add_policy(TENANT, "OnlineVoiceRoutingPolicy", "Bench-PBX")
 
 
-async def seed_directory(directory: Directory) -> int:
+async def seed_directory(services: Services) -> int:
     """An enterprise with USERS users, one in four on Basic; returns its id."""
-    enterprise = await directory.enterprises.create(
+    enterprise = await services.enterprises.create(
         OPERATOR,
         name="Bench Ltd",
         tenant_id=TENANT,
         main_number="+442070000000",
         extensions=(10000, 10000 + USERS + 10),
     )
-    await directory.inventory.import_range(
+    await services.inventory.import_range(
         OPERATOR, enterprise.id, "+442071000000", f"+44207100{USERS:04d}"
     )
     for product in LicenceProduct:
-        await directory.licences.set_pool(OPERATOR, enterprise.id, product, USERS)
-    await directory.enterprises.grant(
+        await services.licences.set_pool(OPERATOR, enterprise.id, product, USERS)
+    await services.enterprises.grant(
         OPERATOR,
         aad_object_id=ADMIN_ID,
         role=AdminRole.GLOBAL_ADMIN,
@@ -85,7 +85,7 @@ async def seed_directory(directory: Directory) -> int:
     admin = Actor(ADMIN_ID, "Admin", AdminRole.GLOBAL_ADMIN, enterprise.id)
     for i in range(USERS):
         basic = i % 4 == 3
-        await directory.users.create(
+        await services.users.create(
             admin,
             enterprise.id,
             NewUser(
@@ -142,17 +142,17 @@ async def bench_first_sync(url: str, label: str, scratch: Path) -> list[str]:
         settings = settings_for(server, url, key_file)
         db = Database(url)
         await db.migrate()
-        directory = Directory.build(db, settings, PasswordVault.from_settings("", key_file))
+        services = Services.build(db, settings, PasswordVault.from_settings("", key_file))
         graph = GraphService(settings.graph)
         try:
             started = time.perf_counter()
-            enterprise_id = await seed_directory(directory)
+            enterprise_id = await seed_directory(services)
             seeding = time.perf_counter() - started
             admin = Actor(ADMIN_ID, "Admin", AdminRole.GLOBAL_ADMIN, enterprise_id)
-            run, _ = await directory.syncs.request(admin, enterprise_id)
+            run, _ = await services.syncs.request(admin, enterprise_id)
             server.stats.reset()
             server.throttle.reset()
-            engine = ProvisioningEngine(db, directory.users.vault, graph, settings)
+            engine = ProvisioningEngine(db, services.users.vault, graph, settings)
             started = time.perf_counter()
             await engine.start()
             notices = SyncNotices(db)
@@ -197,7 +197,7 @@ async def bench_two_worker_processes(url: str, scratch: Path) -> list[str]:
         settings = settings_for(server, url, key_file)
         db = Database(url)
         await db.migrate()
-        directory = Directory.build(db, settings, PasswordVault.from_settings("", key_file))
+        services = Services.build(db, settings, PasswordVault.from_settings("", key_file))
         graph = settings.graph
         env = {
             **os.environ,
@@ -225,9 +225,9 @@ async def bench_two_worker_processes(url: str, scratch: Path) -> list[str]:
         }
         workers: list[asyncio.subprocess.Process] = []
         try:
-            enterprise_id = await seed_directory(directory)
+            enterprise_id = await seed_directory(services)
             admin = Actor(ADMIN_ID, "Admin", AdminRole.GLOBAL_ADMIN, enterprise_id)
-            run, _ = await directory.syncs.request(admin, enterprise_id)
+            run, _ = await services.syncs.request(admin, enterprise_id)
             server.stats.reset()
             server.throttle.reset()
             started = time.perf_counter()

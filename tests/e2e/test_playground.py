@@ -108,19 +108,19 @@ def test_admin_sets_up_a_phone_user_and_syncs_in_the_playground(
     playground.screenshot("07-number-taken", again)
 
     # The directory lists her with her number and extension; its search finds her alone.
-    directory = playground.send("directory", expect_title="Directory")
-    ada_row = directory.get_by_role("row").filter(has_text="Ada Lovelace")
+    services = playground.send("directory", expect_title="Directory")
+    ada_row = services.get_by_role("row").filter(has_text="Ada Lovelace")
     expect(ada_row).to_contain_text("+44 20 7123 1111")
     expect(ada_row).to_contain_text(extension)
-    playground.screenshot("08-directory", directory)
-    directory.get_by_role("textbox", name="Search", exact=True).fill("lovelace")
-    directory.get_by_role("button", name="Search and sort", exact=True).click()
-    expect(directory).to_contain_text("1 user")
+    playground.screenshot("08-directory", services)
+    services.get_by_role("textbox", name="Search", exact=True).fill("lovelace")
+    services.get_by_role("button", name="Search and sort", exact=True).click()
+    expect(services).to_contain_text("1 user")
     expect(
-        directory.get_by_role("row").filter(has_text="ada.lovelace@contoso.example")
+        services.get_by_role("row").filter(has_text="ada.lovelace@contoso.example")
     ).to_be_visible()
-    expect(directory).not_to_contain_text("Erin Enterprise")
-    playground.screenshot("09-directory-search", directory)
+    expect(services).not_to_contain_text("Erin Enterprise")
+    playground.screenshot("09-directory-search", services)
 
     # The Global Admin starts the first sync; the card changes to show it is under way.
     sync = playground.send("sync", expect_title="Sync Teams Users")
@@ -196,10 +196,10 @@ def test_find_remove_and_consent_in_one_click_each_in_the_playground(
     # The tables read at the narrow and the wide chat width: no cell cut or broken.
     for name, viewport in (("narrow", NARROW), ("wide", WIDE)):
         playground.page.set_viewport_size(viewport)  # type: ignore[arg-type]
-        directory = playground.send("directory", expect_title="Directory")
-        expect(directory).to_contain_text("Essentials")
-        playground.screenshot(f"24-directory-{name}", directory)
-        assert overflowing_cells(directory) == [], name
+        services = playground.send("directory", expect_title="Directory")
+        expect(services).to_contain_text("Essentials")
+        playground.screenshot(f"24-directory-{name}", services)
+        assert overflowing_cells(services) == [], name
 
 
 def test_the_demo_runs_the_graph_preflight_against_the_sandbox(demo_stack: DemoStack) -> None:

@@ -1,4 +1,4 @@
-"""The directory: every service of the domain, built over one database."""
+"""The composition root: every service of the domain, built over one database."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from services.users import Users
 
 
 @dataclass(frozen=True)
-class Directory:
+class Services:
     """Enterprises, numbers, licences, users, syncs and the PBX-side records: what the bot
     and the CLI act on."""
 
@@ -36,7 +36,7 @@ class Directory:
     pbx_statuses: PbxStatuses
 
     @classmethod
-    def build(cls, db: Database, settings: Settings, vault: PasswordVault) -> Directory:
+    def build(cls, db: Database, settings: Settings, vault: PasswordVault) -> Services:
         """Wire the services over one database."""
         return cls(
             db=db,
@@ -53,9 +53,9 @@ class Directory:
         )
 
 
-async def open_directory(settings: Settings) -> Directory:
-    """Connect to the configured database, migrate it, and build the directory."""
+async def open_services(settings: Settings) -> Services:
+    """Connect to the configured database, migrate it, and build the services over it."""
     db = Database(settings.database_url)
     await db.migrate()
     vault = PasswordVault.from_settings(settings.secret_key, settings.secret_key_file)
-    return Directory.build(db, settings, vault)
+    return Services.build(db, settings, vault)
