@@ -38,7 +38,7 @@ import yaml
 
 from services.config import Settings
 from services.container import Services, open_services
-from services.models import AdminRole, LicenceProduct
+from services.domain import AdminRole, LicenceProduct
 from services.users import NewUser
 from services.views import Actor
 

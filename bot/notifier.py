@@ -21,7 +21,8 @@ from cards.common import Card
 from cards.notifications import sync_finished_card, sync_overdue_card
 from services.config import SyncSettings
 from services.container import Services
-from services.models import NoticeKind, utcnow
+from services.domain import NoticeKind
+from services.models import utcnow
 from services.provisioning import Notice, SyncNotices
 from services.retry import backoff_seconds, run_passes
 

@@ -27,8 +27,8 @@ from pydantic import ValidationError as PayloadError
 from cards.actions import ActionData, Dataset
 from cards.common import Card, Errors, notice_card, plain
 from services.container import Services
+from services.domain import AdminRole
 from services.errors import DomainError, PermissionDeniedError
-from services.models import AdminRole
 from services.views import Actor, AdminView, EnterpriseView
 
 logger = logging.getLogger(__name__)

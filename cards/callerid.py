@@ -21,7 +21,7 @@ from cards.common import (
     text_input,
 )
 from services.callerid import MAX_CALLER_NAME
-from services.models import CallerIdMode
+from services.domain import CallerIdMode
 from services.views import CallerIdView, EnterpriseView, UserView
 
 CALLER_ID_HELP = (

@@ -30,7 +30,7 @@ from microsoft_teams.cards import (
 )
 
 from cards.actions import ActionData, Home, UserRef
-from services.models import LicenceProduct, ProvisioningStatus
+from services.domain import LicenceProduct, ProvisioningStatus
 from services.phone import pretty
 from services.views import UserView
 

@@ -18,7 +18,7 @@ from cards.actions import (
     PickEnterprise,
 )
 from cards.common import Card, button, facts, frame, number_text, paragraph, plain
-from services.models import AdminRole
+from services.domain import AdminRole
 from services.views import EnterpriseView, PoolView
 
 ROLE_NAMES = {

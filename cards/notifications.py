@@ -9,7 +9,7 @@ from microsoft_teams.cards import CardElement
 
 from cards.actions import OpenDirectory, OpenSync
 from cards.common import Card, button, facts, frame, paragraph, plain
-from services.models import SyncStatus
+from services.domain import SyncStatus
 from services.provisioning import SyncReport
 
 FINISHED_HELP = (

@@ -38,7 +38,7 @@ from cards.common import (
     text_input,
 )
 from cards.users import free_number_input
-from services.models import LicenceProduct
+from services.domain import LicenceProduct
 from services.views import EnterpriseView, Page, UserView
 
 # Fields that have an input of their own on this card; any other refusal shows at the bottom.

@@ -27,7 +27,7 @@ from cards.common import (
     status_label,
     user_link_cell,
 )
-from services.models import ProvisioningStatus, SyncStatus
+from services.domain import ProvisioningStatus, SyncStatus
 from services.views import EnterpriseView, SyncOverview, SyncRunView
 
 SYNC_HELP = (

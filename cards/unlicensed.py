@@ -30,7 +30,7 @@ from cards.common import (
     status_label,
     user_link_cell,
 )
-from services.models import LicenceProduct
+from services.domain import LicenceProduct
 from services.views import EnterpriseView, Page, PoolView, UserView
 
 UNLICENSED_HELP = (

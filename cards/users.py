@@ -38,7 +38,7 @@ from cards.common import (
     user_status_label,
 )
 from cards.telephony import pbx_line
-from services.models import CallerIdMode
+from services.domain import CallerIdMode
 from services.pbx.huntgroups import HuntGroupView
 from services.pbx.status import PbxStatusView
 from services.views import EnterpriseView, Page, PoolView, UserView

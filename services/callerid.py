@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain import CallerIdMode
 from services.errors import ValidationError
-from services.models import CallerIdMode, Enterprise, PhoneNumber, User
+from services.models import Enterprise, PhoneNumber, User
 from services.phone import digits_only, pretty
 from services.views import CallerIdView
 

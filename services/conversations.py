@@ -15,8 +15,9 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.db import Database, first_write, is_unreachable
-from services.models import Admin, AdminRole, ConversationRef, ProcessedActivity, utcnow
+from services.db import Database, is_unreachable
+from services.domain import AdminRole
+from services.models import Admin, ConversationRef, ProcessedActivity, utcnow
 
 LEDGER_RETENTION = timedelta(days=2)
 
@@ -163,14 +164,17 @@ def _claim_row(key: str) -> dict[str, Any]:
 class DeliveryClaim:
     """A claim on one activity id that commits with the first write transaction of its turn.
 
-    The claim and the change it guards commit together or not at all: a redelivery can never
-    repeat a committed change, and a turn that changed nothing leaves nothing behind.
+    The turn's services reach the database through a handle carrying the claim
+    (`Database.carrying`), so the claim and the change it guards commit together or not at
+    all: a redelivery can never repeat a committed change, and a turn that changed nothing
+    leaves nothing behind.
     """
 
     def __init__(self, key: str) -> None:
         self.key = key[:_KEY_LENGTH]
         self.claimed = False
-        # Tasks copy their context: only the turn's own task may write the claim.
+        # Only the turn's own task writes the claim: not, say, a background task the turn
+        # started with its services, which may write long after the turn answered.
         self._task = asyncio.current_task()
 
     @property
@@ -216,7 +220,8 @@ class ActivityLedger:
 
     @contextmanager
     def claiming(self, key: str) -> Iterator[DeliveryClaim]:
-        """Within the block, the first write transaction also claims the activity `key`.
+        """A claim on the activity `key`, for the turn's first write transaction to carry (hand
+        the turn's services a database carrying it: `Database.carrying`).
 
         Keep the answer (`keep`) inside the block: a redelivery waiting in this process wakes
         when it is kept, or when the block of the last delivery under way ends.
@@ -225,11 +230,9 @@ class ActivityLedger:
         key = claim.key
         self._claimers[key] = self._claimers.get(key, 0) + 1
         self._answered.setdefault(key, asyncio.Event())
-        token = first_write.set(claim)
         try:
             yield claim
         finally:
-            first_write.reset(token)
             left = self._claimers.pop(key) - 1
             if left:
                 self._claimers[key] = left

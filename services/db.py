@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import traceback
-from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -115,6 +115,8 @@ class Database:
             self.read_engine = self.write_engine
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # What the first write transaction made through this handle must carry (see carrying).
+        self.claim: WriteClaim | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -127,8 +129,23 @@ class Database:
         return self.dialect == "postgresql"
 
     def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
-        """A new transaction; read-only ones do not take SQLite's write lock."""
-        return UnitOfWork(self._reader() if readonly else self._writer(), readonly=readonly)
+        """A new transaction; read-only ones do not take SQLite's write lock. A write
+        transaction carries this handle's claim while the claim is still pending."""
+        if readonly:
+            return UnitOfWork(self._reader(), readonly=True)
+        claim = self.claim if self.claim is not None and self.claim.pending else None
+        return UnitOfWork(self._writer(), claim=claim)
+
+    def carrying(self, claim: WriteClaim) -> Database:
+        """This database (the same engines and pools), as one piece of work sees it: the first
+        write transaction made through the handle returned carries `claim`.
+
+        The bot's delivery ledger hands a turn's handler services over such a handle, so the
+        ledger's claim on the activity commits with the turn's first change, or not at all.
+        """
+        carried = copy.copy(self)
+        carried.claim = claim
+        return carried
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration.
@@ -207,7 +224,7 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "heads")
 
 
-class FirstWrite(Protocol):
+class WriteClaim(Protocol):
     """Something that must commit with the first write transaction of a piece of work, or not
     at all (the delivery ledger's claim on an activity: see services.conversations)."""
 
@@ -222,19 +239,16 @@ class FirstWrite(Protocol):
         """The transaction carrying this has committed."""
 
 
-# Set around a piece of work (a bot turn) whose first write transaction must carry something.
-first_write: ContextVar[FirstWrite | None] = ContextVar("switchboard_first_write", default=None)
-
-
 class UnitOfWork:
     """One transaction: commit explicitly; anything not committed is rolled back on exit."""
 
-    def __init__(self, session: AsyncSession, *, readonly: bool = False) -> None:
+    def __init__(
+        self, session: AsyncSession, *, readonly: bool = False, claim: WriteClaim | None = None
+    ) -> None:
+        """`claim`, when given, is written first into this (write) transaction, and commits
+        with it."""
         self.session = session
-        self._carried: FirstWrite | None = None
-        if not readonly:
-            carried = first_write.get()
-            self._carried = carried if carried is not None and carried.pending else None
+        self._carried: WriteClaim | None = None if readonly else claim
 
     async def __aenter__(self) -> UnitOfWork:
         if self._carried is not None:

@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 
 from services import journal
 from services.db import Database
+from services.domain import AdminRole
 from services.errors import ConflictError, ValidationError
 from services.inventory import ensure_extension_range, load_enterprise
-from services.models import Admin, AdminRole, Enterprise
+from services.models import Admin, Enterprise
 from services.phone import to_e164
 from services.views import Actor, AdminView, EnterpriseView
 

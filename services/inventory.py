@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
+from services.domain import NumberStatus
 from services.errors import NoFreeNumberError, NotFoundError, ValidationError
-from services.models import Enterprise, Extension, NumberStatus, PhoneNumber, User, utcnow
+from services.models import Enterprise, Extension, PhoneNumber, User, utcnow
 from services.phone import digits_only, expand_range, pretty, reversed_digits, to_e164
 from services.views import Actor, ImportReport, NumberView, Page
 

@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
+from services.domain import LicenceProduct
 from services.errors import NotEnoughSubscriptionsError, ValidationError
 from services.inventory import load_enterprise
-from services.models import LicencePool, LicenceProduct
+from services.models import LicencePool
 from services.views import Actor, PoolView
 
 # Built once, on the table rather than the model: no objects in the session to keep in step.

@@ -32,6 +32,19 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.domain import (
+    AdminRole,
+    CallerIdMode,
+    LicenceProduct,
+    NoticeKind,
+    NumberStatus,
+    OutboxStatus,
+    ProvisioningAction,
+    ProvisioningStatus,
+    ProvisioningStep,
+    SyncStatus,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -73,82 +86,6 @@ class Base(DeclarativeBase):
     """Declarative base with stable constraint names for migrations and error mapping."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class NumberStatus(enum.StrEnum):
-    """Where a direct number (DDI) stands in the inventory."""
-
-    FREE = "free"
-    ASSIGNED = "assigned"
-    RESERVED = "reserved"
-    QUARANTINED = "quarantined"
-
-
-class LicenceProduct(enum.StrEnum):
-    """The calling licence products of the subscription pool."""
-
-    ESSENTIALS = "essentials"
-    BASIC = "basic"
-
-    @property
-    def label(self) -> str:
-        """The product's name as admins know it."""
-        return self.value.capitalize()
-
-    @property
-    def has_ddi(self) -> bool:
-        """Essentials carries a direct number; Basic is extension only."""
-        return self is LicenceProduct.ESSENTIALS
-
-
-class CallerIdMode(enum.StrEnum):
-    """Which number a user presents on outgoing calls."""
-
-    OWN_DDI = "own_ddi"
-    COMPANY_MAIN = "company_main"
-    OTHER = "other"
-    ANONYMOUS = "anonymous"
-
-
-class ProvisioningStatus(enum.StrEnum):
-    """How far Microsoft has caught up with the user's record."""
-
-    NOT_SYNCED = "not_synced"
-    PENDING = "pending"
-    IN_PROGRESS = "in_progress"
-    PROVISIONED = "provisioned"
-    FAILED = "failed"
-
-
-class AdminRole(enum.StrEnum):
-    """What an admin may do."""
-
-    GLOBAL_ADMIN = "global_admin"
-    ENTERPRISE_ADMIN = "enterprise_admin"
-    SERVICE_PROVIDER = "service_provider"
-
-
-class OutboxStatus(enum.StrEnum):
-    """Lifecycle of one change waiting to reach a backend."""
-
-    PENDING = "pending"
-    IN_PROGRESS = "in_progress"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class SyncStatus(enum.StrEnum):
-    """Lifecycle of a "Sync Teams Users" run."""
-
-    REQUESTED = "requested"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIALLY_FAILED = "partially_failed"
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the run still has work ahead of it."""
-        return self in (SyncStatus.REQUESTED, SyncStatus.RUNNING)
 
 
 def _enum(cls: type[enum.StrEnum]) -> Enum:
@@ -511,25 +448,6 @@ class BuiltinGroupMember(Base):
     __table_args__ = (Index("ix_pbx_line_groups_endpoint", "endpoint"),)
 
 
-class ProvisioningStep(enum.StrEnum):
-    """Where one user's provisioning stands: each step is done at most once per item."""
-
-    ENTRA_USER = "entra_user"
-    LICENCE = "licence"
-    NUMBER = "number"
-    POLICY = "policy"
-    VERIFY = "verify"
-    NOTIFY = "notify"
-    DONE = "done"
-
-
-class ProvisioningAction(enum.StrEnum):
-    """What an item asks of Microsoft: set the user up as the directory says, or tear down."""
-
-    PROVISION = "provision"
-    REMOVE = "remove"
-
-
 class ProvisioningItem(Base):
     """One user's work in one sync run: a small state machine that survives restarts."""
 
@@ -565,13 +483,6 @@ class ProvisioningItem(Base):
         Index("ix_provisioning_items_due", "enterprise_id", "status", "next_attempt_at"),
         Index("ix_provisioning_items_sync", "sync_id", "status"),
     )
-
-
-class NoticeKind(enum.StrEnum):
-    """What a proactive message about a sync says."""
-
-    SYNC_FINISHED = "sync.finished"
-    SYNC_OVERDUE = "sync.overdue"
 
 
 class SyncNotice(Base):

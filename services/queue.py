@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.selectable import GenerativeSelect
 
-from services.models import OutboxStatus
+from services.domain import OutboxStatus
 
 S = TypeVar("S", bound=GenerativeSelect)
 

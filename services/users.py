@@ -34,6 +34,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from services import callerid, journal
 from services.callerid import CallerIdChange
 from services.db import Database
+from services.domain import CallerIdMode, LicenceProduct
 from services.errors import (
     BulkRefusedError,
     ConflictError,
@@ -58,15 +59,7 @@ from services.inventory import (
     user_number,
 )
 from services.licences import return_licence, take_licences
-from services.models import (
-    CallerIdMode,
-    Enterprise,
-    Extension,
-    LicenceProduct,
-    PhoneNumber,
-    User,
-    utcnow,
-)
+from services.models import Enterprise, Extension, PhoneNumber, User, utcnow
 from services.passwords import PasswordVault, generate_password
 from services.phone import to_e164
 from services.provisioning import state
@@ -824,8 +817,7 @@ class Users:
                 page_query, {**params, "offset": (page - 1) * page_size, "limit": page_size}
             )
             items = [
-                _view_with_main_number(row, main_number, row.number, row.extension)
-                for row in rows
+                _view_with_main_number(row, main_number, row.number, row.extension) for row in rows
             ]
             total = int((await uow.session.execute(count_query, params)).scalar_one())
         return Page(items=items, total=total, page=page, page_size=page_size)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from services.models import (
+from services.domain import (
     AdminRole,
     CallerIdMode,
     LicenceProduct,

@@ -12,7 +12,7 @@ import pytest
 from bot.app import build_app
 from cards.actions import Verb
 from services.container import Services
-from services.models import AdminRole, LicenceProduct
+from services.domain import AdminRole, LicenceProduct
 from services.users import NewUser
 from services.views import UserView
 from tests.cardcheck import assert_valid_cards

@@ -16,7 +16,8 @@ from sqlalchemy.engine import URL, make_url
 from services.config import Settings
 from services.container import Services
 from services.db import Database
-from services.models import AdminRole, Base, LicenceProduct
+from services.domain import AdminRole, LicenceProduct
+from services.models import Base
 from services.passwords import PasswordVault
 from services.views import Actor
 
@@ -51,7 +52,9 @@ async def _admin(url: URL, statement: str) -> None:
 
 def run_database(name: str, *, drop: bool = False) -> None:
     """Create (or drop) a database of this run on the test server."""
-    statement = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" if drop else f"CREATE DATABASE {name}"
+    statement = (
+        f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" if drop else f"CREATE DATABASE {name}"
+    )
     asyncio.run(_admin(make_url(SERVER_URL), statement))
 
 
@@ -163,9 +166,7 @@ async def seed_enterprise(
         consent=consent,
     )
     await services.inventory.import_range(PROVIDER, enterprise.id, *numbers)
-    await services.licences.set_pool(
-        PROVIDER, enterprise.id, LicenceProduct.ESSENTIALS, essentials
-    )
+    await services.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.ESSENTIALS, essentials)
     await services.licences.set_pool(PROVIDER, enterprise.id, LicenceProduct.BASIC, basic)
     return enterprise.id
 

@@ -16,16 +16,10 @@ from sqlalchemy import func, select
 from sandbox import FaultConfig, SandboxConfig, SandboxServer, ThrottleLimits
 from services.config import GraphSettings, Settings, SyncSettings
 from services.container import Services
+from services.domain import AdminRole, LicenceProduct, OutboxStatus, SyncStatus
 from services.graph import GraphService
 from services.inventory import AUTO
-from services.models import (
-    AdminRole,
-    LicenceProduct,
-    OutboxStatus,
-    ProvisioningItem,
-    SyncRun,
-    SyncStatus,
-)
+from services.models import ProvisioningItem, SyncRun
 from services.provisioning import ProvisioningEngine
 from services.users import NewUser
 from services.views import Actor

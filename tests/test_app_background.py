@@ -11,7 +11,7 @@ from bot.app import BACKGROUND_KEY, build_app, start_background_work
 from cards.actions import Verb
 from services.config import Settings
 from services.container import Services
-from services.models import AdminRole
+from services.domain import AdminRole
 from services.pbx.lines import endpoint_id
 from tests.conftest import PROVIDER, seed_enterprise
 from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cards.actions import Verb
-from services.models import AdminRole, LicenceProduct
+from services.domain import AdminRole, LicenceProduct
 from services.users import NewUser, UserChanges
 from services.views import UserView
 from tests.botkit import BotHarness, buttons, card_text, find_input
@@ -124,7 +124,8 @@ async def test_statuses_read_true_and_say_what_they_are(harness: BotHarness) -> 
     async with harness.services.db.unit_of_work() as uow:
         from sqlalchemy import update
 
-        from services.models import ProvisioningStatus, User
+        from services.domain import ProvisioningStatus
+        from services.models import User
 
         await uow.session.execute(
             update(User)
@@ -272,7 +273,8 @@ async def _rows(harness: BotHarness, model: type) -> list:
 
 
 async def test_remove_a_user_from_the_user_card_after_confirming(harness: BotHarness) -> None:
-    from services.models import AuditEntry, NumberStatus, OutboxItem, PhoneNumber
+    from services.domain import NumberStatus
+    from services.models import AuditEntry, OutboxItem, PhoneNumber
 
     priya = await _user(harness, "Priya Patel", "priya@contoso.com", number="+442079460011")
     card = await harness.say("find priya")

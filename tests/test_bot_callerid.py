@@ -7,7 +7,7 @@ import pytest
 
 from cards.actions import Verb
 from services.callerid import CallerIdChange
-from services.models import CallerIdMode, LicenceProduct
+from services.domain import CallerIdMode, LicenceProduct
 from services.users import NewUser, UserChanges
 from services.views import UserView
 from tests.botkit import BotHarness, buttons, card_text, find_input, user_of_another_enterprise

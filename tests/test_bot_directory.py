@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import update
 
 from cards.actions import Verb
-from services.models import LicenceProduct, ProvisioningStatus, User
+from services.domain import LicenceProduct, ProvisioningStatus
+from services.models import User
 from services.users import NewUser
 from tests.botkit import BotHarness, card_text, find_input
 from tests.conftest import PROVIDER

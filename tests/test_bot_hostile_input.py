@@ -11,7 +11,7 @@ import pytest
 
 from bot.features import build_router
 from cards.actions import Dataset, Verb
-from services.models import AdminRole
+from services.domain import AdminRole
 from tests.botkit import BotHarness, card_text, user_of_another_enterprise
 from tests.conftest import PROVIDER
 from tests.support.activities import TeamsUser
@@ -229,9 +229,7 @@ async def test_editing_a_user_of_another_enterprise_says_it_does_not_exist(
     text = card_text(card)
     assert APOLOGY not in text
     assert "That user does not exist in this enterprise" in text
-    assert (
-        await harness.services.users.get(vic.enterprise_id, vic.id)
-    ).display_name == "Vic Other"
+    assert (await harness.services.users.get(vic.enterprise_id, vic.id)).display_name == "Vic Other"
 
 
 async def test_a_conversation_id_outside_printable_ascii_is_a_400(harness: BotHarness) -> None:

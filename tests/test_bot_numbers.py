@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from cards.actions import Dataset, Verb
-from services.models import LicenceProduct, NumberStatus
+from services.domain import LicenceProduct, NumberStatus
 from services.users import NewUser, UserChanges
 from services.views import UserView
 from tests.botkit import BotHarness, buttons, card_text, find_input, user_of_another_enterprise

@@ -16,7 +16,7 @@ from bot.app import build_app
 from cards.actions import Dataset, Verb
 from services.container import Services
 from services.db import Database
-from services.models import AdminRole
+from services.domain import AdminRole
 from services.passwords import PasswordVault
 from tests.botkit import BotHarness, card_text
 from tests.conftest import PG_URL, PROVIDER, seed_enterprise, settings_for

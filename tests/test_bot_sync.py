@@ -11,15 +11,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from cards.actions import Verb
-from services.models import (
-    AdminRole,
-    Enterprise,
-    ProvisioningStatus,
-    SyncRun,
-    SyncStatus,
-    User,
-    utcnow,
-)
+from services.domain import AdminRole, ProvisioningStatus, SyncStatus
+from services.models import Enterprise, SyncRun, User, utcnow
 from services.users import NewUser
 from tests.botkit import BotHarness, buttons, card_text
 from tests.conftest import PROVIDER

@@ -14,14 +14,8 @@ from sqlalchemy import select, update
 
 from cards.actions import Verb
 from services import journal
-from services.models import (
-    Base,
-    LicenceProduct,
-    OutboxItem,
-    OutboxStatus,
-    ProcessedActivity,
-    SipCredential,
-)
+from services.domain import LicenceProduct, OutboxStatus
+from services.models import Base, OutboxItem, ProcessedActivity, SipCredential
 from services.pbx.credentials import md5_cred
 from services.users import NewUser
 from services.views import UserView

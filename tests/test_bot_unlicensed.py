@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cards.actions import Verb
-from services.models import LicenceProduct
+from services.domain import LicenceProduct
 from services.users import NewUser
 from services.views import UserView
 from tests.botkit import BotHarness, buttons, card_text, find_input

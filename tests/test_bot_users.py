@@ -14,7 +14,8 @@ from bot.auth import BotSettings
 from bot.switchboard import delivery_key
 from cards.actions import Dataset, Verb
 from services.conversations import ActivityLedger, Claim
-from services.models import AdminRole, LicenceProduct, User
+from services.domain import AdminRole, LicenceProduct
+from services.models import User
 from services.users import NewUser
 from tests.botkit import BotHarness, buttons, card_text, find_input
 from tests.conftest import PROVIDER, seed_enterprise

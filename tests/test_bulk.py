@@ -22,16 +22,10 @@ from services.bulk import (
 )
 from services.callerid import CallerIdChange
 from services.container import Services
+from services.domain import CallerIdMode, LicenceProduct, NumberStatus
 from services.errors import ValidationError
 from services.inventory import AUTO
-from services.models import (
-    AuditEntry,
-    CallerIdMode,
-    LicenceProduct,
-    NumberStatus,
-    OutboxItem,
-    PhoneNumber,
-)
+from services.models import AuditEntry, OutboxItem, PhoneNumber
 from services.users import NewUser, UserChanges
 from services.views import UserView
 from tests.bulk_kit import HEADER, directory_facts, reasons_by_line, sheet
@@ -580,9 +574,7 @@ async def test_an_exported_row_moved_to_basic_keeps_the_forms_caller_id_rule(
     assert ada.caller_id.mode is CallerIdMode.COMPANY_MAIN
 
 
-async def test_progress_is_told_after_each_batch(
-    services: Services, ent: int, bulk: Bulk
-) -> None:
+async def test_progress_is_told_after_each_batch(services: Services, ent: int, bulk: Bulk) -> None:
     rows = [[f"P{i}", f"p{i}@contoso.example", "Basic", "", ""] for i in range(20)]
     data = sheet(rows)
     import_id = await bulk.start(PROVIDER, ent, data, (await bulk.preview(ent, data)).token)

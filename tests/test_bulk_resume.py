@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from services.bulk import Bulk, ImportStatus
 from services.container import Services
+from services.domain import LicenceProduct
 from services.inventory import AUTO
-from services.models import AuditEntry, Extension, LicenceProduct, PhoneNumber, User
+from services.models import AuditEntry, Extension, PhoneNumber, User
 from services.passwords import PasswordVault
 from services.users import NewUser
 from tests.bulk_kit import directory_facts, sheet

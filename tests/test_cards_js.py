@@ -33,14 +33,8 @@ from cards.common import Card, button, paragraph
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.db import Database
+from services.domain import AdminRole, CallerIdMode, LicenceProduct, ProvisioningStatus, SyncStatus
 from services.inventory import ExtensionRanges
-from services.models import (
-    AdminRole,
-    CallerIdMode,
-    LicenceProduct,
-    ProvisioningStatus,
-    SyncStatus,
-)
 from services.passwords import PasswordVault
 from services.pbx.credentials import SipLogin
 from services.pbx.huntgroups import HuntGroupView

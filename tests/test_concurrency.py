@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from services.container import Services
+from services.domain import LicenceProduct
 from services.errors import NoFreeNumberError
 from services.inventory import AUTO
-from services.models import LicenceProduct
 from services.users import NewUser, UserChanges
 from tests.conftest import admin_of, seed_enterprise
 
@@ -62,9 +62,7 @@ async def test_running_out_only_says_no_free_number(services: Services) -> None:
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_concurrent_creates_on_sqlite_never_share_a_number(services: Services) -> None:
-    ent = await seed_enterprise(
-        services, numbers=("+442079460000", "+442079460039"), essentials=50
-    )
+    ent = await seed_enterprise(services, numbers=("+442079460000", "+442079460039"), essentials=50)
     admin = admin_of(ent)
 
     async def create(i: int) -> object:

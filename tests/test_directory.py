@@ -12,6 +12,14 @@ from bot.app import keep_house
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.conversations import ActivityLedger, Claim
+from services.domain import (
+    AdminRole,
+    CallerIdMode,
+    LicenceProduct,
+    NumberStatus,
+    ProvisioningStatus,
+    SyncStatus,
+)
 from services.errors import (
     BulkRefusedError,
     ConflictError,
@@ -22,20 +30,7 @@ from services.errors import (
     ValidationError,
 )
 from services.inventory import AUTO, DigitMatch, NumberSort
-from services.models import (
-    AdminRole,
-    AuditEntry,
-    CallerIdMode,
-    LicenceProduct,
-    NumberStatus,
-    OutboxItem,
-    PhoneNumber,
-    ProcessedActivity,
-    ProvisioningStatus,
-    SyncStatus,
-    User,
-    utcnow,
-)
+from services.models import AuditEntry, OutboxItem, PhoneNumber, ProcessedActivity, User, utcnow
 from services.users import RELEASE, DirectorySort, NewUser, UserChanges
 from tests.conftest import PROVIDER, admin_of, seed_enterprise
 
@@ -690,9 +685,7 @@ async def test_caller_id_refusals(
     services: Services, change: CallerIdChange, field: str, message: str
 ) -> None:
     ent = await seed_enterprise(services, numbers=("+442079460010", "+442079460099"))
-    await seed_enterprise(
-        services, tenant_id="t-other", numbers=("+442079470000", "+442079470001")
-    )
+    await seed_enterprise(services, tenant_id="t-other", numbers=("+442079470000", "+442079470001"))
     admin = admin_of(ent)
     ada = await services.users.create(
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)

@@ -8,10 +8,10 @@ import pytest
 
 from sandbox import SandboxServer
 from services.container import Services
+from services.domain import LicenceProduct
 from services.errors import ValidationError
 from services.graph import VerifiedDomains
 from services.inventory import AUTO
-from services.models import LicenceProduct
 from services.users import NewUser, UserChanges
 from tests.conftest import PROVIDER
 from tests.provisioning_kit import (

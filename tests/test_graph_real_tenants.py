@@ -12,9 +12,10 @@ from sqlalchemy import select, update
 
 from sandbox import SandboxServer
 from services.container import Services
+from services.domain import ProvisioningStatus, SyncStatus
 from services.errors import PermissionDeniedError
 from services.graph import GlobalAdminCheck, GraphOperations
-from services.models import ProvisioningStatus, SyncStatus, User
+from services.models import User
 from tests.provisioning_kit import (
     CLIENT_ID,
     ESSENTIALS_SKU,

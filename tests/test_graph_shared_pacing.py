@@ -16,8 +16,9 @@ from sqlalchemy import func, select, text
 from sandbox import SandboxServer
 from services.container import Services
 from services.db import Database
+from services.domain import SyncStatus
 from services.graph.shared_pacing import SharedWriteBudget, schedule
-from services.models import ProvisioningItem, SyncStatus
+from services.models import ProvisioningItem
 from tests.provisioning_kit import (
     CLIENT_ID,
     cloud_fixture,  # noqa: F401

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from services.callerid import CallerIdChange
 from services.container import Services
+from services.domain import CallerIdMode, LicenceProduct, OutboxStatus
 from services.errors import ConflictError, ValidationError
 from services.inventory import AUTO
 from services.models import (
@@ -26,10 +27,7 @@ from services.models import (
     BuiltinGroupMember,
     BuiltinLine,
     BuiltinRoute,
-    CallerIdMode,
-    LicenceProduct,
     OutboxItem,
-    OutboxStatus,
     PbxLease,
     SipCredential,
     utcnow,
@@ -859,9 +857,7 @@ async def test_two_admins_editing_one_user_leave_the_pbx_like_the_directory(
     ]
     changes: list[Callable[[int], Any]] = [
         lambda v: services.users.update(admin_of(ent), ent, ada.id, v, UserChanges(number=AUTO)),
-        lambda v: services.users.update(
-            admin_of(ent), ent, ada.id, v, UserChanges(extension=AUTO)
-        ),
+        lambda v: services.users.update(admin_of(ent), ent, ada.id, v, UserChanges(extension=AUTO)),
         lambda v: services.users.set_caller_id(
             admin_of(ent), ent, ada.id, v, CallerIdChange(CallerIdMode.ANONYMOUS, send_pai=True)
         ),
@@ -871,9 +867,7 @@ async def test_two_admins_editing_one_user_leave_the_pbx_like_the_directory(
         lambda v: services.users.set_caller_id(
             admin_of(ent), ent, ada.id, v, CallerIdChange(CallerIdMode.COMPANY_MAIN)
         ),
-        lambda v: services.users.update(
-            admin_of(ent), ent, bob.id, v, UserChanges(extension=AUTO)
-        ),
+        lambda v: services.users.update(admin_of(ent), ent, bob.id, v, UserChanges(extension=AUTO)),
     ]
 
     async def admin(offset: int) -> int:

@@ -14,7 +14,7 @@ from services.cli import main
 from services.config import Settings
 from services.container import Services
 from services.db import Database
-from services.models import LicenceProduct
+from services.domain import LicenceProduct
 from services.passwords import PasswordVault
 from services.pbx.asterisk import AsteriskBackend, extensions, ps_endpoints
 from services.pbx.credentials import DeskPhones
@@ -27,9 +27,7 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pbx_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asterisk_url: str
-) -> dict[str, str]:
+def pbx_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asterisk_url: str) -> dict[str, str]:
     env = {
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}",
         "SWITCHBOARD_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
@@ -83,8 +81,12 @@ def test_reconcile_reports_then_fixes_drift(pbx_env: dict[str, str], capsys) -> 
     assert main(["pbx", "reconcile", "--tenant-id", TENANT]) == 0
     report = capsys.readouterr().out
     assert "Checked 2 lines on the asterisk PBX." in report
-    assert f"drift\tcaller_id\tcaller ID of sb-e1-u{ada} (Ada) differs on the PBX (callerid)" in report
-    assert f"drift\tmissing_line\tsb-e1-u{bob} (Bob) has nothing on the PBX that rings them" in report
+    assert (
+        f"drift\tcaller_id\tcaller ID of sb-e1-u{ada} (Ada) differs on the PBX (callerid)" in report
+    )
+    assert (
+        f"drift\tmissing_line\tsb-e1-u{bob} (Bob) has nothing on the PBX that rings them" in report
+    )
     assert "drift\tmissing_route\tnumber +44 20 7946 0001 is not routed" in report
     assert "3 differences found. Run again with --fix to repair them." in report
     assert main(["pbx", "reconcile", "--tenant-id", TENANT, "--fix"]) == 0

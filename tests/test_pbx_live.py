@@ -23,7 +23,7 @@ from services.cli import main
 from services.config import PbxTrunkSettings, Settings
 from services.container import Services
 from services.db import Database
-from services.models import CallerIdMode, LicenceProduct
+from services.domain import CallerIdMode, LicenceProduct
 from services.passwords import PasswordVault
 from services.pbx.asterisk import AsteriskBackend
 from services.pbx.credentials import DeskPhones

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bot.features import build_router
 from cards.actions import Dataset, Verb
-from services.models import AdminRole
+from services.domain import AdminRole
 from tests.botkit import BotHarness, card_text
 from tests.conftest import PROVIDER
 from tests.support.activities import TeamsActivities, TeamsUser

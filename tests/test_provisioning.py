@@ -13,19 +13,15 @@ from sqlalchemy import select, update
 
 from sandbox import GLOBAL_ADMIN_ROLE_ID, SandboxServer
 from services.container import Services
+from services.domain import AdminRole, NoticeKind, OutboxStatus, ProvisioningStatus, SyncStatus
 from services.errors import PermissionDeniedError
 from services.graph import GlobalAdminCheck
 from services.models import (
-    AdminRole,
     Enterprise,
-    NoticeKind,
     OutboxItem,
-    OutboxStatus,
     ProvisioningItem,
-    ProvisioningStatus,
     SyncNotice,
     SyncRun,
-    SyncStatus,
     User,
     utcnow,
 )
@@ -308,9 +304,7 @@ async def test_microsofts_refusal_fails_the_user_with_its_reason(
         assert failure.reason.startswith("Assigning the Teams Phone licence: Subscription with SKU")
         assert "does not have any available licenses" in failure.reason
         assert "Microsoft Graph request id" in failure.reason
-        failed = [
-            u for u in await _users(services, ent) if u.provisioning_status.value == "failed"
-        ]
+        failed = [u for u in await _users(services, ent) if u.provisioning_status.value == "failed"]
         assert [u.provisioning_error for u in failed] == [failure.reason]
 
         # More licences bought; a manual sync retries the failed user only.
@@ -322,9 +316,7 @@ async def test_microsofts_refusal_fails_the_user_with_its_reason(
 
 
 @SQLITE_ONLY
-async def test_an_overdue_sync_is_escalated_once(
-    services: Services, cloud: SandboxServer
-) -> None:
+async def test_an_overdue_sync_is_escalated_once(services: Services, cloud: SandboxServer) -> None:
     seed_tenant(cloud, 7)
     ent = await make_enterprise(services, 7, users=1)
     run, _ = await services.syncs.request(global_admin(ent, 7), ent)

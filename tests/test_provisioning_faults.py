@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sandbox import SandboxServer
 from services.config import Settings
 from services.container import Services
-from services.models import OutboxStatus, ProvisioningItem, ProvisioningStatus, SyncStatus, User
+from services.domain import OutboxStatus, ProvisioningStatus, SyncStatus
+from services.models import ProvisioningItem, User
 from tests.provisioning_kit import (
     BASIC_SKU,
     CLIENT_ID,

@@ -18,7 +18,8 @@ from bot.auth import BotSettings
 from cards.actions import Verb
 from sandbox import SandboxServer
 from services.container import Services
-from services.models import AdminRole, OutboxStatus, SyncNotice, SyncRun, utcnow
+from services.domain import AdminRole, OutboxStatus
+from services.models import SyncNotice, SyncRun, utcnow
 from tests.botkit import card_text
 from tests.cardcheck import assert_valid_cards
 from tests.conftest import PROVIDER

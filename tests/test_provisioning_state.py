@@ -11,14 +11,8 @@ from sqlalchemy import func, select
 
 from services.container import Services
 from services.db import Database
-from services.models import (
-    Enterprise,
-    OutboxItem,
-    OutboxStatus,
-    ProvisioningStatus,
-    SyncStatus,
-    utcnow,
-)
+from services.domain import OutboxStatus, ProvisioningStatus, SyncStatus
+from services.models import Enterprise, OutboxItem, utcnow
 from services.provisioning import state
 from services.provisioning.state import ProvisioningEvent
 from services.queue import WorkQueue

@@ -7,8 +7,8 @@ from cards.actions import CallerIdForm, OpenCallerId
 from cards.callerid import MODE_CHOICE_NAMES, caller_id_card
 from cards.common import Card, Errors, notice_card, plain
 from services.callerid import CallerIdChange
+from services.domain import CallerIdMode
 from services.errors import NotFoundError, ValidationError
-from services.models import CallerIdMode
 from services.views import EnterpriseView
 
 router = Router()

@@ -6,8 +6,9 @@ from bot.router import EnterpriseTurn, Router
 from cards.actions import OpenSync, SetConsent, StartSync
 from cards.common import Card
 from cards.sync import build_sync_status_card, when
+from services.domain import AdminRole, SyncStatus
 from services.errors import PermissionDeniedError
-from services.models import AdminRole, SyncStatus, utcnow
+from services.models import utcnow
 from services.views import EnterpriseView, SyncOverview
 
 router = Router()

@@ -9,8 +9,8 @@ from cards.actions import EnableUsersForm, OpenUnlicensed, Selection
 from cards.common import Card, Errors
 from cards.confirm import confirmation_card
 from cards.unlicensed import unlicensed_card, users_enabled_card
+from services.domain import AdminRole, LicenceProduct
 from services.errors import BulkRefusedError, NotFoundError, ValidationError
-from services.models import AdminRole, LicenceProduct
 from services.views import EnterpriseView
 
 router = Router()

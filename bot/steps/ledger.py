@@ -1,17 +1,21 @@
 """The delivery ledger: Teams may deliver one activity twice (or more, to several instances),
 and an action that changes something must run once. The claim on the activity commits with
-the action's first change, or not at all: a redelivery then gets the first delivery's answer,
-and an action refused before changing anything may simply run again."""
+the action's first change, or not at all: the handler's services are handed a database that
+carries the claim into their first write transaction. A redelivery then gets the first
+delivery's answer, and an action refused before changing anything may simply run again."""
 
 from __future__ import annotations
 
+import copy
 import logging
+from dataclasses import fields, replace
 
 from botbuilder.schema import Activity
 
 from bot.steps import Next, TurnState, tenant_id
 from cards.common import Card, already_handled_card
-from services.conversations import RedeliveredError
+from services.container import Services
+from services.conversations import DeliveryClaim, RedeliveredError
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ async def once(turn: TurnState, next: Next) -> None:
         return
     redelivered = False
     with ledger.claiming(key) as claim:
+        if turn.turn is not None:
+            turn.turn.services = services_carrying(turn.turn.services, claim)
         try:
             await next()
         except RedeliveredError:
@@ -58,6 +64,20 @@ async def once(turn: TurnState, next: Next) -> None:
         # Another delivery of this very activity changed it (or is changing it): the admin
         # gets that delivery's answer, not this one's refusal.
         turn.card = await _first_answer(turn, key)
+
+
+def services_carrying(services: Services, claim: DeliveryClaim) -> Services:
+    """The services over a database whose first write transaction carries `claim`: what a
+    changing action's handler receives. (The ledger itself writes on its own, outside.)"""
+    db = services.db.carrying(claim)
+    rebound = {}
+    for item in fields(services):
+        service = getattr(services, item.name)
+        if item.name != "ledger" and getattr(service, "db", None) is services.db:
+            service = copy.copy(service)
+            service.db = db
+            rebound[item.name] = service
+    return replace(services, db=db, **rebound)
 
 
 async def _first_answer(turn: TurnState, key: str) -> Card:

@@ -8,7 +8,7 @@ from bot.steps import Next, TurnState
 from cards.actions import Verb
 from cards.common import Card
 from cards.home import home_card, unknown_admin_card
-from services.models import AdminRole
+from services.domain import AdminRole
 
 HOME_VERBS = frozenset({Verb.HOME.value, Verb.ENTERPRISE_PICK.value})
 

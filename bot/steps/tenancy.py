@@ -8,7 +8,7 @@ from typing import Any
 from bot.router import Turn
 from bot.steps import Next, TurnState
 from cards.actions import database_id
-from services.models import AdminRole
+from services.domain import AdminRole
 from services.views import Actor, EnterpriseView
 
 

@@ -20,17 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.bulk.models import RowAction
 from services.bulk.sheet import Column, Sheet, SheetRow, header_key
 from services.callerid import clean_caller_name, find_owned_number
+from services.domain import CallerIdMode, LicenceProduct, NumberStatus
 from services.errors import DomainError, ValidationError
 from services.inventory import AUTO, Auto, parse_extension
 from services.models import (
-    CallerIdMode,
     Enterprise,
     Extension,
     HuntGroup,
     HuntGroupMember,
     LicencePool,
-    LicenceProduct,
-    NumberStatus,
     PhoneNumber,
     User,
     utcnow,

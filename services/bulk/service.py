@@ -27,17 +27,15 @@ from services.bulk.sheet import HEADERS, Column, parse_sheet, write_sheet
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.db import Database
+from services.domain import AdminRole, CallerIdMode, LicenceProduct
 from services.errors import ConflictError, DomainError, NotFoundError
 from services.inventory import AUTO, Auto, load_enterprise
 from services.models import (
-    AdminRole,
-    CallerIdMode,
     Enterprise,
     Extension,
     HuntGroup,
     HuntGroupMember,
     LicencePool,
-    LicenceProduct,
     PhoneNumber,
     User,
     utcnow,

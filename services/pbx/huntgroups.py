@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
+from services.domain import NumberStatus
 from services.errors import ConflictError, NotFoundError, ValidationError
 from services.inventory import claim_extension, claim_number, load_enterprise, parse_extension
 from services.models import (
@@ -25,7 +26,6 @@ from services.models import (
     Extension,
     HuntGroup,
     HuntGroupMember,
-    NumberStatus,
     PhoneNumber,
     User,
     utcnow,

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import callerid
+from services.domain import CallerIdMode
 from services.models import (
-    CallerIdMode,
     Enterprise,
     Extension,
     HuntGroup,

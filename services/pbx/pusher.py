@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
+from services.domain import OutboxStatus
 from services.inventory import load_enterprise
-from services.models import OutboxItem, OutboxStatus, utcnow
+from services.models import OutboxItem, utcnow
 from services.pbx import signals
 from services.pbx.backend import PbxBackend, describe_error
 from services.pbx.lease import give_back, take_lease

@@ -11,7 +11,8 @@ from sqlalchemy import Row, func, select
 
 from services import journal
 from services.db import Database
-from services.models import OutboxItem, OutboxStatus
+from services.domain import OutboxStatus
+from services.models import OutboxItem
 
 
 class PbxState(StrEnum):

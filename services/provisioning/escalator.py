@@ -8,7 +8,8 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from services.db import Database
-from services.models import NoticeKind, SyncNotice, SyncRun, utcnow
+from services.domain import NoticeKind
+from services.models import SyncNotice, SyncRun, utcnow
 from services.provisioning import state
 from services.queue import lock_skipping_held
 

@@ -9,17 +9,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db import Database
-from services.models import (
-    Enterprise,
-    OutboxItem,
-    OutboxStatus,
-    ProvisioningAction,
-    ProvisioningItem,
-    ProvisioningStatus,
-    SyncRun,
-    SyncStatus,
-    User,
-)
+from services.domain import OutboxStatus, ProvisioningAction, ProvisioningStatus, SyncStatus
+from services.models import Enterprise, OutboxItem, ProvisioningItem, SyncRun, User
 from services.provisioning import state
 from services.provisioning.work import WORK_LEFT
 from services.queue import lock_skipping_held

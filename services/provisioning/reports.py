@@ -9,17 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db import Database
+from services.domain import NoticeKind, OutboxStatus
 from services.enterprises import enterprise_view
-from services.models import (
-    Enterprise,
-    NoticeKind,
-    OutboxStatus,
-    ProvisioningItem,
-    SyncNotice,
-    SyncRun,
-    User,
-    utcnow,
-)
+from services.models import Enterprise, ProvisioningItem, SyncNotice, SyncRun, User, utcnow
 from services.queue import WorkQueue
 from services.sync import run_view
 from services.views import EnterpriseView, SyncRunView

@@ -14,19 +14,9 @@ from sqlalchemy import and_, select, update
 
 from services.config import GraphSettings, SyncSettings
 from services.db import Database
+from services.domain import OutboxStatus, ProvisioningAction, ProvisioningStep, SyncStatus
 from services.graph import GraphError, GraphOperations, GraphService
-from services.models import (
-    Enterprise,
-    Extension,
-    OutboxStatus,
-    PhoneNumber,
-    ProvisioningAction,
-    ProvisioningItem,
-    ProvisioningStep,
-    SyncStatus,
-    User,
-    utcnow,
-)
+from services.models import Enterprise, Extension, PhoneNumber, ProvisioningItem, User, utcnow
 from services.provisioning import state
 from services.provisioning.steps import ProvisioningSteps
 from services.provisioning.work import (

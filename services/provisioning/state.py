@@ -30,16 +30,13 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain import NoticeKind, OutboxStatus, ProvisioningStatus, SyncStatus
 from services.models import (
     Enterprise,
-    NoticeKind,
     OutboxItem,
-    OutboxStatus,
     ProvisioningItem,
-    ProvisioningStatus,
     SyncNotice,
     SyncRun,
-    SyncStatus,
     User,
     utcnow,
 )

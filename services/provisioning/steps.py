@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from services.config import GraphSettings, SyncSettings
 from services.db import Database
+from services.domain import LicenceProduct, ProvisioningStep
 from services.graph import (
     VOICE_ROUTING_POLICY_TYPE,
     EntraUser,
@@ -20,7 +21,7 @@ from services.graph import (
     GraphService,
     NumberOrder,
 )
-from services.models import LicenceProduct, ProvisioningStep, User
+from services.models import User
 from services.passwords import PasswordVault, generate_password
 from services.provisioning.mails import (
     confirmation_mail,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.domain import LicenceProduct, ProvisioningAction, ProvisioningStep
 from services.graph import EntraUser, GraphError, GraphOperations, TeamsUser
-from services.models import LicenceProduct, ProvisioningAction, ProvisioningStep
 from services.queue import UNFINISHED
 
 NEW_SETUP_KINDS = frozenset({"user.create", "user.licence"})

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from bot.auth import BotSettings
 from cards.actions import Verb
-from services.models import AdminRole, LicenceProduct
+from services.domain import AdminRole, LicenceProduct
 from tests.bench.bench_directory import fresh_postgres_url
 from tests.support.activities import DEFAULT_TENANT_ID, TeamsActivities, TeamsUser
 from tests.support.connector import FakeConnector

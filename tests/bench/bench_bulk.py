@@ -12,8 +12,8 @@ from pathlib import Path
 
 from services.bulk import Bulk, RowAction
 from services.container import Services
+from services.domain import AdminRole, LicenceProduct
 from services.inventory import AUTO
-from services.models import AdminRole, LicenceProduct
 from services.users import NewUser
 from services.views import Actor
 from tests.bench.bench_directory import directory_at, fresh_postgres_url

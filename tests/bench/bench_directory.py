@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from services.config import Settings
 from services.container import Services
 from services.db import Database
+from services.domain import AdminRole, LicenceProduct
 from services.inventory import AUTO
-from services.models import AdminRole, LicenceProduct
 from services.passwords import PasswordVault
 from services.users import NewUser, UserChanges
 from services.views import Actor

@@ -22,8 +22,9 @@ from sqlalchemy import select, text, update
 
 from services.config import PbxTrunkSettings
 from services.container import Services
+from services.domain import AdminRole, LicenceProduct
 from services.inventory import load_enterprise
-from services.models import AdminRole, LicencePool, LicenceProduct, User
+from services.models import LicencePool, User
 from services.pbx.asterisk import AsteriskBackend, extensions, line_dialplan
 from services.pbx.lines import desired_lines
 from services.pbx.pusher import PbxPusher

@@ -22,9 +22,9 @@ from sandbox import SandboxConfig, SandboxServer, ThrottleLimits
 from services.config import GraphSettings, Settings, SyncSettings
 from services.container import Services
 from services.db import Database
+from services.domain import AdminRole, LicenceProduct, SyncStatus
 from services.graph import GraphService
 from services.inventory import AUTO
-from services.models import AdminRole, LicenceProduct, SyncStatus
 from services.passwords import PasswordVault
 from services.provisioning import ProvisioningEngine, SyncNotices
 from services.users import NewUser

@@ -24,7 +24,7 @@ from bot.demo import (
     DemoStack,
     graph_preflight,
 )
-from services.models import LicenceProduct
+from services.domain import LicenceProduct
 from services.phone import pretty
 from tests.e2e.playground import Playground, fact, press
 
