@@ -39,7 +39,7 @@ from cards.common import (
     user_link_cell,
     user_status_label,
 )
-from services.users import DirectorySort
+from services.domain import DirectorySort
 from services.views import EnterpriseView, Page, UserView
 
 DIRECTORY_HELP = (

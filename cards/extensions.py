@@ -6,8 +6,7 @@ from microsoft_teams.cards import CardElement
 
 from cards.actions import OpenCreateUser, OpenDirectory, OpenNumbers
 from cards.common import Card, button, facts, frame, paragraph
-from services.inventory import ExtensionRanges
-from services.views import EnterpriseView
+from services.views import EnterpriseView, ExtensionRanges
 
 EXTENSIONS_HELP = (
     "Every user with a calling licence, and every hunt group, has an extension: a short number "

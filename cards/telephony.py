@@ -30,10 +30,9 @@ from cards.common import (
     plain,
     text_input,
 )
-from services.pbx.credentials import SipLogin
-from services.pbx.huntgroups import MAX_GROUP_NAME, HuntGroupView
-from services.pbx.status import PbxState, PbxStatusView
-from services.views import EnterpriseView, UserView
+from services.domain import PbxState
+from services.pbx.huntgroups import MAX_GROUP_NAME
+from services.views import EnterpriseView, HuntGroupView, PbxStatusView, SipLogin, UserView
 
 HUNT_GROUPS_HELP = (
     "**Hunt groups** ring several users from one number: a call to the group (for example "

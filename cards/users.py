@@ -39,9 +39,7 @@ from cards.common import (
 )
 from cards.telephony import pbx_line
 from services.domain import CallerIdMode
-from services.pbx.huntgroups import HuntGroupView
-from services.pbx.status import PbxStatusView
-from services.views import EnterpriseView, Page, PoolView, UserView
+from services.views import EnterpriseView, HuntGroupView, Page, PbxStatusView, PoolView, UserView
 
 CREATE_HELP = (
     "**Display name** and **primary e-mail** (the person's Entra / Microsoft 365 address) are "

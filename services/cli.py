@@ -13,18 +13,15 @@ from pathlib import Path
 from services.bulk.cli import add_users_commands
 from services.config import Settings
 from services.container import Services, open_services
-from services.domain import AdminRole, LicenceProduct
+from services.domain import AdminRole, DigitMatch, DirectorySort, LicenceProduct, RingStrategy
 from services.enterprises import parse_extension_range
 from services.errors import DomainError, NotFoundError
 from services.graph import GraphService
 from services.graph.preflight import PreflightFailed, preflight
-from services.inventory import DigitMatch
 from services.pbx.factory import build_backend
-from services.pbx.huntgroups import RingStrategy
 from services.pbx.reconcile import Reconciler
 from services.pbx.staticconf import EnterpriseDialplan, static_files
 from services.phone import pretty
-from services.users import DirectorySort
 from services.views import Actor
 
 OPERATOR = Actor("cli", "Operator (switchboard CLI)", AdminRole.SERVICE_PROVIDER, None)

@@ -4,6 +4,8 @@ share. Plain enums with no database in them, so cards and views import them with
 from __future__ import annotations
 
 import enum
+from datetime import datetime
+from enum import StrEnum
 
 
 class NumberStatus(enum.StrEnum):
@@ -101,3 +103,60 @@ class NoticeKind(enum.StrEnum):
 
     SYNC_FINISHED = "sync.finished"
     SYNC_OVERDUE = "sync.overdue"
+    CONSENT_CHANGED = "consent.changed"
+
+
+class RingStrategy(StrEnum):
+    """How a hunt group rings its members: Asterisk's queue strategies, as admins name them."""
+
+    RING_ALL = "ringall"
+    LEAST_RECENT = "leastrecent"
+    FEWEST_CALLS = "fewestcalls"
+    RANDOM = "random"
+    ROUND_ROBIN = "rrmemory"
+    LINEAR = "linear"
+
+    @property
+    def label(self) -> str:
+        """The strategy in an admin's words."""
+        return _STRATEGY_LABELS[self]
+
+
+class PbxState(StrEnum):
+    """Where a user's latest change stands on the PBX."""
+
+    IN_SYNC = "in_sync"
+    PUSHING = "pushing"
+    RETRYING = "retrying"
+
+
+class DigitMatch(StrEnum):
+    """How typed digits match a number."""
+
+    ENDS_WITH = "ends"
+    CONTAINS = "contains"
+
+
+class DirectorySort(StrEnum):
+    """Columns the directory can be sorted by."""
+
+    NAME = "name"
+    EMAIL = "email"
+    NUMBER = "number"
+    EXTENSION = "extension"
+    STATUS = "status"
+
+
+def syncs_automatically(consent: bool, first_sync_completed_at: datetime | None) -> bool:
+    """Changes reach Microsoft without a manual sync: consent given and the first sync done."""
+    return consent and first_sync_completed_at is not None
+
+
+_STRATEGY_LABELS = {
+    RingStrategy.RING_ALL: "Ring everyone at once",
+    RingStrategy.LEAST_RECENT: "Whoever answered least recently",
+    RingStrategy.FEWEST_CALLS: "Whoever took the fewest calls",
+    RingStrategy.RANDOM: "Someone at random",
+    RingStrategy.ROUND_ROBIN: "Round robin",
+    RingStrategy.LINEAR: "In order, one after another",
+}

@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
-from services.domain import NumberStatus
+from services.domain import DigitMatch, NumberStatus
 from services.errors import NoFreeNumberError, NotFoundError, ValidationError
 from services.models import Enterprise, Extension, PhoneNumber, User, utcnow
 from services.phone import digits_only, expand_range, pretty, reversed_digits, to_e164
-from services.views import Actor, ImportReport, NumberView, Page
+from services.views import Actor, ExtensionRanges, ImportReport, NumberView, Page
 
 MAX_PAGE_SIZE = 100
 MAX_EXTENSION_RANGE = 100_000
@@ -37,13 +37,6 @@ class NumberSort(StrEnum):
 
     NUMBER = "number"
     NUMBER_DESC = "-number"
-
-
-class DigitMatch(StrEnum):
-    """How typed digits match a number."""
-
-    ENDS_WITH = "ends"
-    CONTAINS = "contains"
 
 
 @dataclass(frozen=True)
@@ -490,21 +483,6 @@ def _free_filter(enterprise_id: int, digits: str, match: DigitMatch) -> list[Col
     elif digits:
         conditions.append(PhoneNumber.e164.contains(digits, autoescape=True))
     return conditions
-
-
-@dataclass(frozen=True)
-class ExtensionRanges:
-    """An enterprise's extension range, its free extensions as runs, and how many are taken."""
-
-    start: int
-    end: int
-    free_runs: tuple[tuple[int, int], ...]
-    taken: int
-
-    @property
-    def free(self) -> int:
-        """How many extensions are free."""
-        return sum(last - first + 1 for first, last in self.free_runs)
 
 
 class Inventory:

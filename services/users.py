@@ -10,7 +10,6 @@ import enum
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -34,7 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from services import callerid, journal
 from services.callerid import CallerIdChange
 from services.db import Database
-from services.domain import CallerIdMode, LicenceProduct
+from services.domain import CallerIdMode, DirectorySort, LicenceProduct
 from services.errors import (
     BulkRefusedError,
     ConflictError,
@@ -76,16 +75,6 @@ class Release:
 
 
 RELEASE = Release()
-
-
-class DirectorySort(StrEnum):
-    """Columns the directory can be sorted by."""
-
-    NAME = "name"
-    EMAIL = "email"
-    NUMBER = "number"
-    EXTENSION = "extension"
-    STATUS = "status"
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,13 @@ from services.domain import (
     CallerIdMode,
     LicenceProduct,
     NumberStatus,
+    PbxState,
     ProvisioningStatus,
+    RingStrategy,
     SyncStatus,
+    syncs_automatically,
 )
-from services.provisioning import state
+from services.phone import pretty
 
 T = TypeVar("T")
 
@@ -73,7 +76,7 @@ class EnterpriseView:
     @property
     def syncs_automatically(self) -> bool:
         """Changes reach Microsoft without a manual sync (consent given, first sync done)."""
-        return state.syncs_automatically(self.sp_management_consent, self.first_sync_completed_at)
+        return syncs_automatically(self.sp_management_consent, self.first_sync_completed_at)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ class SyncOverview:
     counts: dict[ProvisioningStatus, int]
     users: list[UserSyncState]
     waiting_changes: int
+    # Users without a calling licence whom Microsoft has caught up with: not in `counts`,
+    # since there is no Teams Phone set-up of theirs to call "provisioned".
+    unlicensed: int = 0
 
     @property
     def manual_sync_needed(self) -> bool:
@@ -193,3 +199,111 @@ class AdminView:
     role: AdminRole
     enterprise_id: int | None
     enterprise: EnterpriseView | None = None
+
+
+@dataclass(frozen=True)
+class SyncFailure:
+    """One user the sync could not set up, and why."""
+
+    display_name: str
+    email: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """A sync run's outcome: counts and the failures with their reasons."""
+
+    run: SyncRunView
+    enterprise: EnterpriseView
+    total: int
+    provisioned: int
+    failed: int
+    waiting: int
+    failures: list[SyncFailure] = field(default_factory=list)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the run took, once it finished."""
+        if self.run.finished_at is None:
+            return None
+        return max(0.0, (self.run.finished_at - self.run.requested_at).total_seconds())
+
+
+@dataclass(frozen=True)
+class HuntGroupView:
+    """A hunt group as admins see it."""
+
+    id: int
+    enterprise_id: int
+    name: str
+    queue: str
+    members: int
+    strategy: RingStrategy = RingStrategy.RING_ALL
+    extension: int | None = None
+    number: str | None = None
+
+    @property
+    def reached_at(self) -> str:
+        """Where callers reach the group, for an admin ("extension 2000, +44 20 7946 0100")."""
+        parts = [f"extension {self.extension}" if self.extension is not None else ""]
+        parts.append(pretty(self.number) if self.number else "")
+        return ", ".join(p for p in parts if p) or "no number yet"
+
+
+@dataclass(frozen=True)
+class HuntGroupMemberView:
+    """A member of a hunt group."""
+
+    user_id: int
+    display_name: str
+
+
+@dataclass(frozen=True)
+class PbxStatusView:
+    """A user's PBX status as the bot shows it."""
+
+    user_id: int
+    state: PbxState
+    waiting_changes: int = 0
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line for an admin: what the PBX holds and, when it failed, why."""
+        if self.state is PbxState.IN_SYNC:
+            return "On the PBX: up to date."
+        if self.state is PbxState.PUSHING:
+            return "On its way to the PBX."
+        when = f" at {self.next_attempt_at:%H:%M:%S} UTC" if self.next_attempt_at else ""
+        return (
+            f"The PBX has not taken the latest change yet ({self.last_error}); "
+            f"retrying{when}. Nothing is lost."
+        )
+
+
+@dataclass(frozen=True)
+class SipLogin:
+    """What the admin types into the desk phone, shown once: the password is not kept."""
+
+    username: str
+    password: str = field(repr=False)
+    realm: str
+    registrar: str
+
+
+@dataclass(frozen=True)
+class ExtensionRanges:
+    """An enterprise's extension range, its free extensions as runs, and how many are taken."""
+
+    start: int
+    end: int
+    free_runs: tuple[tuple[int, int], ...]
+    taken: int
+
+    @property
+    def free(self) -> int:
+        """How many extensions are free."""
+        return sum(last - first + 1 for first, last in self.free_runs)

@@ -33,18 +33,25 @@ from cards.common import Card, button, paragraph
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.db import Database
-from services.domain import AdminRole, CallerIdMode, LicenceProduct, ProvisioningStatus, SyncStatus
-from services.inventory import ExtensionRanges
+from services.domain import (
+    AdminRole,
+    CallerIdMode,
+    LicenceProduct,
+    PbxState,
+    ProvisioningStatus,
+    SyncStatus,
+)
 from services.passwords import PasswordVault
-from services.pbx.credentials import SipLogin
-from services.pbx.huntgroups import HuntGroupView
-from services.pbx.status import PbxState, PbxStatusView
 from services.provisioning import SyncFailure, SyncReport
 from services.users import NewUser
 from services.views import (
     EnterpriseView,
+    ExtensionRanges,
+    HuntGroupView,
     Page,
+    PbxStatusView,
     PoolView,
+    SipLogin,
     SyncOverview,
     SyncRunView,
     UserView,

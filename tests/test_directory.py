@@ -15,6 +15,8 @@ from services.conversations import ActivityLedger, Claim
 from services.domain import (
     AdminRole,
     CallerIdMode,
+    DigitMatch,
+    DirectorySort,
     LicenceProduct,
     NumberStatus,
     ProvisioningStatus,
@@ -29,9 +31,9 @@ from services.errors import (
     PermissionDeniedError,
     ValidationError,
 )
-from services.inventory import AUTO, DigitMatch, NumberSort
+from services.inventory import AUTO, NumberSort
 from services.models import AuditEntry, OutboxItem, PhoneNumber, ProcessedActivity, User, utcnow
-from services.users import RELEASE, DirectorySort, NewUser, UserChanges
+from services.users import RELEASE, NewUser, UserChanges
 from tests.conftest import PROVIDER, admin_of, seed_enterprise
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from services.callerid import CallerIdChange
 from services.container import Services
-from services.domain import CallerIdMode, LicenceProduct, OutboxStatus
+from services.domain import CallerIdMode, LicenceProduct, OutboxStatus, PbxState
 from services.errors import ConflictError, ValidationError
 from services.inventory import AUTO
 from services.models import (
@@ -50,7 +50,7 @@ from services.pbx.huntgroups import HuntGroups
 from services.pbx.lines import desired_groups, desired_lines
 from services.pbx.pusher import PbxPusher, RetryPolicy
 from services.pbx.reconcile import DriftKind, Reconciler
-from services.pbx.status import PbxState, PbxStatuses
+from services.pbx.status import PbxStatuses
 from services.users import RELEASE, NewUser, UserChanges
 from tests.conftest import SERVER_URL, admin_of, seed_enterprise, settings_for
 

@@ -6,7 +6,7 @@ from bot.router import EnterpriseTurn, Router
 from cards.actions import MAX_PAGE, OpenDirectory
 from cards.common import Card, Errors
 from cards.directory import directory_card
-from services.users import DirectorySort
+from services.domain import DirectorySort
 from services.views import EnterpriseView, Page, UserView
 
 router = Router()

@@ -19,9 +19,9 @@ from cards.actions import (
 from cards.common import Card, Errors
 from cards.confirm import confirmation_card, quarantine_sentence
 from cards.users import create_user_card, find_user_card, user_card, user_created_card
-from services.domain import AdminRole, LicenceProduct
+from services.domain import AdminRole, DigitMatch, LicenceProduct
 from services.errors import NoFreeNumberError, NotEnoughSubscriptionsError, ValidationError
-from services.inventory import AUTO, Auto, DigitMatch, check_extension_range, parse_extension
+from services.inventory import AUTO, Auto, check_extension_range, parse_extension
 from services.models import utcnow
 from services.phone import pretty
 from services.users import (

@@ -7,7 +7,6 @@ The password itself is never stored, logged or audited; issuing again replaces i
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 
 from sqlalchemy import delete
 
@@ -18,7 +17,7 @@ from services.inventory import load_enterprise
 from services.models import SipCredential, User, utcnow
 from services.passwords import generate_password
 from services.pbx.lines import endpoint_id
-from services.views import Actor
+from services.views import Actor, SipLogin
 
 # Letters and digits only: desk phones' keypads and provisioning files mangle symbols.
 PASSWORD_LENGTH = 24
@@ -32,16 +31,6 @@ def md5_cred(username: str, realm: str, password: str) -> str:
 def generate_sip_password(length: int = PASSWORD_LENGTH) -> str:
     """A random SIP password of letters of both cases and digits."""
     return generate_password(length, symbols="")
-
-
-@dataclass(frozen=True)
-class SipLogin:
-    """What the admin types into the desk phone, shown once: the password is not kept."""
-
-    username: str
-    password: str = field(repr=False)
-    realm: str
-    registrar: str
 
 
 class DeskPhones:

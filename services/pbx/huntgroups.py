@@ -8,9 +8,7 @@ numbers or ring strategy a push of the group, so the PBX queue follows at once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
-from services.domain import NumberStatus
+from services.domain import NumberStatus, RingStrategy
 from services.errors import ConflictError, NotFoundError, ValidationError
 from services.inventory import claim_extension, claim_number, load_enterprise, parse_extension
 from services.models import (
@@ -31,36 +29,12 @@ from services.models import (
     utcnow,
 )
 from services.pbx.lines import queue_name
-from services.phone import pretty, to_e164
-from services.views import Actor
+from services.phone import to_e164
+from services.views import Actor, HuntGroupMemberView, HuntGroupView
 
 MAX_GROUP_NAME = 64
 
 
-class RingStrategy(StrEnum):
-    """How a hunt group rings its members: Asterisk's queue strategies, as admins name them."""
-
-    RING_ALL = "ringall"
-    LEAST_RECENT = "leastrecent"
-    FEWEST_CALLS = "fewestcalls"
-    RANDOM = "random"
-    ROUND_ROBIN = "rrmemory"
-    LINEAR = "linear"
-
-    @property
-    def label(self) -> str:
-        """The strategy in an admin's words."""
-        return _STRATEGY_LABELS[self]
-
-
-_STRATEGY_LABELS = {
-    RingStrategy.RING_ALL: "Ring everyone at once",
-    RingStrategy.LEAST_RECENT: "Whoever answered least recently",
-    RingStrategy.FEWEST_CALLS: "Whoever took the fewest calls",
-    RingStrategy.RANDOM: "Someone at random",
-    RingStrategy.ROUND_ROBIN: "Round robin",
-    RingStrategy.LINEAR: "In order, one after another",
-}
 
 
 def parse_strategy(raw: str | RingStrategy) -> RingStrategy:
@@ -72,35 +46,6 @@ def parse_strategy(raw: str | RingStrategy) -> RingStrategy:
         raise ValidationError(
             f"“{str(raw)[:20]}” is not a ring strategy; use one of {choices}.", field="strategy"
         ) from None
-
-
-@dataclass(frozen=True)
-class HuntGroupView:
-    """A hunt group as admins see it."""
-
-    id: int
-    enterprise_id: int
-    name: str
-    queue: str
-    members: int
-    strategy: RingStrategy = RingStrategy.RING_ALL
-    extension: int | None = None
-    number: str | None = None
-
-    @property
-    def reached_at(self) -> str:
-        """Where callers reach the group, for an admin ("extension 2000, +44 20 7946 0100")."""
-        parts = [f"extension {self.extension}" if self.extension is not None else ""]
-        parts.append(pretty(self.number) if self.number else "")
-        return ", ".join(p for p in parts if p) or "no number yet"
-
-
-@dataclass(frozen=True)
-class HuntGroupMemberView:
-    """A member of a hunt group."""
-
-    user_id: int
-    display_name: str
 
 
 def clean_group_name(raw: str) -> str:

@@ -3,49 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Row, func, select
 
 from services import journal
 from services.db import Database
-from services.domain import OutboxStatus
+from services.domain import OutboxStatus, PbxState
 from services.models import OutboxItem
-
-
-class PbxState(StrEnum):
-    """Where a user's latest change stands on the PBX."""
-
-    IN_SYNC = "in_sync"
-    PUSHING = "pushing"
-    RETRYING = "retrying"
-
-
-@dataclass(frozen=True)
-class PbxStatusView:
-    """A user's PBX status as the bot shows it."""
-
-    user_id: int
-    state: PbxState
-    waiting_changes: int = 0
-    attempts: int = 0
-    last_error: str | None = None
-    next_attempt_at: datetime | None = None
-
-    @property
-    def summary(self) -> str:
-        """One line for an admin: what the PBX holds and, when it failed, why."""
-        if self.state is PbxState.IN_SYNC:
-            return "On the PBX: up to date."
-        if self.state is PbxState.PUSHING:
-            return "On its way to the PBX."
-        when = f" at {self.next_attempt_at:%H:%M:%S} UTC" if self.next_attempt_at else ""
-        return (
-            f"The PBX has not taken the latest change yet ({self.last_error}); "
-            f"retrying{when}. Nothing is lost."
-        )
+from services.views import PbxStatusView
 
 
 class PbxStatuses:

@@ -36,9 +36,7 @@ if TYPE_CHECKING:
     from services.provisioning.reports import (
         MAX_REPORTED_FAILURES,
         Notice,
-        SyncFailure,
         SyncNotices,
-        SyncReport,
         sync_report,
     )
     from services.provisioning.state import OPEN_RUN_STATUSES
@@ -52,6 +50,7 @@ if TYPE_CHECKING:
         StepAgain,
     )
     from services.provisioning.worker import main, run_workers
+    from services.views import SyncFailure, SyncReport
 
 _HOMES = {
     "MAX_REPORTED_FAILURES": "reports",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -14,7 +14,7 @@ from services.enterprises import enterprise_view
 from services.models import Enterprise, ProvisioningItem, SyncNotice, SyncRun, User, utcnow
 from services.queue import WorkQueue
 from services.sync import run_view
-from services.views import EnterpriseView, SyncRunView
+from services.views import SyncFailure, SyncReport
 
 MAX_REPORTED_FAILURES = 25
 
@@ -31,35 +31,6 @@ NOTICES = WorkQueue(
 
 
 # --- what the bot shows ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyncFailure:
-    """One user the sync could not set up, and why."""
-
-    display_name: str
-    email: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """A sync run's outcome: counts and the failures with their reasons."""
-
-    run: SyncRunView
-    enterprise: EnterpriseView
-    total: int
-    provisioned: int
-    failed: int
-    waiting: int
-    failures: list[SyncFailure] = field(default_factory=list)
-
-    @property
-    def duration_seconds(self) -> float | None:
-        """How long the run took, once it finished."""
-        if self.run.finished_at is None:
-            return None
-        return max(0.0, (self.run.finished_at - self.run.requested_at).total_seconds())
 
 
 @dataclass(frozen=True)

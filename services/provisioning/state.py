@@ -23,14 +23,20 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.domain import NoticeKind, OutboxStatus, ProvisioningStatus, SyncStatus
+from services.domain import (
+    NoticeKind,
+    OutboxStatus,
+    ProvisioningStatus,
+    SyncStatus,
+    syncs_automatically,
+)
 from services.models import (
     Enterprise,
     OutboxItem,
@@ -41,6 +47,9 @@ from services.models import (
     utcnow,
 )
 from services.queue import UNFINISHED
+
+if TYPE_CHECKING:
+    from services.views import Actor
 
 # One logger for the whole sync, named as it was before the package split.
 logger = logging.getLogger("services.provisioning")
@@ -87,11 +96,6 @@ class IllegalTransition(Exception):
 
 
 # --- the rule: when changes reach Microsoft by themselves -----------------------------------------
-
-
-def syncs_automatically(consent: bool, first_sync_completed_at: datetime | None) -> bool:
-    """Changes reach Microsoft without a manual sync: consent given and the first sync done."""
-    return consent and first_sync_completed_at is not None
 
 
 def syncs_automatically_clause() -> ColumnElement[bool]:
@@ -350,4 +354,27 @@ async def close_run(session: AsyncSession, run: SyncRun) -> None:
     await session.flush()
     logger.info(
         "Sync %s of enterprise %s finished: %s", run.id, run.enterprise_id, run.status.value
+    )
+
+
+# --- notices about the enterprise itself -----------------------------------------------------------
+
+
+def consent_changed(
+    session: AsyncSession, enterprise: Enterprise, actor: Actor, *, before: bool
+) -> None:
+    """Queue the notice that tells the provider's admins an enterprise allowed or withdrew
+    management by the service provider (in the change's transaction)."""
+    session.add(
+        SyncNotice(
+            sync_id=None,
+            enterprise_id=enterprise.id,
+            kind=NoticeKind.CONSENT_CHANGED,
+            detail={
+                "consent": bool(enterprise.sp_management_consent),
+                "before": before,
+                "by": actor.display_name or actor.aad_object_id,
+                "role": actor.role.value,
+            },
+        )
     )
