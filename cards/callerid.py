@@ -20,8 +20,7 @@ from cards.common import (
     plain,
     text_input,
 )
-from services.callerid import MAX_CALLER_NAME
-from services.domain import CallerIdMode
+from services.domain import MAX_CALLER_NAME, CallerIdMode
 from services.views import CallerIdView, EnterpriseView, UserView
 
 CALLER_ID_HELP = (

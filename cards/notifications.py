@@ -10,7 +10,7 @@ from microsoft_teams.cards import CardElement
 from cards.actions import OpenDirectory, OpenSync
 from cards.common import Card, button, facts, frame, paragraph, plain
 from services.domain import SyncStatus
-from services.provisioning import SyncReport
+from services.views import SyncReport
 
 FINISHED_HELP = (
     "Switchboard tells you when a **Sync Teams Users** you started has finished: how many users "

@@ -30,8 +30,7 @@ from cards.common import (
     plain,
     text_input,
 )
-from services.domain import PbxState
-from services.pbx.huntgroups import MAX_GROUP_NAME
+from services.domain import MAX_GROUP_NAME, PbxState
 from services.views import EnterpriseView, HuntGroupView, PbxStatusView, SipLogin, UserView
 
 HUNT_GROUPS_HELP = (

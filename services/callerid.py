@@ -8,13 +8,12 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.domain import CallerIdMode
+from services.domain import MAX_CALLER_NAME, CallerIdMode
 from services.errors import ValidationError
 from services.models import Enterprise, PhoneNumber, User
 from services.phone import digits_only, pretty
 from services.views import CallerIdView
 
-MAX_CALLER_NAME = 50
 _FORBIDDEN_IN_NAME = set('"<>\\;\r\n\t')
 
 

@@ -160,3 +160,9 @@ _STRATEGY_LABELS = {
     RingStrategy.ROUND_ROBIN: "Round robin",
     RingStrategy.LINEAR: "In order, one after another",
 }
+
+
+MAX_GROUP_NAME = 64
+
+
+MAX_CALLER_NAME = 50

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
-from services.domain import NumberStatus, RingStrategy
+from services.domain import MAX_GROUP_NAME, NumberStatus, RingStrategy
 from services.errors import ConflictError, NotFoundError, ValidationError
 from services.inventory import claim_extension, claim_number, load_enterprise, parse_extension
 from services.models import (
@@ -31,10 +31,6 @@ from services.models import (
 from services.pbx.lines import queue_name
 from services.phone import to_e164
 from services.views import Actor, HuntGroupMemberView, HuntGroupView
-
-MAX_GROUP_NAME = 64
-
-
 
 
 def parse_strategy(raw: str | RingStrategy) -> RingStrategy:
