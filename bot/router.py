@@ -91,6 +91,7 @@ DEPENDENCIES: dict[str, Callable[[EnterpriseTurn], Any]] = {
     "services": lambda turn: turn.services,
     "enterprises": lambda turn: turn.services.enterprises,
     "users": lambda turn: turn.services.users,
+    "directory": lambda turn: turn.services.directory,
     "inventory": lambda turn: turn.services.inventory,
     "licences": lambda turn: turn.services.licences,
     "syncs": lambda turn: turn.services.syncs,

@@ -166,7 +166,7 @@ async def admin_grant(services: Services, args: argparse.Namespace) -> None:
 async def directory_list(services: Services, args: argparse.Namespace) -> None:
     """Print the directory of users."""
     enterprise_id = await _enterprise_id(services, args.tenant_id)
-    page = await services.users.directory(
+    page = await services.directory.page(
         enterprise_id,
         search=args.search,
         sort=DirectorySort(args.sort),

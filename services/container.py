@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from services.config import Settings
 from services.conversations import ActivityLedger, ConversationStore
 from services.db import Database
+from services.directory import Directory
 from services.enterprises import Enterprises
 from services.inventory import Inventory
 from services.licences import Licences
@@ -28,6 +29,7 @@ class Services:
     inventory: Inventory
     licences: Licences
     users: Users
+    directory: Directory
     syncs: Syncs
     conversations: ConversationStore
     ledger: ActivityLedger
@@ -44,6 +46,7 @@ class Services:
             inventory=Inventory(db, settings.quarantine_days),
             licences=Licences(db),
             users=Users(db, vault, settings.quarantine_days),
+            directory=Directory(db),
             syncs=Syncs(db, settings.first_sync_hours, settings.later_sync_hours),
             conversations=ConversationStore(db),
             ledger=ActivityLedger(db),

@@ -41,7 +41,7 @@ async def test_created_user_is_pushed_to_the_pbx_by_the_running_app(
     }
     response = await client.post(teams.card_action(data["verb"], data))
     assert response.status == 200
-    [user] = (await services.users.directory(ent)).items
+    [user] = (await services.directory.page(ent)).items
     pbx = app[BACKGROUND_KEY].pbx
     assert pbx is not None
     line = None

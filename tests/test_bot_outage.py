@@ -162,7 +162,7 @@ async def test_turns_cut_off_mid_way_say_so_and_the_database_stays_whole(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors
     # every user the bot said it created exists, each with its own number and extension
-    page = await harness.services.users.directory(harness.ent, page_size=100)
+    page = await harness.services.directory.page(harness.ent, page_size=100)
     numbers = [user.number for user in page.items]
     assert len(numbers) == len(set(numbers))
     assert said_created <= {user.display_name for user in page.items}

@@ -32,7 +32,7 @@ async def _people(harness: BotHarness, *names: str, ent: int | None = None) -> l
 
 
 async def _licences(harness: BotHarness, ent: int | None = None) -> dict[str, Any]:
-    page = await harness.services.users.directory(ent or harness.ent, page_size=100)
+    page = await harness.services.directory.page(ent or harness.ent, page_size=100)
     return {user.display_name: user.licence for user in page.items}
 
 
@@ -87,7 +87,7 @@ async def test_enable_with_basic_gives_extensions_only(harness: BotHarness) -> N
     ada, bob = await _people(harness, "Ada King", "Bob Stone")
     result = await _enable(harness, [ada.id, bob.id], "basic")
     assert "2 users enabled with Basic" in card_text(result)
-    enabled = await harness.services.users.directory(harness.ent)
+    enabled = await harness.services.directory.page(harness.ent)
     assert [(u.number, u.extension) for u in enabled.items] == [(None, 1000), (None, 1001)]
     everyone = await harness.act(Verb.UNLICENSED_OPEN)
     assert "Everyone in" in card_text(everyone) and "has a calling licence" in card_text(everyone)

@@ -242,7 +242,7 @@ async def test_enterprise_admin_cannot_reach_another_enterprise(harness: BotHarn
     assert "does not exist in this enterprise" in card_text(card)
     created = await harness.act(Verb.USER_CREATE_SUBMIT, {**ADA, "ent": other})
     assert "was created" in card_text(created)
-    assert (await harness.services.users.directory(other)).total == 1  # still only Vic
+    assert (await harness.services.directory.page(other)).total == 1  # still only Vic
 
 
 async def test_service_provider_picks_the_enterprise(harness: BotHarness) -> None:

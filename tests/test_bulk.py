@@ -45,7 +45,7 @@ def bulk(services: Services) -> Bulk:
 
 
 async def _user(services: Services, ent: int, email: str) -> UserView:
-    page = await services.users.directory(ent, search=email)
+    page = await services.directory.page(ent, search=email)
     [user] = [u for u in page.items if u.email == email]
     return user
 
@@ -315,7 +315,7 @@ async def test_a_stale_preview_is_refused_and_nothing_is_written(
     async with services.db.unit_of_work(readonly=True) as uow:
         assert (await uow.session.execute(select(func.count(BulkImport.id)))).scalar_one() == 0
     assert (await _user(services, ent, "ann@contoso.example")).display_name == "A"
-    assert (await services.users.directory(ent)).total == 1
+    assert (await services.directory.page(ent)).total == 1
     # The preview of now applies.
     progress = await bulk.apply(PROVIDER, ent, data, fresh.token)
     assert (progress.applied, progress.failed) == (2, 0)

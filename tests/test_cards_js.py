@@ -250,7 +250,7 @@ async def _samples(services: Services) -> Samples:
     )
     pools = await services.licences.pools(ent)
     exhausted = [PoolView(p.product, p.total, p.total) for p in pools]
-    listed = await users.directory(ent, page_size=50)
+    listed = await services.directory.page(ent, page_size=50)
     one_page = Page(items=listed.items[:2], total=len(listed.items), page=1, page_size=2)
     nobody: Page[UserView] = Page(items=[], total=0, page=1, page_size=15)
     free = await services.inventory.search_free(ent, page_size=15)

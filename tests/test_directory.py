@@ -495,7 +495,7 @@ async def test_users_of_another_enterprise_are_invisible(services: Services) -> 
         await services.users.update(
             admin_of(other), other, ada.id, ada.version, UserChanges(display_name="x")
         )
-    assert (await services.users.directory(other)).total == 0
+    assert (await services.directory.page(other)).total == 0
 
 
 async def test_licence_change_moves_between_pools(services: Services) -> None:
@@ -522,13 +522,13 @@ async def test_enable_many_is_all_or_nothing(services: Services) -> None:
         await services.users.create(admin, ent, NewUser(f"U{i}", f"u{i}@contoso.com"))
         for i in range(3)
     ]
-    unlicensed = await services.users.unlicensed(ent)
+    unlicensed = (await services.directory.page(ent, unlicensed_only=True)).items
     assert [u.email for u in unlicensed] == ["u0@contoso.com", "u1@contoso.com", "u2@contoso.com"]
     with pytest.raises(BulkRefusedError) as refused:
         await services.users.enable(admin, ent, [u.id for u in people], LicenceProduct.ESSENTIALS)
     assert "2 free, 3 needed" in refused.value.message
     assert set(refused.value.reasons) == {u.id for u in people}
-    assert len(await services.users.unlicensed(ent)) == 3
+    assert len((await services.directory.page(ent, unlicensed_only=True)).items) == 3
     enabled = await services.users.enable(
         admin, ent, [people[0].id, people[1].id], LicenceProduct.ESSENTIALS
     )
@@ -540,7 +540,7 @@ async def test_enable_many_is_all_or_nothing(services: Services) -> None:
         )
     assert again.value.reasons[people[0].id].startswith("already has")
     assert again.value.reasons[99999] == "not a user of this enterprise"
-    assert len(await services.users.unlicensed(ent)) == 1
+    assert len((await services.directory.page(ent, unlicensed_only=True)).items) == 1
 
 
 async def test_directory_sort_search_and_paging(services: Services) -> None:
@@ -571,24 +571,24 @@ async def test_directory_sort_search_and_paging(services: Services) -> None:
     await services.users.create(
         admin, ent, NewUser("Mia", "mia@contoso.com", LicenceProduct.BASIC, extension=1050)
     )
-    by_name = await services.users.directory(ent)
+    by_name = await services.directory.page(ent)
     assert [u.display_name for u in by_name.items] == ["adam", "Mia", "Zoe"]
-    by_ext = await services.users.directory(ent, sort=DirectorySort.EXTENSION, descending=True)
+    by_ext = await services.directory.page(ent, sort=DirectorySort.EXTENSION, descending=True)
     assert [u.extension for u in by_ext.items] == [1099, 1050, 1001]
-    by_number = await services.users.directory(ent, sort=DirectorySort.NUMBER)
+    by_number = await services.directory.page(ent, sort=DirectorySort.NUMBER)
     assert [u.number for u in by_number.items][:2] == ["+442079460010", "+442079460090"]
-    paged = await services.users.directory(ent, page=2, page_size=2)
+    paged = await services.directory.page(ent, page=2, page_size=2)
     assert (paged.total, paged.pages, [u.display_name for u in paged.items]) == (3, 2, ["Zoe"])
-    assert [u.display_name for u in (await services.users.directory(ent, search="MIA")).items] == [
+    assert [u.display_name for u in (await services.directory.page(ent, search="MIA")).items] == [
         "Mia"
     ]
-    assert [u.display_name for u in (await services.users.search(ent, "0090"))] == ["Zoe"]
-    assert [u.display_name for u in (await services.users.search(ent, "1050"))] == ["Mia"]
-    assert (await services.users.directory(ent, search="%")).total == 0
+    assert [u.display_name for u in (await services.directory.search(ent, "0090"))] == ["Zoe"]
+    assert [u.display_name for u in (await services.directory.search(ent, "1050"))] == ["Mia"]
+    assert (await services.directory.page(ent, search="%")).total == 0
     # typed wildcards match only themselves
-    assert (await services.users.directory(ent, search="zo_")).total == 0
-    assert (await services.users.directory(ent, search="m/a")).total == 0
-    assert (await services.users.directory(ent, search="zo")).total == 1
+    assert (await services.directory.page(ent, search="zo_")).total == 0
+    assert (await services.directory.page(ent, search="m/a")).total == 0
+    assert (await services.directory.page(ent, search="zo")).total == 1
 
 
 async def test_remove_user_returns_everything_to_the_pools(services: Services) -> None:
@@ -598,7 +598,7 @@ async def test_remove_user_returns_everything_to_the_pools(services: Services) -
         admin, ent, NewUser("Ada", "ada@contoso.com", LicenceProduct.ESSENTIALS)
     )
     await services.users.remove(admin, ent, ada.id, ada.version)
-    assert (await services.users.directory(ent)).total == 0
+    assert (await services.directory.page(ent)).total == 0
     pools = {p.product: p for p in await services.licences.pools(ent)}
     assert pools[LicenceProduct.ESSENTIALS].used == 0
     kinds = [o.kind for o in await _rows(services, OutboxItem)]

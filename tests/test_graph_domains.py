@@ -72,7 +72,7 @@ async def test_an_address_outside_the_verified_domains_is_refused_at_the_form(
         "gmail.com is not a domain of this organisation's Microsoft 365, so Microsoft would "
         "refuse the account. Use an address at enterprise91.example, sales.enterprise91.example."
     )
-    page = await services.users.directory(ent, page_size=10)
+    page = await services.directory.page(ent, page_size=10)
     assert sorted(u.email for u in page.items) == [
         "gina@sales.enterprise91.example",
         "hal@enterprise91.example",

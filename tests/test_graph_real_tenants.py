@@ -90,7 +90,7 @@ async def test_a_number_another_account_holds_fails_the_user_saying_who_holds_it
 ) -> None:
     tid = seed_tenant(cloud, 82)
     ent = await make_enterprise(services, 82, users=1)
-    page = await services.users.directory(ent, page_size=10)
+    page = await services.directory.page(ent, page_size=10)
     number = page.items[0].number
     assert number
     holder = cloud.state.add_user(

@@ -64,7 +64,7 @@ async def test_a_redelivery_after_the_first_instance_stopped_shows_the_user_it_c
 
     # answered from the committed change: the user it created, not an apology
     assert "Ada Lovelace was created" in card_text(retried) and "Sorry" not in card_text(retried)
-    page = await services.users.directory(harness.ent, page_size=10)
+    page = await services.directory.page(harness.ent, page_size=10)
     assert [user.email for user in page.items] == ["ada@contoso.com"]
 
 
@@ -83,7 +83,7 @@ async def test_other_changes_redelivered_after_the_instance_stopped_say_they_wer
 ) -> None:
     services = harness.services
     created = await harness.act(Verb.USER_CREATE_SUBMIT, ADA)
-    [user] = (await services.users.directory(harness.ent, page_size=10)).items
+    [user] = (await services.directory.page(harness.ent, page_size=10)).items
     assert "Ada Lovelace was created" in card_text(created)
     activity = harness.teams.card_action(
         Verb.USER_EDIT_SUBMIT.value,

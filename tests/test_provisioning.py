@@ -66,7 +66,7 @@ async def _users(services: Services, enterprise_id: int) -> list[User]:
 
 async def _numbers(services: Services, enterprise_id: int) -> dict[str, str]:
     """Each user's line as the directory says: e-mail -> number (or main;ext=...)."""
-    page = await services.users.directory(enterprise_id, page_size=100)
+    page = await services.directory.page(enterprise_id, page_size=100)
     enterprise = await services.enterprises.get(enterprise_id)
     lines = {}
     for user in page.items:

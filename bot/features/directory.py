@@ -41,7 +41,7 @@ async def open_directory(
         page = 1
 
     async def load(number: int) -> Page[UserView]:
-        return await turn.services.users.directory(
+        return await turn.services.directory.page(
             enterprise.id,
             search=query,
             sort=sort,

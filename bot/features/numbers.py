@@ -71,7 +71,7 @@ async def show_numbers(
     free, shown_digits, search_errors = await _free_page(turn, digits, page)
     pickable: list[UserView] = []
     if user is None:
-        pickable = (await turn.services.users.directory(enterprise.id, page_size=50)).items
+        pickable = (await turn.services.directory.page(enterprise.id, page_size=50)).items
     for field, message in search_errors.items():
         errors.setdefault(field, message)
     return numbers_card(

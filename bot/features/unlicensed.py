@@ -47,7 +47,7 @@ async def show_unlicensed(
 ) -> Card:
     """The unlicensed list, with the admin's selection and product kept and any refusals."""
     enterprise = turn.enterprise
-    users = await turn.services.users.directory(
+    users = await turn.services.directory.page(
         enterprise.id, unlicensed_only=True, page_size=LISTED
     )
     pools = await turn.services.licences.pools(enterprise.id)
@@ -68,7 +68,7 @@ async def open_unlicensed(turn: EnterpriseTurn, data: OpenUnlicensed) -> Card:
         licence = "basic"
     form = EnableUsersForm(ent=turn.ent, licence=licence)
     if data.select_all:
-        listed = await turn.services.users.directory(
+        listed = await turn.services.directory.page(
             turn.ent, unlicensed_only=True, page_size=LISTED
         )
         form = form.model_copy(update={"users": Selection(tuple(u.id for u in listed.items))})

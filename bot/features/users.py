@@ -135,7 +135,7 @@ async def open_create(turn: EnterpriseTurn, data: OpenCreateUser) -> Card:
 async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | None:
     """A create carried out by an earlier delivery of the same submit: the user it made."""
     email = form.email.strip().lower()
-    found = await turn.services.users.search(turn.enterprise.id, email, limit=5) if email else []
+    found = await turn.services.directory.search(turn.enterprise.id, email, limit=5) if email else []
     user = next((u for u in found if u.email.lower() == email), None)
     if user is None:
         return None
@@ -230,7 +230,7 @@ async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: Enterprise
     """Search users; one match opens that user, an empty search shows the search box only."""
     results = None
     if data.query:
-        results = await turn.services.users.directory(
+        results = await turn.services.directory.page(
             enterprise.id, search=data.query, page_size=10
         )
         if results.total == 1:
@@ -333,7 +333,7 @@ async def search_users(
     turn: EnterpriseTurn, query: str, limit: int, enterprise: EnterpriseView
 ) -> list[tuple[str, str]]:
     """Type-ahead over users by name, e-mail, number or extension."""
-    users = await turn.services.users.search(enterprise.id, query, limit)
+    users = await turn.services.directory.search(enterprise.id, query, limit)
     return [(f"{u.display_name} · {u.email}", str(u.id)) for u in users]
 
 
