@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bot.auth import BotSettings
 from bot.features import build_router
+from bot.features.bulk import serve_bulk_imports
 from bot.http import BOT_ADAPTER_KEY, BOT_SETTINGS_KEY, READINESS_KEY, create_bot_app
 from bot.notifier import ProactiveNotifier
 from bot.switchboard import SwitchboardBot
@@ -57,6 +58,7 @@ def build_app(services: Services, bot_settings: BotSettings) -> web.Application:
     bot = SwitchboardBot(services, build_router())
     app = create_bot_app(bot_settings, bot)
     app[SERVICES_KEY] = services
+    serve_bulk_imports(app, services)  # files through Teams; imports applied in the background
     app[READINESS_KEY] = services.db.ping
 
     async def keep_last_answers(_: web.Application) -> None:

@@ -59,6 +59,15 @@ class Verb(StrEnum):
     HUNT_GROUP_CREATE = "huntgroups.create"
     DESK_PHONE_ISSUE = "deskphone.issue"
     DESK_PHONE_REVOKE = "deskphone.revoke"
+    BULK_EXPORT = "bulk.export"
+    BULK_IMPORT_OPEN = "bulk.import.open"
+    BULK_PREVIEW = "bulk.preview"
+    BULK_PREVIEW_FILE = "bulk.preview.file"
+    BULK_UPLOAD = "bulk.upload"
+    BULK_APPLY = "bulk.apply"
+    BULK_PROGRESS = "bulk.progress"
+    BULK_RESULT_FILE = "bulk.result.file"
+    BULK_FILE_CONSENT = "bulk.file.consent"
 
 
 class Dataset(StrEnum):
@@ -422,3 +431,89 @@ class RevokeDeskPhone(TelephonyInputs):
     """Take the user's desk phone login away."""
 
     verb: ClassVar[Verb] = Verb.DESK_PHONE_REVOKE
+
+
+# The paste box of the import card: about 250 rows of a typical export. Larger files are
+# attached in the personal chat instead (up to 5 MB).
+MAX_PASTE = 30_000
+
+
+class ExportDirectory(ActionData):
+    """Send the directory as a spreadsheet (`template`: the blank template instead)."""
+
+    verb: ClassVar[Verb] = Verb.BULK_EXPORT
+    template: bool = False
+
+
+class OpenImport(ActionData):
+    """Open the import card: the paste box, and how to attach a file."""
+
+    verb: ClassVar[Verb] = Verb.BULK_IMPORT_OPEN
+
+
+class PastedSheet(ActionData):
+    """The import card's paste box (input `sheet`): a CSV pasted as text."""
+
+    model_config = ConfigDict(str_max_length=MAX_PASTE + 1000)
+    sheet: str = ""
+
+
+class PreviewPasted(PastedSheet):
+    """Preview what the pasted sheet would change."""
+
+    verb: ClassVar[Verb] = Verb.BULK_PREVIEW
+
+
+class PreviewFile(PastedSheet):
+    """Send the whole preview as a file: of the pasted sheet, or of the uploaded file `upload`."""
+
+    verb: ClassVar[Verb] = Verb.BULK_PREVIEW_FILE
+    upload: str = ""
+
+
+class UploadedSheet(ActionData):
+    """A file attached in the chat (Teams' file download info): where to fetch it."""
+
+    verb: ClassVar[Verb] = Verb.BULK_UPLOAD
+    url: str = ""
+    name: str = ""
+    file_type: str = ""
+
+
+class ApplyImport(PastedSheet):
+    """Apply the preview named by `token`: of the pasted sheet, or of the uploaded file kept
+    under `upload`."""
+
+    verb: ClassVar[Verb] = Verb.BULK_APPLY
+    changes_state: ClassVar[bool] = True
+    token: str = ""
+    upload: str = ""
+    file_name: str = ""
+
+
+class ImportRef(ActionData):
+    """Show how far an import has got, or its result."""
+
+    verb: ClassVar[Verb] = Verb.BULK_PROGRESS
+    import_id: RowId
+
+
+class ImportResultFile(ActionData):
+    """Send an import's result (each row, applied or failed and why) as a file."""
+
+    verb: ClassVar[Verb] = Verb.BULK_RESULT_FILE
+    import_id: RowId
+
+
+class FileConsentAnswer(ActionData):
+    """The admin's answer on a file consent card: `accept` or `decline`, what the card was
+    for (`file`, kept by the bot), and where Teams lets the bot upload it."""
+
+    verb: ClassVar[Verb] = Verb.BULK_FILE_CONSENT
+    action: str = ""
+    file: str = ""
+    upload_url: str = ""
+    content_url: str = ""
+    unique_id: str = ""
+    name: str = ""
+    file_type: str = ""

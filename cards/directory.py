@@ -17,6 +17,7 @@ from microsoft_teams.cards import (
 )
 
 from cards.actions import (
+    ExportDirectory,
     OpenCreateUser,
     OpenDirectory,
     OpenExtensions,
@@ -251,6 +252,7 @@ def directory_card(
             button("Free numbers", OpenNumbers(ent=ent)),
             button("Free extensions", OpenExtensions(ent=ent)),
             button("Unlicensed users", OpenUnlicensed(ent=ent)),
+            button("Export", ExportDirectory(ent=ent)),
         ],
     )
 

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from microsoft_teams.cards import CardElement, Choice, ChoiceSetInput
 
 from cards.actions import (
+    ExportDirectory,
     FindUser,
     OpenCreateUser,
     OpenDirectory,
     OpenExtensions,
+    OpenImport,
     OpenNumbers,
     OpenSync,
     OpenUnlicensed,
@@ -43,6 +45,8 @@ COMMANDS = (
     ("numbers 1111", "the free numbers ending in 1111"),
     ("unlicensed", "the users without a calling licence, to enable them"),
     ("sync", "Sync Teams Users and its status"),
+    ("export", "every user as a spreadsheet, to edit and import again"),
+    ("import", "create, update or remove many users from a spreadsheet"),
     ("help", "this card"),
 )
 
@@ -55,6 +59,8 @@ COMMAND_WORDS = {
     "numbers": "numbers 1111",
     "unlicensed": "unlicensed",
     "sync": "sync",
+    "export": "export",
+    "import": "import",
     "caller id": "caller id priya",
     "help": "help",
 }
@@ -148,6 +154,8 @@ def home_card(
         button("Free extensions", OpenExtensions(ent=ent)),
         button("Unlicensed users", OpenUnlicensed(ent=ent)),
         button("Sync status", OpenSync(ent=ent)),
+        button("Export", ExportDirectory(ent=ent)),
+        button("Import", OpenImport(ent=ent)),
     ]
     return frame(greeting, body, help_text=HOME_HELP, actions=actions, ent=ent, home=False)
 

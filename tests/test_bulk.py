@@ -608,5 +608,8 @@ async def test_apply_pressed_twice_on_one_preview_applies_it_once(
     )
     await bulk.run(import_id)
     assert (await bulk.progress(import_id)).applied == 1
-    with pytest.raises(StalePreviewError):
+    # Pressed again once it is done: still that import, not a "stale preview" (the directory
+    # changed, but by this very import).
+    with pytest.raises(AlreadyAppliedError) as again:
         await bulk.start(PROVIDER, ent, data, token)
+    assert again.value.import_id == import_id

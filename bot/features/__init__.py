@@ -4,6 +4,7 @@ by name, in the order they are listed."""
 from __future__ import annotations
 
 from bot.features import (
+    bulk,
     callerid,
     commands,
     directory,
@@ -27,6 +28,7 @@ FEATURES = (
     sync,
     telephony,
     offboarding,
+    bulk,
     commands,
 )
 

@@ -15,6 +15,8 @@ from cards.actions import Verb
 
 ACTION_INVOKE = "adaptiveCard/action"
 SEARCH_INVOKE = "application/search"
+FILE_CONSENT_INVOKE = "fileConsent/invoke"
+FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
 MAX_SEARCH_RESULTS = 15
 MAX_QUERY = 100
 
@@ -44,6 +46,13 @@ _COMMANDS: list[tuple[re.Pattern[str], Verb, Callable[[re.Match[str]], dict[str,
         lambda m: {},
     ),
     (re.compile(r"^(?:sync|sync status|status|sync teams users)$"), Verb.SYNC_OPEN, lambda m: {}),
+    (re.compile(r"^(?:export|export users|export directory)$"), Verb.BULK_EXPORT, lambda m: {}),
+    (
+        re.compile(r"^(?:template|blank template|export template)$"),
+        Verb.BULK_EXPORT,
+        lambda m: {"template": True},
+    ),
+    (re.compile(r"^(?:import|import users|bulk|bulk import)$"), Verb.BULK_IMPORT_OPEN, lambda m: {}),
 ]
 
 
@@ -87,6 +96,41 @@ def command_text(activity: Activity) -> str:
     return text
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def attached_file(activity: Activity) -> dict[str, Any] | None:
+    """The file a message carries (Teams' download info: where to fetch it, its name and
+    type), as the upload verb's data; None when it carries none."""
+    for attachment in activity.attachments or []:
+        if getattr(attachment, "content_type", None) == FILE_DOWNLOAD_INFO:
+            content = as_dict(getattr(attachment, "content", None))
+            return {
+                "url": _text(content.get("downloadUrl")),
+                "name": _text(getattr(attachment, "name", None)),
+                "file_type": _text(content.get("fileType")),
+            }
+    return None
+
+
+def file_consent(value: dict[str, Any]) -> dict[str, Any]:
+    """The answer on a file consent card: accept or decline, the context the card carried,
+    and where Teams lets the bot upload the file."""
+    context = as_dict(value.get("context"))
+    upload = as_dict(value.get("uploadInfo"))
+    return {
+        "ent": context.get("ent"),
+        "file": _text(context.get("file")),
+        "action": _text(value.get("action")),
+        "upload_url": _text(upload.get("uploadUrl")),
+        "content_url": _text(upload.get("contentUrl")),
+        "unique_id": _text(upload.get("uniqueId")),
+        "name": _text(upload.get("name")),
+        "file_type": _text(upload.get("fileType")),
+    }
+
+
 def _is_welcome(activity: Activity) -> bool:
     if activity.type == ActivityTypes.installation_update:
         return activity.action in ("add", "add-upgrade")
@@ -111,8 +155,11 @@ async def read(turn: TurnState, next: Next) -> None:
     activity = turn.activity
     if activity.type == ActivityTypes.message:
         value = activity.value if isinstance(activity.value, dict) else None
+        upload = attached_file(activity)
         if value is not None:  # an Action.Submit card arrives as a message with a value
             turn.kind, turn.verb, turn.data = "action", str(value.get("verb") or ""), value
+        elif upload is not None:  # a file attached in the chat: a spreadsheet to import
+            turn.kind, turn.verb, turn.data = "command", Verb.BULK_UPLOAD.value, upload
         else:
             typed = command_text(activity)
             verb, data = parse_command(typed) or _not_understood(typed)
@@ -121,6 +168,9 @@ async def read(turn: TurnState, next: Next) -> None:
         action = as_dict(as_dict(activity.value).get("action"))
         turn.kind, turn.verb = "action", str(action.get("verb") or "")
         turn.data = as_dict(action.get("data"))
+    elif activity.type == ActivityTypes.invoke and activity.name == FILE_CONSENT_INVOKE:
+        turn.kind, turn.verb = "action", Verb.BULK_FILE_CONSENT.value
+        turn.data = file_consent(as_dict(activity.value))
     elif activity.type == ActivityTypes.invoke and activity.name == SEARCH_INVOKE:
         value = as_dict(activity.value)
         turn.kind, turn.search = "search", _search(value)

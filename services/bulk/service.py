@@ -267,7 +267,11 @@ class Bulk:
         self, actor: Actor, enterprise_id: int, data: bytes, token: str, file_name: str = ""
     ) -> int:
         """Record the file's rows for applying, if the preview the admin saw (`token`) is
-        still what the file would do; returns the import's id. Nothing is applied yet."""
+        still what the file would do; returns the import's id. Nothing is applied yet. A
+        preview already applied is AlreadyAppliedError, even though the directory has changed
+        since (by that very import)."""
+        if await self._import_with(enterprise_id, token) is not None:
+            raise await self._already_applied(enterprise_id, token)
         preview = await self.preview(enterprise_id, data)
         if preview.token != token:
             raise StalePreviewError(
@@ -315,15 +319,21 @@ class Bulk:
             await uow.commit()
         return import_id
 
-    async def _already_applied(self, enterprise_id: int, token: str) -> AlreadyAppliedError:
+    async def _import_with(self, enterprise_id: int, token: str) -> int | None:
+        """The import that applied the preview `token`, if any."""
         async with self.db.unit_of_work(readonly=True) as uow:
-            import_id = (
+            found: int | None = (
                 await uow.session.execute(
                     select(BulkImport.id).where(
                         BulkImport.enterprise_id == enterprise_id, BulkImport.token == token
                     )
                 )
-            ).scalar_one()
+            ).scalar_one_or_none()
+        return found
+
+    async def _already_applied(self, enterprise_id: int, token: str) -> AlreadyAppliedError:
+        import_id = await self._import_with(enterprise_id, token)
+        assert import_id is not None
         return AlreadyAppliedError(
             f"This preview is already applied (import {import_id}); its progress and result "
             "are there.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -64,6 +65,15 @@ class CreatedConversation:
     authorization: str | None
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file the bot PUT to an upload URL the fake Teams handed out (file consent)."""
+
+    key: str
+    body: bytes
+    headers: dict[str, str]
+
+
 @dataclass
 class _Throttle:
     remaining: int
@@ -86,6 +96,9 @@ class FakeConnector:
     throttled: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     unhandled: list[str] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)
+    downloads: list[str] = field(default_factory=list)
+    _files: dict[str, tuple[bytes, int]] = field(default_factory=dict, repr=False)
     _pending: list[ConnectorActivity] = field(default_factory=list, repr=False)
     _pending_conversations: list[CreatedConversation] = field(default_factory=list, repr=False)
     _throttle: _Throttle | None = field(default=None, repr=False)
@@ -104,6 +117,9 @@ class FakeConnector:
         app.router.add_post(conversation + "/{activity_id}", self._reply)
         app.router.add_put(conversation + "/{activity_id}", self._update)
         app.router.add_delete(conversation + "/{activity_id}", self._delete)
+        # Where Teams keeps files: an attachment's download URL, and a consent's upload URL.
+        app.router.add_get("/_files/{key}", self._download)
+        app.router.add_put("/_uploads/{key}", self._upload)
         app.router.add_route("*", "/{tail:.*}", self._unhandled)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -122,6 +138,28 @@ class FakeConnector:
     def url(self) -> str:
         """The service URL to put in activities (with a trailing slash, like Teams)."""
         return f"http://{self.host}:{self._port}/"
+
+    @property
+    def origin(self) -> str:
+        """Where the fake Teams serves files: ``http://host:port``."""
+        return f"http://{self.host}:{self._port}"
+
+    def serve_file(self, data: bytes, *, status: int = 200) -> str:
+        """A download URL answering ``data`` (with ``status``), like an attachment's."""
+        key = uuid.uuid4().hex
+        self._files[key] = (data, status)
+        return f"{self.origin}/_files/{key}"
+
+    def upload_url(self) -> tuple[str, str]:
+        """A fresh upload URL (and its key), like a file consent's ``uploadInfo.uploadUrl``."""
+        key = uuid.uuid4().hex
+        return f"{self.origin}/_uploads/{key}", key
+
+    def uploaded(self, key: str) -> Upload:
+        """What the bot uploaded to the URL with this key."""
+        found = [upload for upload in self.uploads if upload.key == key]
+        assert found, f"nothing was uploaded to {key}; uploads so far: {self.uploads}"
+        return found[-1]
 
     def throttle(self, times: int, *, retry_after: float = 1, status: int = 429) -> None:
         """Answer the next ``times`` outbound calls with ``status`` and ``Retry-After``."""
@@ -256,6 +294,20 @@ class FakeConnector:
         return web.json_response(
             {"id": conversation_id, "activityId": activity_id, "serviceUrl": self.url}, status=201
         )
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        self.downloads.append(key)
+        if key not in self._files:
+            return web.Response(status=404)
+        data, status = self._files[key]
+        return web.Response(body=data, status=status, content_type="text/csv")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {name: value for name, value in request.headers.items()}
+        self.uploads.append(Upload(request.match_info["key"], body, headers))
+        return web.json_response({"id": request.match_info["key"]}, status=201)
 
     async def _unhandled(self, request: web.Request) -> web.Response:
         self.unhandled.append(f"{request.method} {request.path}")
