@@ -11,7 +11,6 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 from functools import cache
 from typing import Any, cast
 
@@ -24,19 +23,12 @@ from services.domain import DigitMatch, NumberStatus
 from services.errors import NoFreeNumberError, NotFoundError, ValidationError
 from services.models import Enterprise, Extension, PhoneNumber, User, utcnow
 from services.phone import digits_only, expand_range, pretty, reversed_digits, to_e164
-from services.views import Actor, ExtensionRanges, ImportReport, NumberView, Page
+from services.views import Actor, ExtensionRanges, ImportReport, Page
 
 MAX_PAGE_SIZE = 100
 MAX_EXTENSION_RANGE = 100_000
 _INSERT_CHUNK = 5_000
 _ANALYZE_AFTER = 10_000
-
-
-class NumberSort(StrEnum):
-    """Orders of the free-number list."""
-
-    NUMBER = "number"
-    NUMBER_DESC = "-number"
 
 
 @dataclass(frozen=True)
@@ -591,7 +583,6 @@ class Inventory:
         match: DigitMatch = DigitMatch.ENDS_WITH,
         page: int = 1,
         page_size: int = 15,
-        sort: NumberSort = NumberSort.NUMBER,
         with_total: bool = True,
     ) -> Page[str]:
         """Free numbers whose digits end with (or contain) `digits`, a page at a time."""
@@ -599,12 +590,11 @@ class Inventory:
         page = max(1, page)
         page_size = max(1, min(MAX_PAGE_SIZE, page_size))
         conditions = _free_filter(enterprise_id, wanted, match)
-        order = PhoneNumber.e164 if sort is NumberSort.NUMBER else PhoneNumber.e164.desc()
         async with self.db.unit_of_work(readonly=True) as uow:
             query = (
                 select(PhoneNumber.e164)
                 .where(*conditions)
-                .order_by(order)
+                .order_by(PhoneNumber.e164)
                 .offset((page - 1) * page_size)
                 .limit(page_size)
             )
@@ -713,42 +703,6 @@ class Inventory:
             for row in rows
         )
         return f": {taken}."
-
-    async def list_numbers(
-        self,
-        enterprise_id: int,
-        *,
-        status: NumberStatus | None = None,
-        page: int = 1,
-        page_size: int = 50,
-    ) -> Page[NumberView]:
-        """The inventory with each number's status and holder."""
-        page = max(1, page)
-        page_size = max(1, min(MAX_PAGE_SIZE, page_size))
-        conditions = [PhoneNumber.enterprise_id == enterprise_id]
-        if status is not None:
-            conditions.append(PhoneNumber.status == status)
-        async with self.db.unit_of_work(readonly=True) as uow:
-            rows = await uow.session.execute(
-                select(PhoneNumber, User.display_name)
-                .outerjoin(User, User.id == PhoneNumber.user_id)
-                .where(*conditions)
-                .order_by(PhoneNumber.e164)
-                .offset((page - 1) * page_size)
-                .limit(page_size)
-            )
-            items = [
-                NumberView(n.e164, n.status, n.user_id, name, n.quarantined_until)
-                for n, name in rows
-            ]
-            total = int(
-                (
-                    await uow.session.execute(
-                        select(func.count()).select_from(PhoneNumber).where(*conditions)
-                    )
-                ).scalar_one()
-            )
-        return Page(items=items, total=total, page=page, page_size=page_size)
 
     async def sweep(self, enterprise_id: int | None) -> int:
         """Return numbers whose quarantine has ended to the free pool (None: every

@@ -10,7 +10,6 @@ from services.domain import (
     AdminRole,
     CallerIdMode,
     LicenceProduct,
-    NumberStatus,
     PbxState,
     ProvisioningStatus,
     RingStrategy,
@@ -77,17 +76,6 @@ class EnterpriseView:
     def syncs_automatically(self) -> bool:
         """Changes reach Microsoft without a manual sync (consent given, first sync done)."""
         return syncs_automatically(self.sp_management_consent, self.first_sync_completed_at)
-
-
-@dataclass(frozen=True)
-class NumberView:
-    """A number of the inventory."""
-
-    e164: str
-    status: NumberStatus
-    user_id: int | None = None
-    user_name: str | None = None
-    quarantined_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +196,16 @@ class SyncFailure:
     display_name: str
     email: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """An enterprise allowed or withdrew management by the service provider."""
+
+    enterprise: EnterpriseView
+    consent: bool
+    by: str
+    at: datetime
 
 
 @dataclass(frozen=True)

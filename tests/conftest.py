@@ -10,14 +10,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import URL, make_url
 
 from services.config import Settings
 from services.container import Services
 from services.db import Database
-from services.domain import AdminRole, LicenceProduct
-from services.models import Base
+from services.domain import AdminRole, LicenceProduct, NumberStatus
+from services.models import Base, PhoneNumber
 from services.passwords import PasswordVault
 from services.views import Actor
 
@@ -174,3 +174,14 @@ async def seed_enterprise(
 def admin_of(enterprise_id: int, role: AdminRole = AdminRole.ENTERPRISE_ADMIN) -> Actor:
     """An admin acting for one enterprise."""
     return Actor(f"admin-{enterprise_id}-{role.value}", "Ada Admin", role, enterprise_id)
+
+
+async def number_statuses(db: Database, enterprise_id: int) -> dict[str, NumberStatus]:
+    """Each number of the enterprise's inventory and where it stands, read from the table."""
+    async with db.unit_of_work(readonly=True) as uow:
+        rows = await uow.session.execute(
+            select(PhoneNumber.e164, PhoneNumber.status).where(
+                PhoneNumber.enterprise_id == enterprise_id
+            )
+        )
+        return {e164: status for e164, status in rows}

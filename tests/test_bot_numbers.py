@@ -12,7 +12,7 @@ from services.domain import LicenceProduct, NumberStatus
 from services.users import NewUser, UserChanges
 from services.views import UserView
 from tests.botkit import BotHarness, buttons, card_text, find_input, user_of_another_enterprise
-from tests.conftest import PROVIDER, seed_enterprise
+from tests.conftest import PROVIDER, number_statuses, seed_enterprise
 
 ON_SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 ON_POSTGRES = pytest.mark.parametrize(
@@ -51,10 +51,8 @@ async def _number_of(harness: BotHarness, user_id: int) -> str | None:
 
 
 async def _quarantined(harness: BotHarness) -> list[str]:
-    page = await harness.services.inventory.list_numbers(
-        harness.ent, status=NumberStatus.QUARANTINED
-    )
-    return [n.e164 for n in page.items]
+    numbers = await number_statuses(harness.services.db, harness.ent)
+    return sorted(e164 for e164, status in numbers.items() if status is NumberStatus.QUARANTINED)
 
 
 async def _open_for(harness: BotHarness, user: UserView) -> dict:

@@ -31,10 +31,10 @@ from services.errors import (
     PermissionDeniedError,
     ValidationError,
 )
-from services.inventory import AUTO, NumberSort
+from services.inventory import AUTO
 from services.models import AuditEntry, OutboxItem, PhoneNumber, ProcessedActivity, User, utcnow
 from services.users import RELEASE, NewUser, UserChanges
-from tests.conftest import PROVIDER, admin_of, seed_enterprise
+from tests.conftest import PROVIDER, admin_of, number_statuses, seed_enterprise
 
 
 async def _rows(services: Services, model: type, *where: object) -> list:
@@ -111,8 +111,6 @@ async def test_search_by_last_and_contained_digits_with_paging(services: Service
     assert all(n.endswith("11") for n in tens.items)
     second = await services.inventory.search_free(ent, "11", page=2, page_size=5)
     assert set(second.items).isdisjoint(tens.items)
-    newest_first = await services.inventory.search_free(ent, "11", sort=NumberSort.NUMBER_DESC)
-    assert newest_first.items[0] == "+442079461911"
     contains = await services.inventory.search_free(ent, "1234", match=DigitMatch.CONTAINS)
     assert contains.items == ["+442079461234"]
     with pytest.raises(ValidationError):
@@ -129,8 +127,8 @@ async def test_release_quarantines_then_frees_after_the_period(services: Service
     await services.users.update(
         admin, ent, ada.id, ada.version, UserChanges(number=RELEASE, licence=LicenceProduct.BASIC)
     )
-    numbers = {n.e164: n for n in (await services.inventory.list_numbers(ent)).items}
-    assert numbers["+442079460000"].status is NumberStatus.QUARANTINED
+    numbers = await number_statuses(services.db, ent)
+    assert numbers["+442079460000"] is NumberStatus.QUARANTINED
     assert (await services.inventory.search_free(ent)).items == ["+442079460001"]
     # the quarantine ends: the number is free again
     async with services.db.unit_of_work() as uow:
@@ -469,7 +467,7 @@ async def test_edit_every_field_and_stale_edits_are_refused(services: Services) 
     )
     assert edited.version > ada.version
     # the old number went to quarantine, the old extension is free again
-    numbers = {n.e164: n.status for n in (await services.inventory.list_numbers(ent)).items}
+    numbers = await number_statuses(services.db, ent)
     assert numbers["+442079460000"] is NumberStatus.QUARANTINED
     # an admin who opened the old version cannot overwrite the newer one
     with pytest.raises(ConflictError) as stale:
