@@ -1,4 +1,4 @@
-"""Helpers for the bot's end-to-end tests: a real app over the test directory, an admin in
+"""Helpers for the bot's end-to-end tests: a real app over the test services, an admin in
 Teams, and the card an action answers with."""
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def buttons(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 async def harness(services: Services, serve_bot, teams, fake_connector, bot_settings):
-    """Switchboard over the test directory, with DEFAULT_USER as the enterprise's admin."""
+    """Switchboard over the test services, with DEFAULT_USER as the enterprise's admin."""
     ent = await seed_enterprise(services, tenant_id=DEFAULT_TENANT_ID)
     await services.enterprises.grant(
         PROVIDER,

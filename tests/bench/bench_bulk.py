@@ -16,7 +16,7 @@ from services.domain import AdminRole, LicenceProduct
 from services.inventory import AUTO
 from services.users import NewUser
 from services.views import Actor
-from tests.bench.bench_directory import directory_at, fresh_postgres_url
+from tests.bench.bench_directory import services_at, fresh_postgres_url
 
 ROWS = int(os.environ.get("BENCH_BULK_ROWS", "5000"))
 OPERATOR = Actor("bench", "Benchmark", AdminRole.SERVICE_PROVIDER, None)
@@ -82,7 +82,7 @@ async def _timed_preview(bulk: Bulk, ent: int, data: bytes) -> tuple[float, list
 
 
 async def _suite(label: str, url: str, key_dir: Path) -> list[str]:
-    services = await directory_at(url, key_dir)
+    services = await services_at(url, key_dir)
     lines = []
     try:
         bulk = Bulk.of(services)

@@ -53,7 +53,7 @@ async def fresh_postgres_url(name: str = BENCH_DB) -> str | None:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-async def directory_at(url: str, key_dir: Path) -> Services:
+async def services_at(url: str, key_dir: Path) -> Services:
     """A migrated directory over that database, with a key of its own."""
     db = Database(url)
     await db.migrate()
@@ -63,7 +63,7 @@ async def directory_at(url: str, key_dir: Path) -> Services:
 
 async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
     """Load a large inventory, then time searches by four trailing digits."""
-    services = await directory_at(url, key_dir)
+    services = await services_at(url, key_dir)
     try:
         enterprise = await services.enterprises.create(
             OPERATOR,
@@ -105,7 +105,7 @@ async def bench_search(label: str, url: str, key_dir: Path) -> list[str]:
 
 async def bench_allocation(url: str, key_dir: Path) -> list[str]:
     """500 concurrent auto-assignments from one inventory: rate and duplicates."""
-    services = await directory_at(url, key_dir)
+    services = await services_at(url, key_dir)
     try:
         enterprise = await services.enterprises.create(
             OPERATOR,

@@ -33,7 +33,7 @@ from services.pbx.staticconf import EnterpriseDialplan, static_files
 from services.users import NewUser, UserChanges
 from services.views import Actor
 from tests.asterisk_kit import ASTERISK_TABLES, free_udp_port, hang_up, harness, sipua
-from tests.bench.bench_directory import directory_at, fresh_postgres_url, percentile
+from tests.bench.bench_directory import services_at, fresh_postgres_url, percentile
 
 OPERATOR = Actor("bench", "Benchmark", AdminRole.SERVICE_PROVIDER, None)
 RECONCILE_USERS = int(os.environ.get("BENCH_PBX_USERS", "10000"))
@@ -113,7 +113,7 @@ async def _bulk_users(services: Services, ent: int, count: int) -> None:
 
 async def bench_reconcile(scratch: Path, asterisk_url: str) -> list[str]:
     """Reconcile of RECONCILE_USERS users on PostgreSQL, against reading the rows alone."""
-    services = await directory_at(await _fresh("switchboard_bench_pbx"), scratch)
+    services = await services_at(await _fresh("switchboard_bench_pbx"), scratch)
     backend = await _empty_asterisk(asterisk_url)
     try:
         ent = await _enterprise(services, RECONCILE_USERS)
@@ -154,7 +154,7 @@ async def bench_reconcile(scratch: Path, asterisk_url: str) -> list[str]:
 
 async def bench_change_to_live(scratch: Path, asterisk_url: str) -> list[str]:
     """Commit-to-call latency of a directory change on a real Asterisk, 10 changes a second."""
-    services = await directory_at(await _fresh("switchboard_bench_live"), scratch)
+    services = await services_at(await _fresh("switchboard_bench_live"), scratch)
     backend = await _empty_asterisk(asterisk_url)
     port = harness.free_port("127.0.0.1")
     ports = {ip: free_udp_port(ip) for ip in ("127.0.0.2", "127.0.0.3")}
