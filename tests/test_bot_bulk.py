@@ -212,6 +212,28 @@ async def test_paste_preview_apply_with_progress_result_and_result_file(
     assert len(await emails(harness)) == before + 2
 
 
+async def test_progress_updates_are_throttled(harness: BotHarness) -> None:
+    """However fast batches finish, the card is updated at most once per `update_every`:
+    with an hour, only the final state reaches it."""
+    desk = desk_of(harness)
+    desk.batch_size, desk.update_every = 1, 3600.0
+    rows = [[f"User {i}", f"user{i}@contoso.com", "Basic", "", ""] for i in range(6)]
+    text = sheet(rows).decode()
+    await press_apply(harness, await preview_paste(harness, text), text)
+    progress = await harness.connector.next_activity(
+        where=lambda a: "Applying the import" in card_text(a.body)
+    )
+    await desk.idle()
+    updates = [
+        a
+        for a in harness.connector.activities
+        if a.kind == "update" and a.activity_id == progress.activity_id
+    ]
+    # The first batch is shown at once (nothing shown yet for an hour), then only the end.
+    assert len(updates) <= 2
+    assert "Import finished" in card_text(updates[-1].body)
+
+
 async def test_a_stale_preview_is_refused_with_the_preview_as_it_stands(
     harness: BotHarness,
 ) -> None:

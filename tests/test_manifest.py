@@ -42,6 +42,8 @@ COMMANDS = [
     "unlicensed users",
     "sync",
     "sync status",
+    "export",
+    "import",
 ]
 # Absent from the environment of the package-building subprocesses below.
 APP_ENV_VARS = ("MICROSOFT_APP_ID", "MicrosoftAppId", "TEAMS_APP_ID", "TEAMS_MANIFEST_SCHEMA")
