@@ -11,7 +11,8 @@ A handler names what it needs by parameter name:
     async def open_user(turn: EnterpriseTurn, data: UserRef, *, users: Users) -> Card: ...
 
 `data` or `form` is the typed payload, `turn` the turn (an EnterpriseTurn: the enterprise is
-always there), and any of DEPENDENCIES by its name.
+always there), and any of DEPENDENCIES by its name. A route's form (drawn again after a
+refusal, and naming `errors` too) and its redelivery builder name what they need the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError as PayloadError
 
-from cards.actions import ActionData, Dataset
+from cards.actions import CHOICE_ERROR, ActionData, Dataset
 from cards.common import Card, Errors, notice_card, plain
 from services.container import Services
 from services.domain import AdminRole
@@ -101,20 +102,29 @@ DEPENDENCIES: dict[str, Callable[[EnterpriseTurn], Any]] = {
 }
 PAYLOAD_NAMES = frozenset({"data", "form"})
 
+# Handlers, forms and redelivery builders all name what they need (see the module docstring).
 Handler = Callable[..., Awaitable[Card]]
-FormBuilder = Callable[[EnterpriseTurn, D, Errors], Awaitable[Card]]
+# The card again after a refusal: names `errors` (field -> message) besides the payload.
+FormBuilder = Callable[..., Awaitable[Card]]
 # The card for a redelivery whose first delivery's answer is lost (its instance stopped right
 # after the change committed): built from what the change left, or None when not found.
-RedeliveryBuilder = Callable[[EnterpriseTurn, D], Awaitable[Card | None]]
+RedeliveryBuilder = Callable[..., Awaitable[Card | None]]
 SearchHandler = Callable[..., Awaitable[list[tuple[str, str]]]]
 
 
 SEARCH_NAMES = frozenset({"query", "limit"})
+FORM_NAMES = PAYLOAD_NAMES | {"errors"}
 
 
 def _needs(handler: Callable[..., Any], given: frozenset[str]) -> tuple[str, ...]:
-    """The names a handler's signature asks for; an unknown one is refused at registration."""
-    names = tuple(inspect.signature(handler).parameters)
+    """The names a handler's signature asks for; an unknown one is refused at registration
+    (unless it has a default: it then keeps it)."""
+    parameters = inspect.signature(handler).parameters
+    names = tuple(
+        name
+        for name, parameter in parameters.items()
+        if name in DEPENDENCIES or name in given or parameter.default is inspect.Parameter.empty
+    )
     unknown = [n for n in names if n not in DEPENDENCIES and n not in given]
     if unknown:
         raise TypeError(
@@ -124,39 +134,85 @@ def _needs(handler: Callable[..., Any], given: frozenset[str]) -> tuple[str, ...
 
 
 @dataclass(frozen=True)
+class Injected:
+    """A function and the names its signature asks for: it is called with exactly those, each
+    given by the caller (the payload, the errors, ...) or found in DEPENDENCIES."""
+
+    function: Callable[..., Awaitable[Any]]
+    needs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, function: Callable[..., Awaitable[Any]], given: frozenset[str]) -> Injected:
+        """`function`, its signature checked against what it can be given."""
+        return cls(function, _needs(function, given))
+
+    async def __call__(self, turn: EnterpriseTurn, **given: Any) -> Any:
+        arguments = {
+            name: given[name] if name in given else DEPENDENCIES[name](turn) for name in self.needs
+        }
+        return await self.function(**arguments)
+
+
+@dataclass(frozen=True)
 class Route(Generic[D]):
-    """A verb's handler, its payload model, and the form to show again on refusal."""
+    """A verb's handler, its payload model, the roles it is for, the form to show again on
+    refusal and the card for a redelivery whose first answer was lost."""
 
     model: type[D]
-    handler: Handler
-    form: FormBuilder[D] | None
+    handler: Injected
+    form: Injected | None
     roles: frozenset[AdminRole] | None
-    needs: tuple[str, ...]
-    redelivered: RedeliveryBuilder[D] | None = None
+    redelivered: Injected | None = None
 
     async def call(self, turn: EnterpriseTurn, payload: D) -> Card:
         """Run the handler with what its signature names."""
-        arguments = {
-            name: payload if name in PAYLOAD_NAMES else DEPENDENCIES[name](turn)
-            for name in self.needs
-        }
-        return await self.handler(**arguments)
+        card: Card = await self.handler(turn, data=payload, form=payload)
+        return card
+
+    async def refused(self, turn: EnterpriseTurn, payload: D, errors: Errors) -> Card | None:
+        """The form again with the errors next to its fields; None when the route has none."""
+        if self.form is None:
+            return None
+        card: Card = await self.form(turn, data=payload, form=payload, errors=errors)
+        return card
+
+    async def answer_redelivery(self, turn: EnterpriseTurn, payload: D) -> Card | None:
+        """The card built from what the first delivery changed, or None."""
+        if self.redelivered is None:
+            return None
+        card: Card | None = await self.redelivered(turn, data=payload, form=payload)
+        return card
 
 
 @dataclass(frozen=True)
 class SearchRoute:
     """A dataset's type-ahead handler and what its signature names."""
 
-    handler: SearchHandler
-    needs: tuple[str, ...]
+    handler: Injected
 
     async def call(self, turn: EnterpriseTurn, query: str, limit: int) -> list[tuple[str, str]]:
         """Run the handler with the query, the limit and what else its signature names."""
-        given = {"query": query, "limit": limit}
-        arguments = {
-            name: given[name] if name in given else DEPENDENCIES[name](turn) for name in self.needs
-        }
-        return await self.handler(**arguments)
+        results: list[tuple[str, str]] = await self.handler(turn, query=query, limit=limit)
+        return results
+
+
+def _read_payload(route: Route[Any], data: dict[str, Any]) -> tuple[ActionData | None, Errors]:
+    """The typed payload, and the fields holding a choice the card does not offer (each with
+    the message saying what to choose): those read as their defaults, so the form can be shown
+    again. None, with the fields that cannot be read, when anything else is wrong."""
+    try:
+        return route.model.model_validate(data), {}
+    except PayloadError as error:
+        problems = error.errors()
+    fields = {str(problem["loc"][0]): problem for problem in problems if problem["loc"]}
+    if not fields or any(problem["type"] != CHOICE_ERROR for problem in problems):
+        return None, {field: "" for field in fields}
+    mistakes = {field: str(problem["msg"]) for field, problem in fields.items()}
+    try:
+        kept = {key: value for key, value in data.items() if key not in mistakes}
+        return route.model.model_validate(kept), mistakes
+    except PayloadError:
+        return None, {field: "" for field in fields}
 
 
 class Router:
@@ -184,11 +240,10 @@ class Router:
                 raise ValueError(f"verb {verb} is registered twice")
             self.routes[verb] = Route(
                 model,
-                handler,
-                form,
+                Injected.of(handler, PAYLOAD_NAMES),
+                Injected.of(form, FORM_NAMES) if form else None,
                 frozenset(roles) if roles else None,
-                _needs(handler, PAYLOAD_NAMES),
-                redelivered,
+                Injected.of(redelivered, PAYLOAD_NAMES) if redelivered else None,
             )
             return handler
 
@@ -198,7 +253,7 @@ class Router:
         """Register the decorated function as the type-ahead handler of `dataset`."""
 
         def register(handler: SearchHandler) -> SearchHandler:
-            self.searches[dataset.value] = SearchRoute(handler, _needs(handler, SEARCH_NAMES))
+            self.searches[dataset.value] = SearchRoute(Injected.of(handler, SEARCH_NAMES))
             return handler
 
         return register
@@ -227,10 +282,9 @@ class Router:
                 "Start again from Home.",
                 ent=turn.ent,
             )
-        try:
-            payload = route.model.model_validate(turn.data)
-        except PayloadError as error:
-            fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
+        payload, mistakes = _read_payload(route, turn.data)
+        if payload is None:
+            fields = sorted(mistakes)
             logger.warning(
                 "Malformed %s payload, fields %s (reference %s)", verb, fields, turn.reference
             )
@@ -246,16 +300,28 @@ class Router:
         acting = turn.acting()
         if acting is None:
             return notice_card("That could not be done", PICK_ENTERPRISE_FIRST, ent=turn.ent)
+        if mistakes:
+            # A choice the card does not offer (a mode, a product, a selection): the form
+            # again, the other inputs kept, the message next to the field.
+            try:
+                form = await route.refused(acting, payload, mistakes)
+            except DomainError:
+                form = None
+            return form or notice_card(
+                "That could not be done", plain(" ".join(mistakes.values())), ent=turn.ent
+            )
         try:
             return await route.call(acting, payload)
         except DomainError as refusal:
-            if route.form is not None and not isinstance(refusal, PermissionDeniedError):
+            if not isinstance(refusal, PermissionDeniedError):
                 try:
-                    return await route.form(
+                    form = await route.refused(
                         acting, payload, {refusal.field or "form": refusal.message}
                     )
                 except DomainError:
-                    pass  # the form itself cannot be drawn again: the refusal says why
+                    form = None  # the form itself cannot be drawn again: the refusal says why
+                if form is not None:
+                    return form
             return notice_card("That could not be done", plain(refusal.message), ent=turn.ent)
         finally:
             turn.redelivery_card = acting.redelivery_card
@@ -265,10 +331,10 @@ class Router:
         first delivery changed; None when the verb has no such card or it cannot be built."""
         route = self.routes.get(verb)
         acting = turn.acting()
-        if route is None or route.redelivered is None or acting is None:
+        if route is None or acting is None:
             return None
         try:
-            return await route.redelivered(acting, route.model.model_validate(turn.data))
+            return await route.answer_redelivery(acting, route.model.model_validate(turn.data))
         except (PayloadError, DomainError):
             return None
 

@@ -3,7 +3,6 @@ the bot's handlers read them back with the same models."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -16,6 +15,9 @@ from pydantic import (
     PlainSerializer,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from services.domain import CallerIdMode
 
 # Ids are the database's 32-bit integers: anything larger is no row of ours, and must never
 # reach the database (PostgreSQL refuses it; SQLite refuses beyond 64 bits).
@@ -87,50 +89,124 @@ def database_id(text: str) -> int | None:
     return number if 0 < number <= MAX_ID else None
 
 
+# The error type of a value outside a closed choice (a mode, a product, a multi-select): its
+# message says what to choose, and the router shows it next to that field of the form again.
+CHOICE_ERROR = "choice"
+
 # More choices than any multi-select of ours offers: such a value is no selection of ours.
 MAX_CHOICES = 10_000
 
 
-@dataclass(frozen=True)
-class Selection:
-    """The ticked choices of a multi-select, as row ids; `unreadable` when something else came
-    along. Teams sends a multi-select's value as text: "12,15"."""
+def choice(values: Any, message: str, *, blank: str | None = None) -> BeforeValidator:
+    """A closed choice among `values` (the values of an enum, or strings): anything else is
+    refused with `message`, which says what to choose. A choice left empty reads as `blank`
+    when given (else it is refused too); case and surrounding spaces do not matter."""
+    allowed = frozenset(str(getattr(value, "value", value)) for value in values)
 
-    ids: tuple[int, ...] = ()
-    unreadable: bool = False
+    def read(value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if not text and blank is not None:
+                text = blank
+            if text in allowed:
+                return text
+        raise PydanticCustomError(CHOICE_ERROR, message)
 
-    @property
-    def value(self) -> str:
-        """The multi-select's value on a card: the ids, comma-separated."""
-        return ",".join(str(row_id) for row_id in self.ids)
-
-
-def _read_selection(value: Any) -> Any:
-    if isinstance(value, Selection) or value is None:
-        return value or Selection()
-    if not isinstance(value, str):
-        raise ValueError("a multi-select's value is text")  # what Teams sends: "12,15"
-    texts = [part.strip() for part in value.split(",") if part.strip()]
-    if len(texts) > MAX_CHOICES:
-        return Selection(unreadable=True)
-    ids = [database_id(text) for text in texts]
-    return Selection(tuple(i for i in ids if i is not None), unreadable=None in ids)
+    return BeforeValidator(read)
 
 
-IdSelection = Annotated[
-    Selection, BeforeValidator(_read_selection), PlainSerializer(lambda s: s.value, return_type=str)
-]
+def read_ids(value: Any, message: str) -> list[int]:
+    """The row ids a multi-select's value names: Teams sends them as text ("12,15"); a list of
+    ids (a card builder's own value) reads the same. Anything else is refused with `message`."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        parts: list[Any] = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    else:
+        raise PydanticCustomError(CHOICE_ERROR, message)
+    if len(parts) > MAX_CHOICES:
+        raise PydanticCustomError(CHOICE_ERROR, message)
+    ids = []
+    for part in parts:
+        row_id = (
+            part
+            if isinstance(part, int) and not isinstance(part, bool) and 0 < part <= MAX_ID
+            else database_id(part)
+            if isinstance(part, str)
+            else None
+        )
+        if row_id is None:
+            raise PydanticCustomError(CHOICE_ERROR, message)
+        ids.append(row_id)
+    return ids
 
 
-def _blank_to(default: str) -> BeforeValidator:
-    """A choice left empty reads as `default`."""
-    return BeforeValidator(lambda v: default if isinstance(v, str) and not v.strip() else v)
+# A multi-select's value on a card: the ids, comma-separated.
+_IDS_ON_CARD = PlainSerializer(lambda ids: ",".join(str(i) for i in ids), return_type=str)
 
 
 # How a form gives a direct number or an extension: the next free one, the one picked, none
-# (numbers only), or the one the user has.
-NumberMode = Annotated[Literal["auto", "pick", "none", "keep"], _blank_to("keep")]
-ExtensionMode = Annotated[Literal["auto", "pick", "keep"], _blank_to("keep")]
+# (numbers only), or the one the user has (a choice left empty keeps it).
+NUMBER_MODES = ("auto", "pick", "none", "keep")
+EXTENSION_MODES = ("auto", "pick", "keep")
+NumberMode = Annotated[
+    Literal["auto", "pick", "none", "keep"],
+    choice(
+        NUMBER_MODES,
+        "Choose how to give the direct number: the next free one, one you pick, or none.",
+        blank="keep",
+    ),
+]
+ExtensionMode = Annotated[
+    Literal["auto", "pick", "keep"],
+    choice(
+        EXTENSION_MODES,
+        "Choose how to give the extension: the next free one, or one you pick.",
+        blank="keep",
+    ),
+]
+# A calling licence on the user forms: a product, "none", or (edit only) empty to keep it.
+UserLicence = Annotated[
+    Literal["essentials", "basic", "none", ""],
+    choice(
+        ("essentials", "basic", "none", ""),
+        "Choose the calling licence: Essentials, Basic or no licence.",
+    ),
+]
+# The product to enable users with.
+EnableLicence = Annotated[
+    Literal["essentials", "basic"],
+    choice(("essentials", "basic"), "Choose Essentials or Basic."),
+]
+# Which number a user presents on outgoing calls.
+CallerIdChoice = Annotated[
+    CallerIdMode,
+    choice(
+        CallerIdMode,
+        "Choose which number to present: own, company main, another or anonymous.",
+    ),
+]
+# Multi-selects of rows: a list of ids on both sides, text ("12,15") on the card.
+GroupSelection = Annotated[
+    list[int],
+    BeforeValidator(
+        lambda value: read_ids(
+            value, "Switchboard could not read that selection. Tick the groups again."
+        )
+    ),
+    _IDS_ON_CARD,
+]
+UserSelection = Annotated[
+    list[int],
+    BeforeValidator(
+        lambda value: read_ids(
+            value, "Switchboard could not read that selection. Select the users again."
+        )
+    ),
+    _IDS_ON_CARD,
+]
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -201,7 +277,7 @@ class CreateUserForm(ActionData):
     changes_state: ClassVar[bool] = True
     display_name: str = ""
     email: str = ""
-    licence: str = "essentials"
+    licence: UserLicence = "essentials"
     number_mode: NumberMode = "auto"
     number: str = ""
     number_digits: str = ""
@@ -212,11 +288,16 @@ class CreateUserForm(ActionData):
 
 
 class FindUser(ActionData):
-    """Search users by name, e-mail, number or extension (input `query`)."""
+    """Search users by name, e-mail, number or extension (input `query`); `then` says what a
+    match opens: the user card, or the user's caller ID (typed `caller id priya`)."""
 
     verb: ClassVar[Verb] = Verb.USER_FIND
     query: str = ""
     page: Page = 1
+    then: Annotated[
+        Literal["user", "callerid"],
+        choice(("user", "callerid"), "Search again from the Find user card.", blank="user"),
+    ] = "user"
 
 
 class UserRef(ActionData):
@@ -241,7 +322,7 @@ class EditUserForm(ActionData):
     version: RowId
     display_name: str = ""
     email: str = ""
-    licence: str = ""
+    licence: UserLicence = ""
     number_mode: NumberMode = "keep"
     number: str = ""
     number_digits: str = ""
@@ -332,7 +413,7 @@ class CallerIdForm(ActionData):
     changes_state: ClassVar[bool] = True
     user_id: RowId
     version: RowId
-    mode: str = ""
+    mode: CallerIdChoice = CallerIdMode.OWN_DDI
     number_digits: str = ""
     caller_name: str = ""
     send_pai: bool = False
@@ -361,8 +442,8 @@ class EnableUsersForm(ActionData):
 
     verb: ClassVar[Verb] = Verb.UNLICENSED_ENABLE
     changes_state: ClassVar[bool] = True
-    users: IdSelection = Selection()
-    licence: str = "essentials"
+    users: UserSelection = []
+    licence: EnableLicence = "essentials"
     confirmed: bool = False
 
 
@@ -401,7 +482,7 @@ class TelephonyInputs(ActionData):
 
     changes_state: ClassVar[bool] = True
     user_id: RowId
-    groups: IdSelection = Selection()
+    groups: GroupSelection = []
     new_group: str = ""
     # Where callers reach a new group: an extension and a direct number, both optional.
     new_group_extension: str = ""

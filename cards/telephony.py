@@ -213,7 +213,7 @@ def telephony_card(
     ent = enterprise.id
     errors = errors or {}
     ticked = (
-        [str(group_id) for group_id in form.groups.ids]
+        [str(group_id) for group_id in form.groups]
         if form is not None
         else [str(group.id) for group in member_of]
     )

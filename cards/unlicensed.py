@@ -114,7 +114,7 @@ def unlicensed_card(
         )
     listed = {str(user.id) for user in users.items}
     # Keep what the admin selected, as far as those users are still on the list.
-    kept = [str(user_id) for user_id in form.users.ids if str(user_id) in listed]
+    kept = [str(user_id) for user_id in form.users if str(user_id) in listed]
     picker = ChoiceSetInput(
         id="users",
         label="Users to enable",

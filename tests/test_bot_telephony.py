@@ -396,7 +396,6 @@ async def test_replace_and_revoke(harness: BotHarness) -> None:
         (Verb.TELEPHONY_OPEN, {"user_id": "x"}),
         (Verb.TELEPHONY_OPEN, {"user_id": 2**40}),
         (Verb.HUNT_GROUPS_SAVE, {}),
-        (Verb.HUNT_GROUPS_SAVE, {"user_id": 1, "groups": ["1"]}),
         (Verb.HUNT_GROUP_CREATE, {"user_id": 1, "new_group": {"name": "x"}}),
         (Verb.DESK_PHONE_ISSUE, {"user_id": 1, "replace": "maybe"}),
         (Verb.DESK_PHONE_REVOKE, {"user_id": -1}),

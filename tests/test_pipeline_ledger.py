@@ -10,9 +10,12 @@ from bot.app import build_app
 from bot.auth import BotSettings
 from bot.pipeline import STEPS
 from bot.steps import errors, identity, ledger, references, request, routing, tenancy
+from bot.steps.ledger import services_carrying
 from cards.actions import Verb
 from services.conversations import ActivityLedger
+from services.domain import LicenceProduct
 from tests.botkit import BotHarness, card_text
+from tests.conftest import PROVIDER
 from tests.support.fixtures import ServeBot
 
 ADA = {
@@ -41,6 +44,24 @@ def test_the_pipeline_lists_its_steps_in_order() -> None:
         ledger.once,
         routing.route,
     ) == STEPS
+
+
+async def test_the_claim_rides_only_in_transactions_of_the_services_handed_to_the_turn(
+    harness: BotHarness,
+) -> None:
+    services = harness.services
+    key = "tenant|conversation|activity-1"
+    with services.ledger.claiming(key) as claim:
+        # A write made through the plain services, even inside the claim, carries nothing.
+        await services.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.BASIC, 7)
+        assert not claim.claimed and await services.ledger.peek(key) is None
+        # The services handed to the turn carry it into their first write transaction, once.
+        carrying = services_carrying(services, claim)
+        assert carrying.db.claim is claim and services.db.claim is None
+        await carrying.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.BASIC, 8)
+        assert claim.claimed and await services.ledger.peek(key) is not None
+        await carrying.licences.set_pool(PROVIDER, harness.ent, LicenceProduct.BASIC, 9)
+    assert carrying.ledger is services.ledger
 
 
 async def test_a_redelivery_after_the_first_instance_stopped_shows_the_user_it_created(

@@ -2,59 +2,57 @@
 
 from __future__ import annotations
 
-from bot.router import EnterpriseTurn, Router
+from bot.router import Router
 from cards.actions import CallerIdForm, OpenCallerId
 from cards.callerid import MODE_CHOICE_NAMES, caller_id_card
 from cards.common import Card, Errors, notice_card, plain
 from services.callerid import CallerIdChange
 from services.domain import CallerIdMode
 from services.errors import NotFoundError, ValidationError
-from services.views import EnterpriseView
+from services.users import Users
+from services.views import Actor, EnterpriseView
 
 router = Router()
 
 
-def caller_id_mode(value: str) -> CallerIdMode:
-    """The mode chosen on the form, or a refusal naming the field."""
-    try:
-        return CallerIdMode(value)
-    except ValueError:
-        raise ValidationError(
-            "Choose which number to present: own, company main, another or anonymous.",
-            field="mode",
-        ) from None
-
-
 @router.action(OpenCallerId)
-async def open_caller_id(
-    turn: EnterpriseTurn, data: OpenCallerId, enterprise: EnterpriseView
-) -> Card:
+async def open_caller_id(data: OpenCallerId, enterprise: EnterpriseView, users: Users) -> Card:
     """The user's caller ID: the current setting first, then the form."""
-    user = await turn.services.users.get(enterprise.id, data.user_id)
-    return caller_id_card(user, enterprise)
+    return caller_id_card(await users.get(enterprise.id, data.user_id), enterprise)
 
 
-async def show_caller_id_form(turn: EnterpriseTurn, form: CallerIdForm, errors: Errors) -> Card:
+async def show_caller_id_form(
+    form: CallerIdForm, errors: Errors, enterprise: EnterpriseView, users: Users
+) -> Card:
     """The caller ID card again, with what the admin chose and the message next to the field."""
-    enterprise = turn.enterprise
     try:
-        user = await turn.services.users.get(enterprise.id, form.user_id)
+        user = await users.get(enterprise.id, form.user_id)
     except NotFoundError as missing:
-        return notice_card("That could not be done", plain(missing.message), ent=turn.ent)
+        return notice_card("That could not be done", plain(missing.message), ent=enterprise.id)
     if "version" in errors:
         # Someone else saved first: show their setting, keep what this admin chose.
         form = form.model_copy(update={"version": user.version})
     return caller_id_card(user, enterprise, form, errors)
 
 
-async def _mode_meant(turn: EnterpriseTurn, form: CallerIdForm) -> CallerIdMode:
+async def show_saved_caller_id(
+    form: CallerIdForm, enterprise: EnterpriseView, users: Users
+) -> Card | None:
+    """A save carried out by an earlier delivery of the same submit: the setting it left."""
+    user = await users.get(enterprise.id, form.user_id)
+    if user.version == form.version:
+        return None  # not saved on this version: nothing to answer from
+    return caller_id_card(user, enterprise, saved=True)
+
+
+async def _mode_meant(form: CallerIdForm, enterprise: EnterpriseView, users: Users) -> CallerIdMode:
     """The mode the admin means. Digits typed while the choice was left as it was mean "present
     that number"; digits typed next to another deliberate choice are refused, saying what to do.
     (The digits box only comes pre-filled when the user already presents another number.)"""
-    mode = caller_id_mode(form.mode)
+    mode = form.mode
     if mode is CallerIdMode.OTHER or not form.number_digits.strip():
         return mode
-    user = await turn.services.users.get(turn.enterprise.id, form.user_id)
+    user = await users.get(enterprise.id, form.user_id)
     if user.caller_id.mode is CallerIdMode.OTHER:
         return mode  # the digits shown were the current number's: the new choice wins
     if mode is user.caller_id.mode:
@@ -66,20 +64,17 @@ async def _mode_meant(turn: EnterpriseTurn, form: CallerIdForm) -> CallerIdMode:
     )
 
 
-@router.action(CallerIdForm, form=show_caller_id_form)
+@router.action(CallerIdForm, form=show_caller_id_form, redelivered=show_saved_caller_id)
 async def save_caller_id(
-    turn: EnterpriseTurn, form: CallerIdForm, enterprise: EnterpriseView
+    form: CallerIdForm, enterprise: EnterpriseView, actor: Actor, users: Users
 ) -> Card:
     """Save the caller ID on the version of the user the admin saw."""
-    mode = await _mode_meant(turn, form)
     change = CallerIdChange(
-        mode=mode,
+        mode=await _mode_meant(form, enterprise, users),
         number_digits=form.number_digits,
         caller_name=form.caller_name,
         send_pai=form.send_pai,
         pai_digits=form.pai_digits,
     )
-    user = await turn.services.users.set_caller_id(
-        turn.actor, enterprise.id, form.user_id, form.version, change
-    )
+    user = await users.set_caller_id(actor, enterprise.id, form.user_id, form.version, change)
     return caller_id_card(user, enterprise, saved=True)

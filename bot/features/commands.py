@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.router import EnterpriseTurn, Router
+from bot.router import Router
 from cards.actions import UnknownCommand
 from cards.common import Card
 from cards.home import not_understood_card
@@ -12,8 +12,6 @@ router = Router()
 
 
 @router.action(UnknownCommand)
-async def unknown_command(
-    turn: EnterpriseTurn, data: UnknownCommand, enterprise: EnterpriseView
-) -> Card:
+async def unknown_command(data: UnknownCommand, enterprise: EnterpriseView) -> Card:
     """ "I didn't understand …" with the closest commands and the command list."""
     return not_understood_card(data.text, enterprise)

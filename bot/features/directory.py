@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bot.router import EnterpriseTurn, Router
+from bot.router import Router
 from cards.actions import MAX_PAGE, OpenDirectory
 from cards.common import Card, Errors
 from cards.directory import directory_card
+from services.directory import Directory
 from services.domain import DirectorySort
 from services.views import EnterpriseView, Page, UserView
 
@@ -29,7 +30,7 @@ def directory_sort(raw: str, errors: Errors) -> DirectorySort:
 
 @router.action(OpenDirectory)
 async def open_directory(
-    turn: EnterpriseTurn, data: OpenDirectory, enterprise: EnterpriseView
+    data: OpenDirectory, enterprise: EnterpriseView, directory: Directory
 ) -> Card:
     """One page of the directory; a page that does not exist shows the nearest one that does."""
     errors: Errors = {}
@@ -41,7 +42,7 @@ async def open_directory(
         page = 1
 
     async def load(number: int) -> Page[UserView]:
-        return await turn.services.directory.page(
+        return await directory.page(
             enterprise.id,
             search=query,
             sort=sort,

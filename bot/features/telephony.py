@@ -9,7 +9,6 @@ from cards.actions import (
     OpenTelephony,
     RevokeDeskPhone,
     SaveHuntGroups,
-    Selection,
     TelephonyInputs,
 )
 from cards.common import Card, Errors, notice_card, plain
@@ -20,51 +19,67 @@ from cards.telephony import (
     telephony_card,
 )
 from services.errors import ConflictError, NotFoundError, ValidationError
-from services.views import EnterpriseView
+from services.pbx.credentials import DeskPhones
+from services.pbx.huntgroups import HuntGroups
+from services.pbx.status import PbxStatuses
+from services.users import Users
+from services.views import Actor, EnterpriseView
 
 router = Router()
 MAX_GROUPS = 200
 
 
-def ticked_group_ids(selection: Selection) -> list[int]:
-    """The ticked group ids; anything unreadable is refused before the service."""
-    if len(selection.ids) > MAX_GROUPS:
+def ticked_group_ids(groups: list[int]) -> list[int]:
+    """The ticked group ids, each once; too many is refused before the service."""
+    if len(groups) > MAX_GROUPS:
         raise ValidationError(f"Tick at most {MAX_GROUPS} groups.", field="groups")
-    if selection.unreadable:
-        raise ValidationError(
-            "Switchboard could not read that selection. Tick the groups again.", field="groups"
+    return sorted(set(groups))
+
+
+class TelephonyCard:
+    """Draws a user's hunt groups and desk phone card from the services it reads."""
+
+    def __init__(
+        self,
+        enterprise: EnterpriseView,
+        users: Users,
+        hunt_groups: HuntGroups,
+        pbx_statuses: PbxStatuses,
+        desk_phones: DeskPhones,
+    ) -> None:
+        self.enterprise = enterprise
+        self.users = users
+        self.hunt_groups = hunt_groups
+        self.pbx_statuses = pbx_statuses
+        self.desk_phones = desk_phones
+
+    async def show(
+        self,
+        user_id: int,
+        form: TelephonyInputs | None = None,
+        errors: Errors | None = None,
+        *,
+        success: str | None = None,
+        notice: str | None = None,
+    ) -> Card:
+        """The card as saved, or with what the admin submitted."""
+        enterprise = self.enterprise
+        try:
+            user = await self.users.get(enterprise.id, user_id)
+        except NotFoundError as missing:
+            return notice_card("That could not be done", plain(missing.message), ent=enterprise.id)
+        return telephony_card(
+            user,
+            enterprise,
+            await self.hunt_groups.all(enterprise.id),
+            await self.hunt_groups.of_user(enterprise.id, user_id),
+            await self.pbx_statuses.of_user(enterprise.id, user_id),
+            await self.desk_phones.has_desk_phone(enterprise.id, user_id),
+            form,
+            errors,
+            success=success,
+            notice=notice,
         )
-    return sorted(set(selection.ids))
-
-
-async def show_telephony(
-    turn: EnterpriseTurn,
-    user_id: int,
-    form: TelephonyInputs | None = None,
-    errors: Errors | None = None,
-    *,
-    success: str | None = None,
-    notice: str | None = None,
-) -> Card:
-    """The user's hunt groups and desk phone card, as saved or with what the admin submitted."""
-    enterprise = turn.enterprise
-    services = turn.services
-    try:
-        user = await services.users.get(enterprise.id, user_id)
-    except NotFoundError as missing:
-        return notice_card("That could not be done", plain(missing.message), ent=turn.ent)
-    return telephony_card(
-        user,
-        enterprise,
-        await services.hunt_groups.all(enterprise.id),
-        await services.hunt_groups.of_user(enterprise.id, user_id),
-        await services.pbx_statuses.of_user(enterprise.id, user_id),
-        await services.desk_phones.has_desk_phone(enterprise.id, user_id),
-        form,
-        errors,
-        success=success,
-        notice=notice,
-    )
 
 
 def _at(field: str, errors: Errors) -> Errors:
@@ -72,56 +87,154 @@ def _at(field: str, errors: Errors) -> Errors:
     return {field: " ".join(errors.values())}
 
 
-async def show_groups_form(turn: EnterpriseTurn, form: TelephonyInputs, errors: Errors) -> Card:
+async def show_groups_form(
+    form: TelephonyInputs,
+    errors: Errors,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
+) -> Card:
     """The card again after a refused save: the ticks kept, the reason under the groups."""
-    return await show_telephony(turn, form.user_id, form, _at("groups", errors))
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, form, _at("groups", errors)
+    )
 
 
-async def show_new_group_form(turn: EnterpriseTurn, form: TelephonyInputs, errors: Errors) -> Card:
+async def show_new_group_form(
+    form: TelephonyInputs,
+    errors: Errors,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
+) -> Card:
     """The card again after a refused new group: the name kept, the reason under the box."""
-    return await show_telephony(turn, form.user_id, form, _at("new_group", errors))
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, form, _at("new_group", errors)
+    )
 
 
-async def show_desk_phone_form(turn: EnterpriseTurn, form: TelephonyInputs, errors: Errors) -> Card:
+async def show_desk_phone_form(
+    form: TelephonyInputs,
+    errors: Errors,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
+) -> Card:
     """The card again after a refused desk phone action, the reason next to its buttons."""
-    return await show_telephony(turn, form.user_id, form, _at("desk_phone", errors))
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, form, _at("desk_phone", errors)
+    )
 
 
 @router.action(OpenTelephony)
-async def open_telephony(turn: EnterpriseTurn, data: OpenTelephony) -> Card:
+async def open_telephony(
+    data: OpenTelephony,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
+) -> Card:
     """The user's hunt groups and desk phone, as saved."""
-    return await show_telephony(turn, data.user_id)
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        data.user_id
+    )
 
 
-@router.action(SaveHuntGroups, form=show_groups_form)
+async def show_saved_groups(
+    form: SaveHuntGroups,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
+) -> Card | None:
+    """A save carried out by an earlier delivery: the groups the user is in now, when they are
+    the ones ticked."""
+    saved = await hunt_groups.of_user(enterprise.id, form.user_id)
+    if sorted(group.id for group in saved) != ticked_group_ids(form.groups):
+        return None
+    kept = form.model_copy(update={"groups": [group.id for group in saved]})
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, kept, success=f"Hunt groups saved: {hunt_group_names(saved)}."
+    )
+
+
+@router.action(SaveHuntGroups, form=show_groups_form, redelivered=show_saved_groups)
 async def save_hunt_groups(
-    turn: EnterpriseTurn, form: SaveHuntGroups, enterprise: EnterpriseView
+    form: SaveHuntGroups,
+    actor: Actor,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
 ) -> Card:
     """Make the user a member of exactly the ticked groups."""
-    saved = await turn.services.hunt_groups.set_user_groups(
-        turn.actor, enterprise.id, form.user_id, ticked_group_ids(form.groups)
+    saved = await hunt_groups.set_user_groups(
+        actor, enterprise.id, form.user_id, ticked_group_ids(form.groups)
     )
     # The name box is kept: the admin may have typed a group they have not created yet.
-    kept = form.model_copy(update={"groups": Selection(tuple(group.id for group in saved))})
-    return await show_telephony(
-        turn, form.user_id, kept, success=f"Hunt groups saved: {hunt_group_names(saved)}."
+    kept = form.model_copy(update={"groups": [group.id for group in saved]})
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, kept, success=f"Hunt groups saved: {hunt_group_names(saved)}."
     )
 
 
-@router.action(CreateHuntGroup, form=show_new_group_form)
+async def show_created_group(
+    form: CreateHuntGroup,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
+) -> Card | None:
+    """A group created by an earlier delivery: the card with that group, ticked."""
+    wanted = " ".join(form.new_group.split()).casefold()
+    group = next(
+        (g for g in await hunt_groups.all(enterprise.id) if g.name.casefold() == wanted), None
+    )
+    if group is None:
+        return None
+    kept = form.model_copy(
+        update={
+            "groups": [*form.groups, group.id],
+            "new_group": "",
+            "new_group_extension": "",
+            "new_group_number": "",
+        }
+    )
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, kept, success=f"Hunt group {group.name} was created."
+    )
+
+
+@router.action(CreateHuntGroup, form=show_new_group_form, redelivered=show_created_group)
 async def create_hunt_group(
-    turn: EnterpriseTurn, form: CreateHuntGroup, enterprise: EnterpriseView
+    form: CreateHuntGroup,
+    actor: Actor,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
 ) -> Card:
     """Create the named group and tick it for the user, who joins it when the admin saves."""
-    user = await turn.services.users.get(enterprise.id, form.user_id)
-    group = await turn.services.hunt_groups.create(
-        turn.actor,
+    user = await users.get(enterprise.id, form.user_id)
+    group = await hunt_groups.create(
+        actor,
         enterprise.id,
         form.new_group,
         extension=form.new_group_extension.strip() or None,
         number=form.new_group_number.strip() or None,
     )
-    ticked = list(form.groups.ids)
+    ticked = list(form.groups)
     if user.licence is None:
         success = f"Hunt group {group.name} was created."
     else:
@@ -132,25 +245,41 @@ async def create_hunt_group(
         )
     kept = form.model_copy(
         update={
-            "groups": Selection(tuple(ticked)),
+            "groups": ticked,
             "new_group": "",
             "new_group_extension": "",
             "new_group_number": "",
         }
     )
-    return await show_telephony(turn, form.user_id, kept, success=success)
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, kept, success=success
+    )
 
 
-@router.action(IssueDeskPhone, form=show_desk_phone_form)
+async def show_issued_login(
+    form: IssueDeskPhone, enterprise: EnterpriseView, users: Users, desk_phones: DeskPhones
+) -> Card | None:
+    """A login issued by an earlier delivery: said, never shown again (it is a secret)."""
+    user = await users.get(enterprise.id, form.user_id)
+    if not await desk_phones.has_desk_phone(enterprise.id, user.id):
+        return None
+    return desk_phone_already_issued_card(user, enterprise)
+
+
+@router.action(IssueDeskPhone, form=show_desk_phone_form, redelivered=show_issued_login)
 async def issue_desk_phone(
-    turn: EnterpriseTurn, form: IssueDeskPhone, enterprise: EnterpriseView
+    turn: EnterpriseTurn,
+    form: IssueDeskPhone,
+    enterprise: EnterpriseView,
+    actor: Actor,
+    users: Users,
+    desk_phones: DeskPhones,
 ) -> Card:
     """Issue a desk phone login and show it once; a redelivery gets a card without it."""
-    services = turn.services
-    user = await services.users.get(enterprise.id, form.user_id)
+    user = await users.get(enterprise.id, form.user_id)
     # A card opened before someone else issued a login says "Issue", not "Replace": never
     # replace a working phone's login unless the admin pressed Replace.
-    had_login = await services.desk_phones.has_desk_phone(enterprise.id, user.id)
+    had_login = await desk_phones.has_desk_phone(enterprise.id, user.id)
     if had_login and not form.replace:
         raise ConflictError(
             f"{user.display_name} already has a desk phone login, issued after you opened this "
@@ -158,24 +287,46 @@ async def issue_desk_phone(
             "then stops working.",
             field="desk_phone",
         )
-    login = await services.desk_phones.issue(turn.actor, enterprise.id, user.id)
+    login = await desk_phones.issue(actor, enterprise.id, user.id)
     turn.answer_redelivery_with(desk_phone_already_issued_card(user, enterprise))
     return desk_phone_issued_card(user, enterprise, login, replaced=had_login)
 
 
-@router.action(RevokeDeskPhone, form=show_desk_phone_form)
+REVOKED = "Desk phone login revoked: the phone can no longer register."
+
+
+async def show_revoked_login(
+    form: RevokeDeskPhone,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
+) -> Card | None:
+    """A login revoked by an earlier delivery: the card without it."""
+    if await desk_phones.has_desk_phone(enterprise.id, form.user_id):
+        return None
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        form.user_id, form, success=REVOKED
+    )
+
+
+@router.action(RevokeDeskPhone, form=show_desk_phone_form, redelivered=show_revoked_login)
 async def revoke_desk_phone(
-    turn: EnterpriseTurn, form: RevokeDeskPhone, enterprise: EnterpriseView
+    form: RevokeDeskPhone,
+    actor: Actor,
+    enterprise: EnterpriseView,
+    users: Users,
+    hunt_groups: HuntGroups,
+    pbx_statuses: PbxStatuses,
+    desk_phones: DeskPhones,
 ) -> Card:
     """Take the user's desk phone login away."""
-    user = await turn.services.users.get(enterprise.id, form.user_id)
-    if await turn.services.desk_phones.revoke(turn.actor, enterprise.id, user.id):
-        return await show_telephony(
-            turn,
-            user.id,
-            form,
-            success="Desk phone login revoked: the phone can no longer register.",
+    user = await users.get(enterprise.id, form.user_id)
+    if await desk_phones.revoke(actor, enterprise.id, user.id):
+        return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+            user.id, form, success=REVOKED
         )
-    return await show_telephony(
-        turn, user.id, form, notice=f"{user.display_name} had no desk phone login to revoke."
+    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
+        user.id, form, notice=f"{user.display_name} had no desk phone login to revoke."
     )

@@ -3,97 +3,95 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from bot.router import EnterpriseTurn, Router
-from cards.actions import EnableUsersForm, OpenUnlicensed, Selection
+from cards.actions import EnableUsersForm, OpenUnlicensed
 from cards.common import Card, Errors
 from cards.confirm import confirmation_card
 from cards.unlicensed import unlicensed_card, users_enabled_card
+from services.directory import Directory
 from services.domain import AdminRole, LicenceProduct
 from services.errors import BulkRefusedError, NotFoundError, ValidationError
-from services.views import EnterpriseView
+from services.licences import Licences
+from services.users import Users
+from services.views import Actor, AdminView, EnterpriseView
 
 router = Router()
 LISTED = 100
 MAX_SELECTED = 500
 
 
-def enable_product(value: str) -> LicenceProduct:
-    """The product chosen to enable with: Essentials or Basic."""
-    try:
-        return LicenceProduct((value or "").strip().lower())
-    except ValueError:
-        raise ValidationError("Choose Essentials or Basic.", field="licence") from None
-
-
-def selected_user_ids(selection: Selection) -> list[int]:
-    """The selected user ids; anything unreadable is refused before the service."""
-    if selection.unreadable:
-        raise ValidationError(
-            "Switchboard could not read that selection. Select the users again.", field="users"
-        )
-    if not selection.ids:
+def selected_user_ids(users: list[int]) -> list[int]:
+    """The selected user ids; none, or too many, is refused before the service."""
+    if not users:
         raise ValidationError("Select at least one user to enable.", field="users")
-    if len(selection.ids) > MAX_SELECTED:
+    if len(users) > MAX_SELECTED:
         raise ValidationError(f"Select at most {MAX_SELECTED} users at a time.", field="users")
-    return list(selection.ids)
+    return list(dict.fromkeys(users))
 
 
 async def show_unlicensed(
-    turn: EnterpriseTurn,
     form: EnableUsersForm,
     errors: Errors,
+    enterprise: EnterpriseView,
+    directory: Directory,
+    licences: Licences,
     refused: Sequence[tuple[str, str]] = (),
 ) -> Card:
     """The unlicensed list, with the admin's selection and product kept and any refusals."""
-    enterprise = turn.enterprise
-    users = await turn.services.directory.page(
-        enterprise.id, unlicensed_only=True, page_size=LISTED
-    )
-    pools = await turn.services.licences.pools(enterprise.id)
-    return unlicensed_card(enterprise, users, pools, form, errors, refused)
+    listed = await directory.page(enterprise.id, unlicensed_only=True, page_size=LISTED)
+    pools = await licences.pools(enterprise.id)
+    return unlicensed_card(enterprise, listed, pools, form, errors, refused)
 
 
 @router.action(OpenUnlicensed)
-async def open_unlicensed(turn: EnterpriseTurn, data: OpenUnlicensed) -> Card:
+async def open_unlicensed(
+    turn: EnterpriseTurn,
+    data: OpenUnlicensed,
+    enterprise: EnterpriseView,
+    directory: Directory,
+    licences: Licences,
+) -> Card:
     """The users without a calling licence, nobody (or, asked to, everybody listed) selected
     yet, and a licence the pools still have chosen."""
-    pools = {p.product: p for p in await turn.services.licences.pools(turn.ent)}
+    pools = {p.product: p for p in await licences.pools(enterprise.id)}
     typed = turn.data.get("licence")
-    licence = typed if typed in ("essentials", "basic") else "essentials"
+    licence: Literal["essentials", "basic"] = "basic" if typed == "basic" else "essentials"
     essentials = pools.get(LicenceProduct.ESSENTIALS)
     basic = pools.get(LicenceProduct.BASIC)
     no_essentials = essentials is None or essentials.free == 0
     if licence == "essentials" and no_essentials and basic is not None and basic.free > 0:
         licence = "basic"
-    form = EnableUsersForm(ent=turn.ent, licence=licence)
+    form = EnableUsersForm(ent=enterprise.id, licence=licence)
     if data.select_all:
-        listed = await turn.services.directory.page(
-            turn.ent, unlicensed_only=True, page_size=LISTED
-        )
-        form = form.model_copy(update={"users": Selection(tuple(u.id for u in listed.items))})
-    return await show_unlicensed(turn, form, {})
+        listed = await directory.page(enterprise.id, unlicensed_only=True, page_size=LISTED)
+        form = form.model_copy(update={"users": [u.id for u in listed.items]})
+    return await show_unlicensed(form, {}, enterprise, directory, licences)
 
 
-async def _refused_names(
-    turn: EnterpriseTurn, enterprise_id: int, user_ids: list[int]
-) -> dict[int, str]:
+async def _refused_names(users: Users, enterprise_id: int, user_ids: list[int]) -> dict[int, str]:
     """Names of the refused users of this enterprise; ids of anyone else stay unnamed."""
     names: dict[int, str] = {}
     for user_id in user_ids:
         try:
-            names[user_id] = (await turn.services.users.get(enterprise_id, user_id)).display_name
+            names[user_id] = (await users.get(enterprise_id, user_id)).display_name
         except NotFoundError:
             names[user_id] = f"Unknown user (id {user_id})"
     return names
 
 
 async def _confirmation(
-    turn: EnterpriseTurn, form: EnableUsersForm, product: LicenceProduct, user_ids: list[int]
+    form: EnableUsersForm,
+    product: LicenceProduct,
+    user_ids: list[int],
+    enterprise: EnterpriseView,
+    users: Users,
+    licences: Licences,
 ) -> Card | None:
     """What enabling several users at once will take from the pools, before it is done; None
     when the directory would refuse it anyway (it then says exactly why, user by user)."""
-    pools = {p.product: p for p in await turn.services.licences.pools(turn.enterprise.id)}
+    pools = {p.product: p for p in await licences.pools(enterprise.id)}
     pool = pools.get(product)
     count = len(user_ids)
     if pool is None or pool.free < count:
@@ -101,7 +99,7 @@ async def _confirmation(
     names = []
     for user_id in user_ids:
         try:
-            user = await turn.services.users.get(turn.enterprise.id, user_id)
+            user = await users.get(enterprise.id, user_id)
         except NotFoundError:
             return None
         if user.licence is not None:
@@ -124,26 +122,49 @@ async def _confirmation(
         confirm_title=f"Enable {count} users",
         confirm=form.model_copy(update={"confirmed": True}),
         cancel_title="Back to the list",
-        cancel=OpenUnlicensed(ent=turn.ent),
-        ent=turn.ent,
+        cancel=OpenUnlicensed(ent=enterprise.id),
+        ent=enterprise.id,
     )
 
 
-@router.action(EnableUsersForm, form=show_unlicensed)
+async def show_enabled(
+    form: EnableUsersForm, admin: AdminView, enterprise: EnterpriseView, users: Users
+) -> Card | None:
+    """An enable carried out by an earlier delivery: the users it enabled, when every selected
+    user has the chosen licence now."""
+    product = LicenceProduct(form.licence)
+    enabled = []
+    for user_id in selected_user_ids(form.users):
+        user = await users.get(enterprise.id, user_id)
+        if user.licence is not product:
+            return None
+        enabled.append(user)
+    return users_enabled_card(
+        enterprise, enabled, product, is_global_admin=admin.role is AdminRole.GLOBAL_ADMIN
+    )
+
+
+@router.action(EnableUsersForm, form=show_unlicensed, redelivered=show_enabled)
 async def enable_users(
-    turn: EnterpriseTurn, form: EnableUsersForm, enterprise: EnterpriseView
+    form: EnableUsersForm,
+    admin: AdminView,
+    actor: Actor,
+    enterprise: EnterpriseView,
+    users: Users,
+    directory: Directory,
+    licences: Licences,
 ) -> Card:
     """Enable the selected users together, or show each refused one with the reason."""
-    product = enable_product(form.licence)
+    product = LicenceProduct(form.licence)
     user_ids = selected_user_ids(form.users)
     if len(user_ids) > 1 and not form.confirmed:
-        confirmation = await _confirmation(turn, form, product, user_ids)
+        confirmation = await _confirmation(form, product, user_ids, enterprise, users, licences)
         if confirmation is not None:
             return confirmation
     try:
-        enabled = await turn.services.users.enable(turn.actor, enterprise.id, user_ids, product)
+        enabled = await users.enable(actor, enterprise.id, user_ids, product)
     except BulkRefusedError as refusal:
-        names = await _refused_names(turn, enterprise.id, list(refusal.reasons))
+        names = await _refused_names(users, enterprise.id, list(refusal.reasons))
         refused = [(names[user_id], reason) for user_id, reason in refusal.reasons.items()]
         # When every user shares the refusal's own reason, the list below already says it.
         summary = (
@@ -151,7 +172,9 @@ async def enable_users(
             if refusal.message in refusal.reasons.values()
             else refusal.message
         )
-        return await show_unlicensed(turn, form, {"users": summary}, refused)
+        return await show_unlicensed(
+            form, {"users": summary}, enterprise, directory, licences, refused
+        )
     return users_enabled_card(
-        enterprise, enabled, product, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
+        enterprise, enabled, product, is_global_admin=admin.role is AdminRole.GLOBAL_ADMIN
     )
