@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
+import aiohttp
 from botbuilder.core import InvokeResponse, MessageFactory, Middleware, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity, ActivityTypes
+from msrest.exceptions import ClientRequestError, HttpOperationError
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot.auth import BotSettings, create_bot_framework_authentication
@@ -21,6 +23,24 @@ REFERENCE_ID_KEY = "switchboard.reference_id"
 SEARCH_INVOKE_NAME = "application/search"
 
 TurnErrorHandler = Callable[[TurnContext, Exception], Awaitable[None]]
+
+
+class ReplyNotDeliveredError(Exception):
+    """The Bot Connector could not take a turn's reply: out of reach, or failing (5xx, 429)."""
+
+
+def connector_unreachable(error: BaseException) -> bool:
+    """Whether a failed call to the Bot Connector means it is out of reach or failing right
+    now (no connection, a timeout, a 5xx or 429 answer), rather than a request of ours it
+    refused (a 4xx: a bug)."""
+    if isinstance(error, ClientRequestError | OSError | TimeoutError | aiohttp.ClientError):
+        return True
+    if isinstance(error, HttpOperationError):
+        status = getattr(error.response, "status_code", None) or getattr(
+            error.response, "status", None
+        )
+        return isinstance(status, int) and (status >= 500 or status == 429)
+    return False
 
 
 def reference_id(turn_context: TurnContext) -> str:
@@ -72,6 +92,8 @@ def make_turn_error_handler() -> TurnErrorHandler:
     """
 
     async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+        if isinstance(error, ReplyNotDeliveredError):
+            raise error  # not a bug, and no apology could reach the admin: the HTTP edge says so
         reference = reference_id(turn_context)
         with request_id_scope(reference):
             await _report_turn_error(turn_context, error, reference)

@@ -22,7 +22,7 @@ from botbuilder.core import serializer_helper as to_json_dict
 from botbuilder.integration.aiohttp import CloudAdapter
 from msrest.serialization import Model
 
-from bot.adapter import create_adapter
+from bot.adapter import ReplyNotDeliveredError, create_adapter
 from bot.auth import (
     AuthenticationFailed,
     AuthenticationUnavailable,
@@ -47,6 +47,8 @@ HEALTH_PATH = "/healthz"
 LIVENESS_PATH = "/healthz/live"
 READINESS_PATH = "/healthz/ready"
 READINESS_TIMEOUT_SECONDS = 2.0
+# When a reply could not reach the Bot Connector: how soon Teams may deliver the activity again.
+REPLY_RETRY_AFTER_SECONDS = 5
 _JSON = "application/json"
 
 BOT_SETTINGS_KEY = web.AppKey("switchboard.bot_settings", BotSettings)
@@ -158,6 +160,22 @@ class MessagesEndpoint:
                 auth_result, activity, self._bot.on_turn
             )
             return _http_response(invoke_response)
+        except ReplyNotDeliveredError as lost:
+            logger.warning(
+                "The Bot Connector did not take the reply to a %s activity (reference %s): %s",
+                activity.type,
+                current_request_id(),
+                lost,
+            )
+            # 503 with Retry-After, not 500: the failure is the connector's and passing, not a
+            # bug of ours. Teams treats a 5xx as "not delivered" and may deliver the activity
+            # again, which is what could still bring the admin the reply; redelivery is safe,
+            # since a change runs once and a redelivered change gets its first answer (the
+            # delivery ledger). A 200 would tell Teams all went well, and the reply would be
+            # lost for good.
+            response = _error(HTTPStatus.SERVICE_UNAVAILABLE, "reply not delivered")
+            response.headers["Retry-After"] = str(REPLY_RETRY_AFTER_SECONDS)
+            return response
         except Exception:
             logger.exception(
                 "Failed to process a %s activity (reference %s)",

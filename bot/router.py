@@ -29,7 +29,8 @@ from cards.actions import CHOICE_ERROR, ActionData, Dataset
 from cards.common import Card, Errors, notice_card, plain
 from services.container import Services
 from services.domain import AdminRole
-from services.errors import DomainError, PermissionDeniedError
+from services.errors import DomainError, OutsideUnreachableError, PermissionDeniedError
+from services.graph.errors import GraphError
 from services.views import Actor, AdminView, EnterpriseView
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,14 @@ class SearchRoute:
         return results
 
 
+def is_outside_outage(error: BaseException) -> bool:
+    """Whether `error` means a service outside Switchboard (Microsoft Graph, Entra) is out of
+    reach or failing right now: an outage to tell as one, not a refusal of the admin's input."""
+    return isinstance(error, OutsideUnreachableError) or (
+        isinstance(error, GraphError) and error.transient
+    )
+
+
 def _read_payload(route: Route[Any], data: dict[str, Any]) -> tuple[ActionData | None, Errors]:
     """The typed payload, and the fields holding a choice the card does not offer (each with
     the message saying what to choose): those read as their defaults, so the form can be shown
@@ -313,6 +322,8 @@ class Router:
         try:
             return await route.call(acting, payload)
         except DomainError as refusal:
+            if is_outside_outage(refusal):
+                raise  # not the admin's to fix: told as an outage (bot/steps/errors.py)
             if not isinstance(refusal, PermissionDeniedError):
                 try:
                     form = await route.refused(

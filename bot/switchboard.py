@@ -18,6 +18,7 @@ from botbuilder.core import (
 from botbuilder.schema import Activity, ActivityTypes
 
 from bot import pipeline
+from bot.adapter import ReplyNotDeliveredError, connector_unreachable
 from bot.router import Router
 from bot.steps import KnownReferences, TurnState
 from bot.steps.ledger import delivery_key
@@ -52,9 +53,20 @@ class SwitchboardBot(ActivityHandler):  # type: ignore[misc]
             if turn.card is not None:
                 _answer(turn_context, _card_response(turn.card))
         elif turn.card is not None:
-            await turn_context.send_activity(
-                MessageFactory.attachment(CardFactory.adaptive_card(turn.card))
+            await _reply(
+                turn_context, MessageFactory.attachment(CardFactory.adaptive_card(turn.card))
             )
+
+
+async def _reply(context: TurnContext, activity: Activity) -> None:
+    """Send the turn's reply through the Bot Connector; when the connector is out of reach or
+    failing, say so (ReplyNotDeliveredError) for the HTTP edge to answer Teams accordingly."""
+    try:
+        await context.send_activity(activity)
+    except Exception as error:
+        if connector_unreachable(error):
+            raise ReplyNotDeliveredError(type(error).__name__) from error
+        raise
 
 
 def _card_response(card: Card) -> InvokeResponse:

@@ -300,6 +300,17 @@ def outage_card(*, ent: int | None = None) -> Card:
     )
 
 
+def microsoft_outage_card(*, ent: int | None = None) -> Card:
+    """What a turn that needs Microsoft (Graph) answers while Microsoft cannot be reached or is
+    failing: not a bug, and nothing was changed, so the admin simply tries again."""
+    return notice_card(
+        "Switchboard can't reach Microsoft",
+        "Switchboard can't reach Microsoft right now; nothing was changed. "
+        "Try again in a minute.",
+        ent=ent,
+    )
+
+
 def already_handled_card(*, ent: int | None = None) -> Card:
     """The answer to a request that reached Switchboard twice, when the first delivery's own
     answer is not known: the change was made once, and nothing was done again."""

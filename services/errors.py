@@ -12,6 +12,11 @@ class DomainError(Exception):
         self.field = field
 
 
+class OutsideUnreachableError(DomainError):
+    """A service outside Switchboard that the action needs (Microsoft) cannot be reached or is
+    failing right now: nothing was changed, and trying again later will do."""
+
+
 class ValidationError(DomainError):
     """The input itself is wrong (malformed number, bad e-mail, out-of-range extension)."""
 

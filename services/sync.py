@@ -11,7 +11,7 @@ from services import journal
 from services.db import Database
 from services.domain import AdminRole, ProvisioningStatus
 from services.enterprises import enterprise_view
-from services.errors import DomainError, PermissionDeniedError
+from services.errors import DomainError, OutsideUnreachableError, PermissionDeniedError
 from services.inventory import load_enterprise
 from services.models import OutboxItem, SyncRun, User
 from services.provisioning.state import open_run, start_run, waiting_for_microsoft
@@ -67,6 +67,12 @@ class Syncs:
                     "permissions are not granted), so it cannot confirm you are a Global "
                     "Administrator and no sync was started. Ask your service provider."
                 ) from None
+            if getattr(error, "transient", False):
+                # Microsoft is out of reach or failing: an outage, told as one.
+                raise OutsideUnreachableError(
+                    "Switchboard can't reach Microsoft right now; nothing was changed. "
+                    "Try again in a minute."
+                ) from error
             raise PermissionDeniedError(
                 "Switchboard could not confirm with Microsoft that you are a Global "
                 "Administrator of this organisation, so no sync was started. Try again in a moment."
