@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,12 +16,26 @@ from sqlalchemy.engine import make_url
 
 from bot.app import build_app
 from cards.actions import Dataset, Verb
+from sandbox import SandboxServer
 from services.container import Services
 from services.db import Database
-from services.domain import AdminRole
+from services.domain import AdminRole, OutboxStatus, SyncStatus
 from services.passwords import PasswordVault
 from tests.botkit import BotHarness, card_text
 from tests.conftest import PG_URL, PROVIDER, seed_enterprise, settings_for
+from tests.provisioning_kit import (
+    cloud_fixture,  # noqa: F401
+    global_admin,
+    item_counts,
+    make_enterprise,
+    running_engines,
+    sandbox_server_fixture,  # noqa: F401
+    seed_tenant,
+    settings_with,
+    sync_settings,
+    wait_for,
+    wait_for_run,
+)
 from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER
 from tests.support.dbproxy import DatabaseRelay
 
@@ -166,3 +182,48 @@ async def test_turns_cut_off_mid_way_say_so_and_the_database_stays_whole(
     numbers = [user.number for user in page.items]
     assert len(numbers) == len(set(numbers))
     assert said_created <= {user.display_name for user in page.items}
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_a_sync_cut_off_by_an_outage_resumes_when_the_database_is_back(
+    relay: DatabaseRelay,
+    cloud: SandboxServer,
+    tmp_path: Path,
+    database: Database,  # migrated and emptied; the sync reaches the same database via the relay
+) -> None:
+    url = make_url(PG_URL).set(host="127.0.0.1", port=relay.port)
+    db = Database(url.render_as_string(hide_password=False))
+    # A lease far longer than the whole test: the sync must not wait for one to run out.
+    lease = 120.0
+    settings = replace(
+        settings_with(Services.build(db, settings_for(db.url, tmp_path), _vault(tmp_path)), cloud),
+        sync=sync_settings(lease_seconds=lease),
+    )
+    services = Services.build(db, settings, _vault(tmp_path))
+    try:
+        seed_tenant(cloud, 41)
+        cloud.config.operation_delay_seconds = 0.5  # each number assignment takes a moment
+        ent = await make_enterprise(services, 41, users=6)
+        run, _ = await services.syncs.request(global_admin(ent, 41), ent)
+        async with running_engines(services, settings):
+
+            async def in_hand() -> int:
+                counts = await item_counts(services, run.id)
+                return counts.get(OutboxStatus.IN_PROGRESS, 0)
+
+            await wait_for(in_hand, timeout=20)
+            await relay.down()
+            await asyncio.sleep(2.0)
+            await relay.up()
+            back = time.monotonic()
+            finished = await wait_for_run(services, run.id, timeout=30)
+            resumed_in = time.monotonic() - back
+        assert finished.status is SyncStatus.SUCCEEDED
+        assert await item_counts(services, run.id) == {OutboxStatus.DONE: 6}
+        assert resumed_in < lease / 4, resumed_in
+    finally:
+        await db.dispose()
+
+
+def _vault(tmp_path: Path) -> PasswordVault:
+    return PasswordVault.from_settings("", tmp_path / "key")

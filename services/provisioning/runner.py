@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 
 from services.config import GraphSettings, SyncSettings
-from services.db import Database
+from services.db import Database, is_unreachable
 from services.domain import OutboxStatus, ProvisioningAction, ProvisioningStep, SyncStatus
 from services.graph import GraphError, GraphOperations, GraphService
 from services.models import Enterprise, Extension, PhoneNumber, ProvisioningItem, User, utcnow
@@ -96,8 +96,12 @@ class Runner:
                     await uow.commit()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("Could not renew the sync worker's leases")
+            except Exception as error:
+                if is_unreachable(error):
+                    # Passing: the items resume when the database is back (_resume_after_outage).
+                    logger.warning("Could not renew the sync worker's leases: database unreachable")
+                else:
+                    logger.exception("Could not renew the sync worker's leases")
 
     async def stop(self) -> None:
         """Stop the items in hand and give them back, so the next worker starts on them at once."""
@@ -220,7 +224,10 @@ class Runner:
             await self._settle_failure(claimed, error.step, error)
         except GraphError as error:
             await self._settle_failure(claimed, step, error)
-        except Exception:
+        except Exception as error:
+            if is_unreachable(error):
+                await self._resume_after_outage(claimed, step)
+                return
             logger.exception("Item %s failed unexpectedly at %s", claimed.item_id, step.value)
             await self._settle_failure(
                 claimed,
@@ -246,9 +253,44 @@ class Runner:
                 await self._finish(claimed, error=reason)
         except LeaseLost:
             logger.info("Item %s was taken over by another worker", claimed.item_id)
-        except Exception:
+        except Exception as outcome_error:
+            if is_unreachable(outcome_error):
+                await self._resume_after_outage(claimed, step)
+                return
             # The lease runs out and the item is picked up again: nothing is lost.
             logger.exception("Could not record the outcome of item %s", claimed.item_id)
+
+    async def _resume_after_outage(self, claimed: Claimed, step: ProvisioningStep) -> None:
+        """The database went away under the item: wait until it answers again, then put the
+        item back in line at once (its attempts untouched: the outage was not the item's),
+        rather than leaving it held until its lease runs out."""
+        logger.warning(
+            "Item %s: the database cannot be reached at %s; it resumes when the database is back",
+            claimed.item_id,
+            step.value,
+        )
+        pause = self.sync.poll_seconds
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                async with self.db.unit_of_work() as uow:
+                    settled = await ITEMS.settle(
+                        uow.session,
+                        self._mine(claimed),
+                        OutboxStatus.PENDING,
+                        step=step,
+                        next_attempt_at=utcnow(),
+                    )
+                    await uow.commit()
+            except Exception as error:
+                if not is_unreachable(error):
+                    logger.exception("Could not put item %s back in line", claimed.item_id)
+                    return  # its lease runs out, and it is picked up again
+                pause = min(pause * 2, max(self.sync.poll_seconds, self.sync.lease_seconds / 6))
+                continue
+            if not settled:
+                logger.info("Item %s was taken over by another worker", claimed.item_id)
+            return
 
     async def _person(self, claimed: Claimed) -> Person | None:
         if claimed.user_id is None:
