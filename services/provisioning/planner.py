@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import exists, select
+from sqlalchemy import column, exists, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db import Database
@@ -14,6 +14,11 @@ from services.models import Enterprise, OutboxItem, ProvisioningItem, SyncRun, U
 from services.provisioning import state
 from services.provisioning.work import WORK_LEFT
 from services.queue import lock_skipping_held
+
+# Bulk imports (services/bulk), named here rather than imported: the bulk package builds on
+# the whole directory, this sync included.
+_BULK_IMPORTS = table("bulk_imports", column("enterprise_id"), column("status"))
+_IMPORT_APPLYING = "applying"
 
 # One logger for the whole sync, named as it was before the package split.
 logger = logging.getLogger("services.provisioning")
@@ -28,7 +33,8 @@ class Planner:
         self.on_closed = on_closed
 
     async def start_automatic_runs(self) -> int:
-        """Start a run for each enterprise that syncs automatically and has changes waiting."""
+        """Start a run for each enterprise that syncs automatically and has changes waiting,
+        unless a bulk import is still applying: its changes go to Microsoft in one run."""
         waiting = (
             select(OutboxItem.enterprise_id)
             .join(Enterprise, Enterprise.id == OutboxItem.enterprise_id)
@@ -37,6 +43,10 @@ class Planner:
                 state.syncs_automatically_clause(),
                 ~exists().where(
                     SyncRun.enterprise_id == OutboxItem.enterprise_id, state.is_open_run()
+                ),
+                ~exists().where(
+                    _BULK_IMPORTS.c.enterprise_id == OutboxItem.enterprise_id,
+                    _BULK_IMPORTS.c.status == _IMPORT_APPLYING,
                 ),
             )
             .distinct()
