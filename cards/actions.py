@@ -514,9 +514,10 @@ class RevokeDeskPhone(TelephonyInputs):
     verb: ClassVar[Verb] = Verb.DESK_PHONE_REVOKE
 
 
-# The paste box of the import card: about 250 rows of a typical export. Larger files are
+# The paste box of the import card: about 120 rows of a typical export, so the preview card
+# that keeps the pasted text stays within what Teams shows (about 28 KB). Larger files are
 # attached in the personal chat instead (up to 5 MB).
-MAX_PASTE = 30_000
+MAX_PASTE = 12_000
 
 
 class ExportDirectory(ActionData):
@@ -535,7 +536,8 @@ class OpenImport(ActionData):
 class PastedSheet(ActionData):
     """The import card's paste box (input `sheet`): a CSV pasted as text."""
 
-    model_config = ConfigDict(str_max_length=MAX_PASTE + 1000)
+    # Longer than the box takes, so a paste beyond it is told so, not read as garbage.
+    model_config = ConfigDict(str_max_length=20 * MAX_PASTE)
     sheet: str = ""
 
 

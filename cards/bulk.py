@@ -29,9 +29,9 @@ FILE_CONSENT = "application/vnd.microsoft.teams.card.file.consent"
 FILE_INFO = "application/vnd.microsoft.teams.card.file.info"
 # What one card shows before pointing at the file with every row: a card has to stay small
 # enough for Teams (about 28 KB).
-SHOWN_REJECTED = 30
+SHOWN_REJECTED = 20
 SHOWN_CHANGES = 10
-SHOWN_FAILED = 30
+SHOWN_FAILED = 20
 MAX_SHOWN_TEXT = 300
 
 BULK_HELP = (
@@ -139,7 +139,7 @@ def import_card(
         paragraph(attach),
         *paste_box(sheet, errors),
         paragraph(
-            f"The box takes up to {MAX_PASTE:,} characters (about 250 users); attach larger "
+            f"The box takes up to {MAX_PASTE:,} characters (about 120 users); attach larger "
             "files. Nothing changes until you press Apply on the preview.",
             subtle=True,
         ),
@@ -346,7 +346,7 @@ def result_card(
         )
     )
     return frame(
-        "Import finished" if progress.finished else "Import under way",
+        "Import result" if progress.finished else "Import under way",
         body,
         help_text=IMPORT_HELP,
         notice=notice,

@@ -6,6 +6,7 @@ resumed when the bot starts."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from bot.app import build_app
 from bot.features.bulk import BULK_DESK_KEY, BulkDesk
-from cards.actions import Verb
+from cards.actions import MAX_PASTE, Verb
 from services.bulk import MAX_FILE_BYTES, Bulk, read_result
 from services.domain import LicenceProduct
 from services.users import NewUser
@@ -259,6 +260,25 @@ async def test_an_empty_or_unreadable_paste_keeps_the_box_and_says_what_to_fix(
     card = await harness.act(Verb.BULK_PREVIEW, {"sheet": "just words"})
     text = card_text(card)
     assert APOLOGY not in text and ("Import users" in text or "Preview" in text)
+    long = "Name,E-mail\n" + "Ada,ada@contoso.com\n" * (MAX_PASTE // 10)
+    card = await harness.act(Verb.BULK_PREVIEW, {"sheet": long})
+    assert f"The box takes up to {MAX_PASTE:,} characters" in card_text(card)
+    assert find_input(card, "sheet")["value"]  # what was pasted is still there
+
+
+async def test_the_largest_preview_card_stays_within_what_teams_shows(
+    harness: BotHarness,
+) -> None:
+    """A full paste box of rejected rows: the card keeps the paste, shows the first rows and
+    points at the file for the rest, and stays under Teams' 28 KB."""
+    row = ["Somebody With A Long Name", "someone.long@contoso.com", "Basic", "+44 20 7946 0001"]
+    rows = [[row[0], f"{i}{row[1]}", *row[2:], ""] for i in range(400)]
+    text = sheet(rows).decode()
+    text = text[: text.rindex("\n", 0, MAX_PASTE)]
+    card = await harness.act(Verb.BULK_PREVIEW, {"sheet": text})
+    shown = card_text(card)
+    assert "more rejected rows: every one is in the full list" in shown
+    assert len(json.dumps(card).encode()) < 28 * 1024
 
 
 def _file_message(harness: BotHarness, name: str, url: str, file_type: str = "csv") -> dict:

@@ -159,6 +159,13 @@ class _Followed:
     resumed: bool = False
     last_update: float = 0.0
 
+    @property
+    def personal(self) -> bool:
+        """Whether the import is followed in a personal chat (where files can travel)."""
+        conversation = self.reference.conversation if self.reference else None
+        kind = conversation.conversation_type if conversation else None
+        return (kind or "personal") == "personal"
+
 
 class BulkDesk:
     """The bot side of bulk imports: files in and out of Teams, and imports applied in the
@@ -434,6 +441,8 @@ class BulkDesk:
 
         async def send(context: TurnContext) -> None:
             await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+            if not followed.personal:
+                return  # Teams takes files from bots in personal chats only
             await self.offer_file(
                 context,
                 followed.enterprise.id,
