@@ -23,7 +23,7 @@ from services.users import NewUser
 from services.views import Actor
 from tests.botkit import BotHarness, buttons, card_text, find_input
 from tests.bulk_kit import directory_facts, sheet
-from tests.conftest import PROVIDER
+from tests.conftest import PROVIDER, seed_enterprise
 from tests.support.connector import ConnectorActivity
 
 CONSENT = "application/vnd.microsoft.teams.card.file.consent"
@@ -233,6 +233,38 @@ async def test_progress_updates_are_throttled(harness: BotHarness) -> None:
     # The first batch is shown at once (nothing shown yet for an hour), then only the end.
     assert len(updates) <= 2
     assert "Import finished" in card_text(updates[-1].body)
+
+
+async def test_the_full_preview_list_comes_as_a_file(harness: BotHarness) -> None:
+    desk_of(harness)
+    text = FILE.decode()
+    preview = await preview_paste(harness, text)
+    card = await harness.act(
+        Verb.BULK_PREVIEW_FILE, {**buttons(preview)["Full list as a file"], "sheet": text}
+    )
+    assert "The full list is on its way as a file" in card_text(card)
+    name, body = await accept_and_fetch(harness)
+    assert name.startswith("switchboard-preview-")
+    rows = {row["E-mail"]: row for row in read_result(body)}
+    assert rows["ada@contoso.com"]["Action"] == "create"
+    assert rows["bad@contoso.com"]["Action"] == "rejected" and rows["bad@contoso.com"]["Reason"]
+
+
+async def test_an_import_of_another_enterprise_is_not_shown_nor_sent(
+    harness: BotHarness,
+) -> None:
+    other = await seed_enterprise(
+        harness.services, tenant_id="t-other", numbers=("+442079470000", "+442079470009")
+    )
+    data = sheet([["Vic", "vic@contoso.com", "Basic", "", ""]])
+    bulk = Bulk.of(harness.services)
+    import_id = await bulk.start(
+        PROVIDER, other, data, (await bulk.preview(other, data)).token, "theirs.csv"
+    )
+    for verb in (Verb.BULK_PROGRESS, Verb.BULK_RESULT_FILE):
+        card = await harness.act(verb, {"import_id": import_id, "ent": other})
+        assert "does not exist" in card_text(card)
+    await harness.connector.assert_no_activity()
 
 
 async def test_a_stale_preview_is_refused_with_the_preview_as_it_stands(
