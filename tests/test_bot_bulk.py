@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.app import build_app
-from bot.features.bulk import BULK_DESK_KEY, BulkDesk
+from bot.features.bulk import BULK_DESK_KEY, BulkDesk, FileShelf
 from cards.actions import MAX_PASTE, Verb
 from services.bulk import MAX_FILE_BYTES, Bulk, read_result
 from services.domain import LicenceProduct
@@ -115,6 +115,34 @@ async def test_export_is_sent_through_file_consent_and_the_columns_are_on_the_ca
     assert row["E-mail"] == "ada@contoso.com" and row["Licence"] == "Essentials"
 
 
+async def test_an_answer_reaching_another_instance_still_gets_the_file(
+    harness: BotHarness,
+) -> None:
+    """The consent's answer may reach another instance of the bot (or this one restarted),
+    whose shelf is empty: the export is made again; a preview's list cannot be, and says so."""
+    desk = desk_of(harness)
+    await harness.act(Verb.BULK_EXPORT)
+    attachment = await consent_card(harness)
+    desk.shelf = FileShelf()
+    status, key = await answer_consent(harness, attachment)
+    assert status == 200
+    assert harness.connector.uploaded(key).body == await Bulk.of(harness.services).export(
+        harness.ent
+    )
+
+    text = FILE.decode()
+    preview = await preview_paste(harness, text)
+    await harness.act(
+        Verb.BULK_PREVIEW_FILE, {**buttons(preview)["Full list as a file"], "sheet": text}
+    )
+    attachment = await consent_card(harness)
+    desk.shelf = FileShelf()
+    status, key = await answer_consent(harness, attachment)
+    line = await harness.connector.next_activity(where=lambda a: bool(a.text))
+    assert "no longer has that file" in (line.text or "")
+    assert not [u for u in harness.connector.uploads if u.key == key]
+
+
 async def test_typed_template_and_a_declined_file(harness: BotHarness) -> None:
     desk_of(harness)
     response = await harness.client.post(harness.teams.message("template"))
@@ -202,6 +230,7 @@ async def test_paste_preview_apply_with_progress_result_and_result_file(
     assert "2 rows applied" in card_text(result.body)
     assert len(await emails(harness)) == before + 2
 
+    desk.shelf = FileShelf()  # the answer reaches an instance that made it again
     name, body = await accept_and_fetch(harness)
     assert name.endswith("-result.csv")
     results = {row["E-mail"]: row["Result"] for row in read_result(body)}

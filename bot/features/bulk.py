@@ -47,6 +47,7 @@ from cards.actions import (
     PreviewFile,
     PreviewPasted,
     UploadedSheet,
+    database_id,
 )
 from cards.bulk import (
     export_card,
@@ -90,6 +91,11 @@ FILE_GONE = (
     "Switchboard no longer has that file (it keeps files for an hour, and not across a "
     "restart). Ask for it again."
 )
+TEMPLATE_NAME = "switchboard-template.csv"
+# How a consent card's file is made again when the shelf no longer has it.
+REMAKE_EXPORT = "export"
+REMAKE_TEMPLATE = "template"
+REMAKE_RESULT = "result-"
 PERSONAL_ONLY = (
     "Teams lets Switchboard send and receive files in your personal chat with it only: open "
     "that chat and try there."
@@ -310,16 +316,50 @@ class BulkDesk:
             ) from None
 
     async def offer_file(
-        self, context: TurnContext, ent: int, name: str, data: bytes, description: str
+        self,
+        context: TurnContext,
+        ent: int,
+        name: str,
+        data: bytes,
+        description: str,
+        *,
+        remake: str = "",
     ) -> None:
-        """Send the consent card for a file; the bytes wait on the shelf for the answer."""
+        """Send the consent card for a file; the bytes wait on the shelf for the answer.
+        `remake` (see `remade`) names how to make the file again where the shelf lacks it:
+        the answer may reach another instance of the bot, or this one after a restart."""
         key = self.shelf.put(ent, name, data)
         attachment = file_consent_attachment(
-            name, len(data), description, {"file": key, "ent": ent}
+            name, len(data), description, {"file": f"{remake}/{key}" if remake else key, "ent": ent}
         )
         await context.send_activity(
             Activity(type=ActivityTypes.message, attachments=[_attachment(attachment)])
         )
+
+    def kept(self, file: str, ent: int) -> tuple[str, bytes] | None:
+        """The file a consent card offered, as kept on the shelf."""
+        return self.shelf.get(file.rpartition("/")[2], ent)
+
+    async def remade(self, file: str, ent: int) -> tuple[str, bytes] | None:
+        """The file a consent card offered, made again from the directory (the export, the
+        template, an import's result of this enterprise); None when it cannot be."""
+        how = file.partition("/")[0] if "/" in file else ""
+        if how == REMAKE_EXPORT:
+            return f"switchboard-users-{_today()}.csv", await self.bulk.export(ent)
+        if how == REMAKE_TEMPLATE:
+            return TEMPLATE_NAME, template()
+        if how.startswith(REMAKE_RESULT):
+            import_id = database_id(how.removeprefix(REMAKE_RESULT))
+            if import_id is None:
+                return None
+            try:
+                progress = await self.bulk.progress(import_id)
+            except NotFoundError:
+                return None
+            if progress.enterprise_id != ent:
+                return None
+            return result_file_name(import_id), await self.bulk.result_csv(import_id)
+        return None
 
     async def upload(self, answer: FileConsentAnswer, data: bytes) -> str | None:
         """PUT the file to the OneDrive location Teams gave; None when done, else why not."""
@@ -449,6 +489,7 @@ class BulkDesk:
                 name,
                 data,
                 f"Each row of import {followed.import_id} with its result.",
+                remake=f"{REMAKE_RESULT}{followed.import_id}",
             )
 
         await self._proactive(followed.reference, send)
@@ -588,13 +629,15 @@ async def export(turn: EnterpriseTurn, data: ExportDirectory, enterprise: Enterp
     if not scope.personal:
         return export_card(enterprise, template=data.template, sent=False, notice=PERSONAL_ONLY)
     if data.template:
-        content, name = template(), "switchboard-template.csv"
+        content, name, remake = template(), TEMPLATE_NAME, REMAKE_TEMPLATE
         description = "The blank Switchboard template: one user a row."
     else:
         content = await scope.desk.bulk.export(enterprise.id)
-        name = f"switchboard-users-{_today()}.csv"
+        name, remake = f"switchboard-users-{_today()}.csv", REMAKE_EXPORT
         description = f"Every user of {enterprise.name}, one a row, to edit and import again."
-    await scope.desk.offer_file(scope.context, enterprise.id, name, content, description)
+    await scope.desk.offer_file(
+        scope.context, enterprise.id, name, content, description, remake=remake
+    )
     return export_card(enterprise, template=data.template, sent=True)
 
 
@@ -818,6 +861,7 @@ async def result_file(
         result_file_name(data.import_id),
         await scope.desk.bulk.result_csv(data.import_id),
         f"Each row of import {data.import_id} with its result.",
+        remake=f"{REMAKE_RESULT}{data.import_id}",
     )
     return card
 
@@ -836,7 +880,9 @@ async def file_consent(
             )
         )
         return notice_card("File declined", "Nothing was saved.", ent=enterprise.id)
-    kept = scope.desk.shelf.get(data.file, enterprise.id)
+    kept = scope.desk.kept(data.file, enterprise.id)
+    if kept is None:
+        kept = await scope.desk.remade(data.file, enterprise.id)
     problem = FILE_GONE if kept is None else None
     if kept is not None and data.action != "accept":
         problem = "Teams sent an answer Switchboard does not know. Ask for the file again."
