@@ -3,41 +3,55 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from aiohttp import web
 
 from bot.app import create_app
-from bot.auth import BotSettings
+from bot.auth import PUBLIC_OPENID_METADATA_URL, AppType, BotSettings
 from bot.request_context import LOG_FORMAT, install_request_id_log_records
-from services.config import Settings, SettingsError
+from services.config import BotEndpointSettings, Settings, SettingsError
 
 
-def _port(raw: str) -> int:
-    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
-        raise ValueError(f"BOT_PORT must be a port number, not {raw!r}")
-    return int(raw)
+def bot_settings_from(endpoint: BotEndpointSettings) -> BotSettings:
+    """The bot's identity as botbuilder's adapter takes it; ValueError names what is missing
+    (a password for the app id, a tenant for a single-tenant app)."""
+    return BotSettings(
+        app_id=endpoint.app_id,
+        app_password=endpoint.app_password,
+        app_type=AppType.parse(endpoint.app_type),
+        app_tenant_id=endpoint.app_tenant_id,
+        openid_metadata_url=endpoint.openid_metadata_url or PUBLIC_OPENID_METADATA_URL,
+        token_authority=endpoint.token_authority or None,
+        token_authority_ca_bundle=endpoint.token_authority_ca_bundle or None,
+    )
+
+
+def read_settings() -> tuple[Settings, BotSettings]:
+    """Every setting, read and checked once; SettingsError lists every bad value."""
+    settings = Settings.from_env()
+    try:
+        return settings, bot_settings_from(settings.bot)
+    except ValueError as bad:
+        raise SettingsError([str(bad)]) from None
 
 
 def main() -> None:
-    """Read the environment and serve until interrupted; a bad setting exits with one line."""
+    """Read the environment and serve until interrupted; bad settings exit with code 2 and
+    one line each on stderr."""
+    try:
+        settings, bot_settings = read_settings()
+    except SettingsError as bad:
+        for problem in bad.problems:
+            print(f"switchboard: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     # Before the first record: the database migrations log before the app is built.
     install_request_id_log_records()
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format=LOG_FORMAT)
-    host = os.environ.get("BOT_HOST", "127.0.0.1")
-    try:
-        port = _port(os.environ.get("BOT_PORT", "3978"))
-        settings = Settings.from_env()
-        bot_settings = BotSettings.from_env()
-    except SettingsError as bad:
-        sys.exit(f"switchboard: error: {bad.message}")
-    except ValueError as bad:  # BOT_PORT, MicrosoftAppType: their messages name them
-        sys.exit(f"switchboard: error: {bad}")
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     web.run_app(
         create_app(settings, bot_settings),
-        host=host,
-        port=port,
+        host=settings.bot.host,
+        port=settings.bot.port,
         print=lambda text: logging.getLogger("bot").info("%s", text),
     )
 

@@ -1,4 +1,5 @@
-"""The composition root: settings, database, services, bot, routes and background work."""
+"""The bot application: the services from the composition root (services/container.py), the
+bot and its routes, and the background work that lives as long as the app serves."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from bot.notifier import ProactiveNotifier
 from bot.switchboard import SwitchboardBot
 from services.config import Settings
 from services.container import Services, open_services
-from services.graph import GlobalAdminCheck, GraphService, VerifiedDomains
-from services.passwords import PasswordVault
 from services.pbx.factory import Pbx
 from services.provisioning import ProvisioningEngine
 from services.retry import run_passes
@@ -70,28 +69,21 @@ def build_app(services: Services, bot_settings: BotSettings) -> web.Application:
 
 
 class BackgroundWork:
-    """The PBX pusher, the sync workers and the proactive notifier, living as long as the app
-    serves."""
+    """The PBX pusher, housekeeping, the proactive notifier and the sync workers, living as
+    long as the app serves. Every instance of the bot runs its own; they share the work
+    through the database (docs/SCALING.md)."""
 
-    def __init__(
-        self,
-        services: Services,
-        settings: Settings,
-        *,
-        graph: GraphService | None = None,
-        vault: PasswordVault | None = None,
-    ) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.settings = settings
-        self.graph = graph
-        self.vault = vault or services.users.vault
         self.engines: list[ProvisioningEngine] = []
         self.notifier: ProactiveNotifier | None = None
-        self.pbx: Pbx | None = None
         self._stop = asyncio.Event()
-        self._pbx_task: asyncio.Task[None] | None = None
-        self._housekeeping: asyncio.Task[None] | None = None
-        self._own_graph = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pbx(self) -> Pbx:
+        """The PBX the pusher applies the directory's changes to."""
+        return self.services.pbx
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: start everything on startup, stop it all on cleanup."""
@@ -102,91 +94,62 @@ class BackgroundWork:
             await self.stop()
 
     async def start(self, app: web.Application) -> None:
-        """Start the PBX pusher, the notifier, then the sync workers (they wake the notifier)."""
-        settings = self.settings
-        # The PBX applies changes at once: its pusher wakes on every commit.
-        self.pbx = Pbx.build(settings, self.services.db)
+        """Start the PBX pusher, housekeeping, the notifier, then the sync workers (they wake
+        the notifier)."""
+        services = self.services
         self._stop.clear()
-        self._pbx_task = asyncio.create_task(self.pbx.pusher.run_forever(self._stop))
-        self._housekeeping = asyncio.create_task(
-            keep_house(self.services, self._stop, HOUSEKEEPING_SECONDS)
-        )
-        if self.graph is None and settings.graph.enabled:
-            self.graph = GraphService(settings.graph)
-            self._own_graph = True
-        if self.graph is None:
+        self._tasks = [
+            # The PBX applies changes at once: its pusher wakes on every commit.
+            asyncio.create_task(services.pbx.pusher.run_forever(self._stop)),
+            asyncio.create_task(keep_house(services, self._stop, HOUSEKEEPING_SECONDS)),
+        ]
+        if services.graph is None:
             logger.warning(
                 "Microsoft Graph is not configured (GRAPH_CLIENT_ID): syncs stay requested "
                 "and overdue ones are escalated"
             )
-        else:
-            self.services.users.use_email_domain_check(VerifiedDomains(self.graph))
-            if settings.graph.check_global_admin:
-                self.services.syncs.use_global_admin_check(GlobalAdminCheck(self.graph))
         self.notifier = ProactiveNotifier(
-            app[BOT_ADAPTER_KEY], app[BOT_SETTINGS_KEY].app_id, self.services, settings.sync
+            app[BOT_ADAPTER_KEY], app[BOT_SETTINGS_KEY].app_id, services, services.settings.sync
         )
         await self.notifier.start()
-        db = self.services.db
-        count = 1 if db.is_sqlite else settings.sync.workers
-        self.engines = [
-            ProvisioningEngine(db, self.vault, self.graph, settings, on_notice=self.notifier.wake)
-            for _ in range(count)
-        ]
+        self.engines = services.sync_workers(on_notice=self.notifier.wake)
         for engine in self.engines:
             await engine.start()
 
     async def stop(self) -> None:
-        """Stop the workers (their items go back to the queue), the notifier, Graph, the PBX."""
+        """Stop the workers (their items go back to the queue), the pusher, the notifier."""
         for engine in self.engines:
             await engine.stop()
         self.engines = []
         self._stop.set()
-        for task in (self._pbx_task, self._housekeeping):
-            if task is not None:
-                await task
-        self._pbx_task = self._housekeeping = None
-        if self.pbx is not None:
-            await self.pbx.close()
-            self.pbx = None
+        for task in self._tasks:
+            await task
+        self._tasks = []
         if self.notifier is not None:
             await self.notifier.stop()
             self.notifier = None
-        self.services.syncs.use_global_admin_check(None)
-        self.services.users.use_email_domain_check(None)
-        if self.graph is not None and self._own_graph:
-            await self.graph.close()
-            self.graph = None
 
 
 BACKGROUND_KEY = web.AppKey("switchboard.background", BackgroundWork)
 
 
-def start_background_work(
-    app: web.Application,
-    services: Services,
-    settings: Settings,
-    *,
-    graph: GraphService | None = None,
-) -> BackgroundWork:
-    """Run the sync workers and the notifier with `app` (started on startup, stopped on cleanup).
-
-    `graph` replaces the Graph client built from `settings` (tests point one at the sandbox).
-    """
-    work = BackgroundWork(services, settings, graph=graph)
+def start_background_work(app: web.Application, services: Services) -> BackgroundWork:
+    """Run the background work with `app` (started on startup, stopped on cleanup)."""
+    work = BackgroundWork(services)
     app[BACKGROUND_KEY] = work
     app.cleanup_ctx.append(work.context)
     return work
 
 
 async def create_app(settings: Settings, bot_settings: BotSettings) -> web.Application:
-    """Build the whole bot application from settings; nothing is built at import time."""
+    """Build the whole bot application from the one settings object; nothing is built at
+    import time. The services are closed when the app is."""
     services = await open_services(settings)
     app = build_app(services, bot_settings)
-    start_background_work(app, services, settings)
+    start_background_work(app, services)
 
     async def close_services(_: web.Application) -> None:
-        await services.db.dispose()
+        await services.close()
 
     app.on_cleanup.append(close_services)
     return app

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -113,20 +112,6 @@ class BotSettings:
     def auth_enabled(self) -> bool:
         """True when inbound requests must carry a valid Bot Framework token."""
         return bool(self.app_id)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> BotSettings:
-        """Read the settings from the environment (Bot Framework's usual names)."""
-        env = os.environ if environ is None else environ
-        return cls(
-            app_id=env.get("MicrosoftAppId", "").strip(),
-            app_password=env.get("MicrosoftAppPassword", ""),
-            app_type=AppType.parse(env.get("MicrosoftAppType", "")),
-            app_tenant_id=env.get("MicrosoftAppTenantId", "").strip(),
-            openid_metadata_url=env.get("BOT_OPENID_METADATA_URL") or PUBLIC_OPENID_METADATA_URL,
-            token_authority=env.get("BOT_TOKEN_AUTHORITY") or None,
-            token_authority_ca_bundle=env.get("BOT_TOKEN_AUTHORITY_CA_BUNDLE") or None,
-        )
 
     def outbound_authority(self) -> str:
         """Return the msal authority the bot gets its own tokens from."""

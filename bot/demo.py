@@ -189,7 +189,7 @@ async def _seed(settings: Settings, tenant: PlaygroundTenant) -> None:
     try:
         await seed_directory(services, tenant)
     finally:
-        await services.db.dispose()
+        await services.close()
 
 
 # --- processes -------------------------------------------------------------------------------

@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from services.bulk.cli import add_users_commands
-from services.config import Settings
+from services.config import Settings, SettingsError
 from services.container import Services, open_services
 from services.domain import AdminRole, DigitMatch, DirectorySort, LicenceProduct, RingStrategy
 from services.enterprises import parse_extension_range
 from services.errors import DomainError, NotFoundError
-from services.graph import GraphService
 from services.graph.preflight import PreflightFailed, preflight
-from services.pbx.factory import build_backend
-from services.pbx.reconcile import Reconciler
 from services.pbx.staticconf import EnterpriseDialplan, static_files
 from services.phone import pretty
 from services.views import Actor
+
+logger = logging.getLogger("switchboard")
 
 OPERATOR = Actor("cli", "Operator (switchboard CLI)", AdminRole.SERVICE_PROVIDER, None)
 ROLES = {
@@ -61,7 +62,7 @@ async def enterprise_create(services: Services, args: argparse.Namespace) -> Non
         tenant_id=args.tenant_id,
         main_number=args.main_number,
         extensions=parse_extension_range(args.extensions),
-        region=args.region,
+        region=args.region or services.settings.default_phone_region,
         consent=args.consent,
     )
     print(
@@ -198,13 +199,9 @@ def _differences(items: Sequence[object]) -> str:
 async def pbx_reconcile(services: Services, args: argparse.Namespace) -> None:
     """Compare an enterprise's PBX configuration with the directory; --fix repairs the drift."""
     enterprise_id = await _enterprise_id(services, args.tenant_id)
-    backend = build_backend(Settings.from_env(), services.db)
-    try:
-        reconciler = Reconciler(services.db, backend)
-        report = await (reconciler.fix if args.fix else reconciler.check)(enterprise_id)
-    finally:
-        await backend.close()
-    print(f"Checked {report.lines_checked} lines on the {backend.name} PBX.")
+    reconciler = services.pbx.reconciler
+    report = await (reconciler.fix if args.fix else reconciler.check)(enterprise_id)
+    print(f"Checked {report.lines_checked} lines on the {services.pbx.backend.name} PBX.")
     for drift in report.drift:
         print(f"drift\t{drift.kind.value}\t{drift.detail}")
     if report.waiting_changes:
@@ -240,7 +237,7 @@ def _write_private_files(out: Path, files: dict[str, str]) -> list[Path]:
 
 async def pbx_config(services: Services, args: argparse.Namespace) -> None:
     """Write the static Asterisk configuration for the enterprises in the directory."""
-    settings = Settings.from_env()
+    settings = services.settings
     if not settings.pbx_database_url:
         raise UsageError("PBX_DATABASE_URL must name Asterisk's realtime database")
     enterprises = [
@@ -303,17 +300,14 @@ async def huntgroup_list(services: Services, args: argparse.Namespace) -> None:
 
 async def graph_check(services: Services, args: argparse.Namespace) -> None:
     """Check a tenant is ready for the sync: sign-in, permissions, domains, licences, policy."""
-    settings = Settings.from_env().graph
-    if not settings.credential_for(args.tenant_id):
+    settings = services.settings.graph
+    graph = services.graph
+    if graph is None or not settings.credential_for(args.tenant_id):
         raise UsageError(
             "no Graph credentials: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET "
             "(or GRAPH_TENANT_CREDENTIALS)"
         )
-    graph = GraphService(settings)
-    try:
-        checks = await preflight(graph, settings, args.tenant_id)
-    finally:
-        await graph.close()
+    checks = await preflight(graph, settings, args.tenant_id)
     for check in checks:
         print(check.line())
     failed = sum(not check.ok for check in checks)
@@ -321,6 +315,34 @@ async def graph_check(services: Services, args: argparse.Namespace) -> None:
         raise PreflightFailed(
             f"{failed} of {len(checks)} checks failed; fix them and run the check again."
         )
+
+
+async def worker(services: Services, args: argparse.Namespace) -> None:
+    """Run the sync workers and the PBX pusher until SIGTERM or SIGINT, beside the bots (any
+    number of these share the work through PostgreSQL; docs/SCALING.md)."""
+    logging.basicConfig(
+        level=services.settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if services.graph is None:
+        logger.warning("Microsoft Graph is not configured: syncs wait and become overdue")
+    engines = services.sync_workers()
+    pusher = asyncio.create_task(services.pbx.pusher.run_forever(stop))
+    try:
+        for engine in engines:
+            await engine.start()
+        logger.info("%d sync workers and the PBX pusher are running", len(engines))
+        await stop.wait()
+    finally:
+        # Items a worker holds go back to the queue: another worker or bot takes them.
+        for engine in engines:
+            await engine.stop()
+        stop.set()
+        await pusher
 
 
 async def db_upgrade(services: Services, args: argparse.Namespace) -> None:
@@ -350,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant-id", required=True, help="the enterprise's Entra tenant id")
     create.add_argument("--main-number", required=True, help="the company's main number")
     create.add_argument("--extensions", required=True, help="extension range, e.g. 1000-1999")
-    create.add_argument("--region", default="GB", help="country for numbers typed without +")
+    create.add_argument(
+        "--region",
+        default=None,
+        help="country for numbers typed without + (default: DEFAULT_PHONE_REGION, GB)",
+    )
     create.add_argument(
         "--consent",
         action="store_true",
@@ -460,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--tenant-id", required=True, help="the enterprise's Entra tenant id")
     check.set_defaults(run=graph_check)
+    groups.add_parser(
+        "worker", help="run sync workers and the PBX pusher until stopped (SIGTERM, Ctrl-C)"
+    ).set_defaults(run=worker)
     add_users_commands(groups, OPERATOR, _enterprise_id)
     return parser
 
@@ -470,15 +499,22 @@ async def _run(args: argparse.Namespace, settings: Settings) -> None:
         command: Command = args.run
         await command(services, args)
     finally:
-        await services.db.dispose()
+        await services.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `switchboard` console command."""
+    """Entry point of the `switchboard` console command: the settings are read and checked
+    once, then the command runs on the services built from them."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        asyncio.run(_run(args, Settings.from_env()))
+        settings = Settings.from_env()
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"switchboard: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_run(args, settings))
     except (DomainError, UsageError) as error:
         message = error.message if isinstance(error, DomainError) else str(error)
         print(f"switchboard: error: {message}", file=sys.stderr)

@@ -40,11 +40,19 @@ def run_view(run: SyncRun) -> SyncRunView:
 class Syncs:
     """Starting a sync and reading its state."""
 
-    def __init__(self, db: Database, first_sync_hours: int, later_sync_hours: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        first_sync_hours: int,
+        later_sync_hours: int,
+        *,
+        global_admin_check: GlobalAdminCheck | None = None,
+    ) -> None:
         self.db = db
         self.first_sync_hours = first_sync_hours
         self.later_sync_hours = later_sync_hours
-        self.global_admin_check: GlobalAdminCheck | None = None
+        # Also asks Microsoft whether whoever starts a sync is the tenant's Global Administrator.
+        self.global_admin_check = global_admin_check
 
     def use_global_admin_check(self, check: GlobalAdminCheck | None) -> None:
         """Also ask Microsoft whether whoever starts a sync is the tenant's Global Administrator."""

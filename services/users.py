@@ -262,11 +262,19 @@ EmailDomainCheck = Callable[[str, str], Awaitable[None]]
 class Users:
     """The users of the enterprises."""
 
-    def __init__(self, db: Database, vault: PasswordVault, quarantine_days: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        vault: PasswordVault,
+        quarantine_days: int,
+        *,
+        email_domain_check: EmailDomainCheck | None = None,
+    ) -> None:
         self.db = db
         self.vault = vault
         self.quarantine_days = quarantine_days
-        self.email_domain_check: EmailDomainCheck | None = None
+        # Also checks new and changed addresses against the tenant's verified domains.
+        self.email_domain_check = email_domain_check
 
     def use_email_domain_check(self, check: EmailDomainCheck | None) -> None:
         """Also check new and changed addresses against the tenant's verified domains."""

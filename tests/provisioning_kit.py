@@ -172,6 +172,14 @@ def settings_with(
     )
 
 
+def composed(
+    services: Services, settings: Settings, *, graph: GraphService | None = None
+) -> Services:
+    """The services as the composition root builds them from `settings` and `graph`, over
+    the test's database and key (with Graph: the domain and Global Admin checks)."""
+    return Services.build(services.db, settings, services.vault, graph=graph)
+
+
 def global_admin(enterprise_id: int, n: int) -> Actor:
     """Enterprise `n`'s Global Admin as the directory knows them."""
     return Actor(admin_object_id(n), "Gloria Global", AdminRole.GLOBAL_ADMIN, enterprise_id)

@@ -9,7 +9,6 @@ import pytest
 
 from bot.app import BACKGROUND_KEY, build_app, start_background_work
 from cards.actions import Verb
-from services.config import Settings
 from services.container import Services
 from services.domain import AdminRole
 from services.pbx.lines import endpoint_id
@@ -29,7 +28,7 @@ async def test_created_user_is_pushed_to_the_pbx_by_the_running_app(
         enterprise_id=ent,
     )
     app = build_app(services, bot_settings)
-    start_background_work(app, services, Settings(database_url=services.db.url))
+    start_background_work(app, services)
     client = await serve_bot(app)
     data = {
         "verb": Verb.USER_CREATE_SUBMIT.value,
@@ -43,7 +42,6 @@ async def test_created_user_is_pushed_to_the_pbx_by_the_running_app(
     assert response.status == 200
     [user] = (await services.directory.page(ent)).items
     pbx = app[BACKGROUND_KEY].pbx
-    assert pbx is not None
     line = None
     for _ in range(100):
         line = await pbx.backend.read(ent, endpoint_id(ent, user.id))

@@ -45,7 +45,6 @@ from services.pbx.backend import PbxBackend
 from services.pbx.builtin import BuiltinBackend
 from services.pbx.credentials import DeskPhones
 from services.pbx.drift import compare
-from services.pbx.factory import Pbx
 from services.pbx.huntgroups import HuntGroups
 from services.pbx.lines import desired_groups, desired_lines
 from services.pbx.pusher import PbxPusher, RetryPolicy
@@ -1035,23 +1034,25 @@ async def test_a_dead_pushers_work_is_taken_over_when_its_lease_ends(
 async def test_pbx_is_wired_from_the_settings(
     services: Services, asterisk_url: str, tmp_path: Path
 ) -> None:
-    builtin = Pbx.build(settings_for(services.db.url, tmp_path), services.db)
-    assert isinstance(builtin.backend, BuiltinBackend)
+    """The composition root builds the PBX side from the settings: the backend PBX_BACKEND
+    names, and the desk phones in the realm PBX_SIP_REALM names."""
+    assert isinstance(services.pbx.backend, BuiltinBackend)
     settings = replace(
         settings_for(services.db.url, tmp_path),
         pbx_backend="asterisk",
         pbx_database_url=asterisk_url,
         pbx_sip_realm="pbx.contoso.example",
     )
-    pbx = Pbx.build(settings, services.db)
+    wired = Services.build(services.db, settings, services.vault)
+    pbx = wired.pbx
     try:
-        ent = await seed_enterprise(services)
-        ada = await _essentials(services, ent, "Ada Lovelace", "ada@contoso.com")
-        login = await pbx.desk_phones.issue(admin_of(ent), ent, ada.id)
+        ent = await seed_enterprise(wired)
+        ada = await _essentials(wired, ent, "Ada Lovelace", "ada@contoso.com")
+        login = await wired.desk_phones.issue(admin_of(ent), ent, ada.id)
         assert login.realm == "pbx.contoso.example"
-        sales = await pbx.hunt_groups.create(admin_of(ent), ent, "Sales")
-        await pbx.hunt_groups.add_member(admin_of(ent), ent, sales.id, ada.id)
-        assert (await pbx.statuses.of_user(ent, ada.id)).waiting_changes == 3
+        sales = await wired.hunt_groups.create(admin_of(ent), ent, "Sales")
+        await wired.hunt_groups.add_member(admin_of(ent), ent, sales.id, ada.id)
+        assert (await wired.pbx_statuses.of_user(ent, ada.id)).waiting_changes == 3
         assert (await pbx.pusher.run_once()).pushed == 2  # Ada's line and the Sales queue
         line = await pbx.backend.read(ent, f"sb-e{ent}-u{ada.id}")
         assert line is not None and line.hunt_groups == (sales.queue,)

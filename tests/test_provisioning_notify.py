@@ -27,6 +27,7 @@ from tests.provisioning_kit import (
     SQLITE_ONLY,
     admin_object_id,
     cloud_fixture,  # noqa: F401
+    composed,
     global_admin,
     graph_service,
     graph_settings,
@@ -70,8 +71,9 @@ async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email
         ),
     )
     graph = graph_service(settings.graph)
+    services = composed(services, settings, graph=graph)
     app = build_app(services, bot_settings)
-    start_background_work(app, services, settings, graph=graph)
+    start_background_work(app, services)
     client = await serve_bot(app)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(31), "Gloria Global"))
     cards: list[dict[str, Any]] = []
@@ -125,10 +127,11 @@ async def test_failures_are_listed_with_microsofts_reason(
 ) -> None:
     tid = seed_tenant(cloud, 32, licences=1)
     ent = await make_enterprise(services, 32, users=2, basic_every=0)
-    app = build_app(services, bot_settings)
-    start_background_work(
-        app, services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
+    services = composed(
+        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
     )
+    app = build_app(services, bot_settings)
+    start_background_work(app, services)
     client = await serve_bot(app)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(32), "Gloria Global"))
     await _post(client, gloria.message("help"))
@@ -168,8 +171,9 @@ async def test_an_overdue_sync_reaches_the_service_providers(
         settings_with(services, cloud),
         graph=replace(graph_settings(cloud), client_id="", client_secret=""),
     )
+    services = composed(services, settings)
     app = build_app(services, bot_settings)
-    start_background_work(app, services, settings)
+    start_background_work(app, services)
     client = await serve_bot(app)
     pat = teams.with_user(provider_person)
     await _post(client, pat.message("help"))
@@ -208,10 +212,11 @@ async def test_a_refusing_connector_is_not_retried(
 ) -> None:
     tid = seed_tenant(cloud, 34)
     ent = await make_enterprise(services, 34, users=1)
-    app = build_app(services, bot_settings)
-    work = start_background_work(
-        app, services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
+    services = composed(
+        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
     )
+    app = build_app(services, bot_settings)
+    work = start_background_work(app, services)
     client = await serve_bot(app)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(34), "Gloria Global"))
     await _post(client, gloria.message("help"))
@@ -258,10 +263,11 @@ async def test_the_button_is_refused_when_microsoft_does_not_confirm_the_global_
         enterprise_id=ent,
         display_name="Ivan Impostor",
     )
-    app = build_app(services, bot_settings)
-    start_background_work(
-        app, services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
+    services = composed(
+        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
     )
+    app = build_app(services, bot_settings)
+    start_background_work(app, services)
     client = await serve_bot(app)
     pressed = await _post(
         client, teams.with_tenant(tid).with_user(ivan).card_action(Verb.SYNC_START.value, {})

@@ -1,4 +1,4 @@
-"""Build the PBX side from the settings: the backend, the pusher and the services on top."""
+"""Build the PBX from the settings: the backend PBX_BACKEND names, its pusher and reconciler."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from services.errors import ValidationError
 from services.pbx.asterisk import AsteriskBackend
 from services.pbx.backend import PbxBackend
 from services.pbx.builtin import BuiltinBackend
-from services.pbx.credentials import DeskPhones
-from services.pbx.huntgroups import HuntGroups
 from services.pbx.pusher import PbxPusher
 from services.pbx.reconcile import Reconciler
-from services.pbx.status import PbxStatuses
 
 
 class PbxBackendKind(StrEnum):
@@ -47,32 +44,26 @@ def build_backend(settings: Settings, directory_db: Database) -> PbxBackend:
 
 @dataclass(frozen=True)
 class Pbx:
-    """Everything of the PBX side the composition root wires: one backend, one pusher."""
+    """The PBX itself as the composition root (services/container.py) wires it: one backend,
+    the pusher that applies the directory's changes to it, and the reconciler that compares
+    the two. The PBX-side records (hunt groups, desk phones, statuses) are services of their
+    own on `Services`."""
 
     backend: PbxBackend
     pusher: PbxPusher
-    hunt_groups: HuntGroups
-    desk_phones: DeskPhones
-    statuses: PbxStatuses
     reconciler: Reconciler
 
     @classmethod
     def build(cls, settings: Settings, directory_db: Database) -> Pbx:
-        """Wire the PBX services over the directory's database and the configured backend."""
-        backend = build_backend(settings, directory_db)
-        return cls.over(backend, settings, directory_db)
+        """Wire the PBX over the directory's database and the configured backend."""
+        return cls.over(build_backend(settings, directory_db), directory_db)
 
     @classmethod
-    def over(cls, backend: PbxBackend, settings: Settings, directory_db: Database) -> Pbx:
-        """Wire the PBX services over a given backend (tests hand in their own)."""
+    def over(cls, backend: PbxBackend, directory_db: Database) -> Pbx:
+        """Wire the PBX over a given backend (tests hand in their own)."""
         return cls(
             backend=backend,
             pusher=PbxPusher(directory_db, backend),
-            hunt_groups=HuntGroups(directory_db, settings.quarantine_days),
-            desk_phones=DeskPhones(
-                directory_db, settings.pbx_sip_realm, settings.pbx_sip_registrar
-            ),
-            statuses=PbxStatuses(directory_db),
             reconciler=Reconciler(directory_db, backend),
         )
 

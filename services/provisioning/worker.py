@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
+import sys
 
-from services.config import Settings
-from services.db import Database
-from services.graph import GraphService
-from services.passwords import PasswordVault
-from services.provisioning.engine import ProvisioningEngine
+from services.config import Settings, SettingsError
+from services.container import open_services
 
 # One logger for the whole engine, named as it was before the package split.
 logger = logging.getLogger("services.provisioning")
@@ -21,15 +18,12 @@ logger = logging.getLogger("services.provisioning")
 
 
 async def run_workers(settings: Settings, stop: asyncio.Event) -> None:
-    """Open the database and Graph, run the configured workers until `stop` is set."""
-    db = Database(settings.database_url)
-    await db.migrate()
-    vault = PasswordVault.from_settings(settings.secret_key, settings.secret_key_file)
-    graph = GraphService(settings.graph) if settings.graph.enabled else None
-    if graph is None:
+    """Open the services from the composition root, run the configured workers until `stop`
+    is set."""
+    services = await open_services(settings)
+    if services.graph is None:
         logger.warning("Microsoft Graph is not configured: syncs wait and become overdue")
-    count = 1 if db.is_sqlite else settings.sync.workers
-    engines = [ProvisioningEngine(db, vault, graph, settings) for _ in range(count)]
+    engines = services.sync_workers()
     try:
         for engine in engines:
             await engine.start()
@@ -37,15 +31,20 @@ async def run_workers(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         for engine in engines:
             await engine.stop()
-        if graph is not None:
-            await graph.close()
-        await db.dispose()
+        await services.close()
 
 
 def main() -> None:
-    """`python -m services.provisioning`: run sync workers until SIGTERM or SIGINT."""
+    """`python -m services.provisioning`: run sync workers until SIGTERM or SIGINT; bad
+    settings exit with code 2 and one line each (`switchboard worker` does the same)."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"switchboard: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
@@ -54,6 +53,6 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_workers(Settings.from_env(), stop)
+        await run_workers(settings, stop)
 
     asyncio.run(serve())
