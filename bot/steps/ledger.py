@@ -81,9 +81,7 @@ def services_carrying(services: Services, claim: DeliveryClaim) -> Services:
 
 
 async def _first_answer(turn: TurnState, key: str) -> Card:
-    answer = await turn.services.ledger.first_answer(
-        key, wait_seconds=DUPLICATE_WAIT_SECONDS
-    )
+    answer = await turn.services.ledger.first_answer(key, wait_seconds=DUPLICATE_WAIT_SECONDS)
     logger.info("Duplicate delivery of activity %s answered from the ledger", key)
     if answer is not None:
         return answer
