@@ -1,11 +1,10 @@
 """Many users at once from a spreadsheet: the export card (with what each column means), the
 import card (a paste box, or a file attached in the chat), the preview, the progress of an
-apply and its result; and the two file attachments of Teams' file consent flow."""
+apply and its result."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from microsoft_teams.cards import CardElement, TextInput
 
@@ -25,8 +24,6 @@ from cards.common import Card, Errors, button, facts, field_error, frame, paragr
 from services.bulk import COLUMN_HELP, MAX_FILE_BYTES, Column, ImportProgress, Preview, RowAction
 from services.views import EnterpriseView
 
-FILE_CONSENT = "application/vnd.microsoft.teams.card.file.consent"
-FILE_INFO = "application/vnd.microsoft.teams.card.file.info"
 # What one card shows before pointing at the file with every row: a card has to stay small
 # enough for Teams (about 28 KB).
 SHOWN_REJECTED = 20
@@ -358,32 +355,3 @@ def result_card(
         ),
         ent=ent,
     )
-
-
-def file_consent_attachment(
-    name: str, size: int, description: str, context: dict[str, Any]
-) -> dict[str, Any]:
-    """The card on which Teams asks the admin to let the bot save a file to their OneDrive;
-    `context` comes back with the answer."""
-    return {
-        "contentType": FILE_CONSENT,
-        "name": name,
-        "content": {
-            "description": description,
-            "sizeInBytes": size,
-            "acceptContext": context,
-            "declineContext": context,
-        },
-    }
-
-
-def file_info_attachment(
-    name: str, content_url: str, unique_id: str, file_type: str
-) -> dict[str, Any]:
-    """The card of a file the bot has uploaded: Teams shows it, and opens it."""
-    return {
-        "contentType": FILE_INFO,
-        "contentUrl": content_url,
-        "name": name,
-        "content": {"uniqueId": unique_id, "fileType": file_type},
-    }

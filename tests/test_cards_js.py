@@ -30,6 +30,7 @@ from microsoft_teams.cards import Action, AdaptiveCard, CardElement
 import cards
 from cards.actions import Home
 from cards.common import Card, button, paragraph
+from services.bulk import Bulk, ImportProgress, ImportStatus, Preview
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.db import Database
@@ -308,6 +309,27 @@ async def _samples(services: Services) -> Samples:
     running_report = dataclasses.replace(report, run=run)
     other_enterprise = dataclasses.replace(enterprise, id=enterprise.id + 1, name="Fabrikam Inc")
     refused = [("Sam None", "Not enough subscriptions in the Essentials pool.")]
+    bulk = Bulk.of(services)
+    header = "Name,E-mail,Licence,Number,Extension,Action\n"
+    preview = await bulk.preview(
+        ent,
+        (
+            header + "Grace Hopper,grace@contoso.example,Essentials,,,\n"
+            "Ada King,ada@contoso.example,Essentials,,,\n"
+            "Tom Basic,tom@contoso.example,Basic,+44 20 7946 0001,,\n"
+            "Sam None,sam@contoso.example,,,,remove\n"
+        ).encode(),
+    )
+    many_rejected = await bulk.preview(
+        ent,
+        (
+            header
+            + "".join(f"P {i},p{i}@contoso.example,Basic,+44 20 7946 0001,,\n" for i in range(25))
+        ).encode(),
+    )
+    applying = ImportProgress(1, ent, ImportStatus.APPLYING, 10, 4, 5, 1, 0, 0)
+    finished = dataclasses.replace(applying, status=ImportStatus.FINISHED, pending=0, applied=9)
+    failed_rows = [("4", "tom@contoso.example", "That number is taken.")]
     return Samples(
         {
             UserView: every_user,
@@ -330,6 +352,9 @@ async def _samples(services: Services) -> Samples:
             SyncOverview: [requested, before_sync, after_sync],
             SyncRunView: [run, finished_run],
             SyncReport: [report, clean_report, running_report],
+            Preview: [preview, many_rejected],
+            ImportProgress: [applying, finished],
+            Sequence[tuple[str, str, str]]: [failed_rows, [], failed_rows * 25],
             datetime: [now, now + timedelta(hours=30)],
             Sequence[HuntGroupView]: [groups, [sales], []],
             PbxStatusView: [on_pbx, retrying],

@@ -51,8 +51,6 @@ from cards.actions import (
 )
 from cards.bulk import (
     export_card,
-    file_consent_attachment,
-    file_info_attachment,
     import_card,
     preview_card,
     progress_card,
@@ -96,6 +94,8 @@ TEMPLATE_NAME = "switchboard-template.csv"
 REMAKE_EXPORT = "export"
 REMAKE_TEMPLATE = "template"
 REMAKE_RESULT = "result-"
+FILE_CONSENT = "application/vnd.microsoft.teams.card.file.consent"
+FILE_INFO = "application/vnd.microsoft.teams.card.file.info"
 PERSONAL_ONLY = (
     "Teams lets Switchboard send and receive files in your personal chat with it only: open "
     "that chat and try there."
@@ -206,7 +206,11 @@ class BulkDesk:
         try:
             await self.resume_unfinished()
         except Exception:
-            logger.exception("Could not look for interrupted imports; they resume at next start")
+            # The database may be down at startup: not a bug, and nothing is lost.
+            logger.warning(
+                "Could not look for interrupted imports; they resume at the next start",
+                exc_info=True,
+            )
         try:
             yield
         finally:
@@ -240,7 +244,10 @@ class BulkDesk:
         for import_id in await self.bulk.unfinished():
             if import_id in self.tasks:
                 continue
-            enterprise, file_name, reference = await self._owner_of(import_id)
+            try:
+                enterprise, file_name, reference = await self._owner_of(import_id)
+            except NotFoundError:
+                continue  # removed with its enterprise meanwhile
             self._follow(_Followed(import_id, enterprise, file_name, reference, None, resumed=True))
             resumed.append(import_id)
         if resumed:
@@ -525,6 +532,35 @@ class BulkDesk:
 
 class _Stopping(Exception):
     """The app is stopping: end the apply between two batches."""
+
+
+def file_consent_attachment(
+    name: str, size: int, description: str, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The card on which Teams asks the admin to let the bot save a file to their OneDrive;
+    `context` comes back with the answer."""
+    return {
+        "contentType": FILE_CONSENT,
+        "name": name,
+        "content": {
+            "description": description,
+            "sizeInBytes": size,
+            "acceptContext": context,
+            "declineContext": context,
+        },
+    }
+
+
+def file_info_attachment(
+    name: str, content_url: str, unique_id: str, file_type: str
+) -> dict[str, Any]:
+    """The card of a file the bot has uploaded: Teams shows it, and opens it."""
+    return {
+        "contentType": FILE_INFO,
+        "contentUrl": content_url,
+        "name": name,
+        "content": {"uniqueId": unique_id, "fileType": file_type},
+    }
 
 
 def _attachment(raw: dict[str, Any]) -> Attachment:
