@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from bot.app import build_app
 from bot.features.bulk import BULK_DESK_KEY, BulkDesk, FileShelf
 from cards.actions import MAX_PASTE, Verb
-from services.bulk import MAX_FILE_BYTES, Bulk, read_result
+from services.bulk import MAX_FILE_BYTES, Bulk, BulkImport, read_result
 from services.domain import LicenceProduct
 from services.users import NewUser
 from services.views import Actor
@@ -294,6 +295,24 @@ async def test_an_import_of_another_enterprise_is_not_shown_nor_sent(
         card = await harness.act(verb, {"import_id": import_id, "ent": other})
         assert "does not exist" in card_text(card)
     await harness.connector.assert_no_activity()
+
+
+async def test_apply_delivered_twice_by_teams_starts_one_import(harness: BotHarness) -> None:
+    """Teams may deliver one Apply twice: the second delivery gets the first one's answer."""
+    desk = desk_of(harness)
+    text = FILE.decode()
+    preview = await preview_paste(harness, text)
+    [apply] = [data for title, data in buttons(preview).items() if title.startswith("Apply")]
+    activity = harness.teams.card_action(Verb.BULK_APPLY.value, {**apply, "sheet": text})
+    first = await harness.client.post(activity)
+    second = await harness.client.post(activity)
+    assert first.json()["value"] == second.json()["value"]
+    assert "Import started" in card_text(second.json()["value"])
+    await desk.idle()
+    assert await Bulk.of(harness.services).unfinished() == []
+    async with harness.services.db.unit_of_work(readonly=True) as uow:
+        imports = (await uow.session.execute(select(func.count(BulkImport.id)))).scalar_one()
+    assert imports == 1
 
 
 async def test_a_stale_preview_is_refused_with_the_preview_as_it_stands(

@@ -411,8 +411,12 @@ class BulkDesk:
     def _follow(self, followed: _Followed) -> None:
         if followed.import_id in self.tasks and not self.tasks[followed.import_id].done():
             return
+        # In a context of its own: the import outlives the turn that started it, and must not
+        # carry that turn's request id or delivery claim.
         self.tasks[followed.import_id] = asyncio.create_task(
-            self._apply(followed), name=f"bulk-import-{followed.import_id}"
+            self._apply(followed),
+            name=f"bulk-import-{followed.import_id}",
+            context=contextvars.Context(),
         )
 
     async def _apply(self, followed: _Followed) -> None:
@@ -815,7 +819,11 @@ async def apply_import(turn: EnterpriseTurn, form: ApplyImport, enterprise: Ente
     name, content = sheet
     file_name = form.file_name or name
     try:
-        import_id = await desk.bulk.start(turn.actor, enterprise.id, content, form.token, file_name)
+        # Through the turn's own services: their database carries the delivery's claim, so a
+        # redelivery of this Apply gets this answer (bot/steps/ledger.py).
+        import_id = await Bulk.of(turn.services).start(
+            turn.actor, enterprise.id, content, form.token, file_name
+        )
     except StalePreviewError:
         preview = await _preview(desk, enterprise, content)
         return preview_card(
