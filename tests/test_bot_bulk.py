@@ -552,6 +552,48 @@ async def test_any_attachment_gets_a_clear_answer(
         assert APOLOGY not in shown and shown.strip()
 
 
+ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=30),
+    st.sampled_from(["accept", "decline", "https://evil.example/x", "http://127.0.0.1:1/x"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["file", "ent"]), st.text(max_size=10), max_size=2),
+)
+
+
+@PROPERTY
+@given(
+    action=ANY,
+    context=ANY,
+    upload=st.one_of(
+        ANY,
+        st.dictionaries(
+            st.sampled_from(["uploadUrl", "name", "uniqueId", "contentUrl", "fileType"]),
+            ANY,
+            max_size=5,
+        ),
+    ),
+)
+async def test_any_file_consent_answer_gets_a_clear_answer_and_uploads_nowhere_unknown(
+    harness: BotHarness, action: Any, context: Any, upload: Any
+) -> None:
+    activity = harness.teams.base("invoke")
+    activity["name"] = "fileConsent/invoke"
+    activity["value"] = {
+        "type": "fileUpload",
+        "action": action,
+        "context": context,
+        "uploadInfo": upload,
+    }
+    response = await harness.client.post(activity)
+    assert response.status == 200, response.text
+    shown = card_text(response.json()["value"])
+    assert shown.strip() and APOLOGY not in shown
+    assert harness.connector.uploads == []
+
+
 @pytest.mark.parametrize("text", ["export", "Export users", "import", "bulk import", "template"])
 async def test_bulk_commands_are_understood(harness: BotHarness, text: str) -> None:
     desk_of(harness)
