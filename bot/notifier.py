@@ -1,9 +1,16 @@
-"""Proactive messages: "sync finished" and "sync overdue" cards, sent through the Bot Connector.
+"""Proactive messages: "sync finished", "sync overdue" and "consent changed" cards, sent
+through the Bot Connector.
 
-Notices are rows the sync engine writes in the same transaction as the change that calls for
-them, so none is lost to a restart. Each goes out with `continue_conversation` over the stored
-conversation reference; the connector's 429, 412, 502 and 504 are retried with backoff,
-honouring `Retry-After`; a recipient already reached is not messaged again on a retry.
+Notices are rows written in the same transaction as the change that calls for them, so none is
+lost to a restart, and claimed from a queue, so with several workers each goes out once. Each
+goes out with `continue_conversation` over the stored conversation reference; the connector's
+429, 412, 502 and 504 are retried with backoff, honouring `Retry-After`; a recipient already
+reached is not messaged again on a retry.
+
+Every finished sync is told: a manual one to the Global Admin who started it; an automatic one
+to the admins whose changes it carried, or, when none of them can be reached, to the
+enterprise's admins the bot can reach; and to the team channel when one is configured. The sync
+card the Global Admin pressed is updated in place with the run's outcome.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from botbuilder.core import CardFactory, MessageFactory, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import ChannelAccount, ConversationAccount, ConversationReference
 
+from bot.features.sync import requester_names
 from cards.common import Card
-from cards.notifications import sync_finished_card, sync_overdue_card
+from cards.notifications import consent_changed_card, sync_finished_card, sync_overdue_card
+from cards.sync import build_sync_status_card
 from services.config import SyncSettings
 from services.container import Services
 from services.domain import NoticeKind
@@ -47,6 +56,10 @@ class DeliveryFailed(Exception):
 
 def card_for(notice: Notice) -> Card:
     """The card a notice shows."""
+    if notice.consent is not None:
+        return consent_changed_card(notice.consent)
+    if notice.report is None:
+        raise LookupError(f"notice {notice.id} has nothing to show")
     if notice.kind is NoticeKind.SYNC_OVERDUE:
         return sync_overdue_card(notice.report, utcnow())
     return sync_finished_card(notice.report)
@@ -131,12 +144,13 @@ class ProactiveNotifier:
 
     async def _deliver(self, notice: Notice) -> None:
         card = card_for(notice)
+        await self._update_pressed_card(notice)
         recipients = await self._recipients(notice)
         if not recipients:
             logger.warning(
-                "Nobody to tell about sync %s (%s): no stored conversation",
-                notice.report.run.id,
+                "Nobody to tell about %s of %s: no stored conversation",
                 notice.kind.value,
+                notice.enterprise.name,
             )
             await self.notices.done(notice.id, error="no conversation to send to")
             return
@@ -175,23 +189,17 @@ class ProactiveNotifier:
         )
 
     async def _recipients(self, notice: Notice) -> list[tuple[str, ConversationReference]]:
-        found: list[tuple[str, ConversationReference]] = []
         conversations = self.services.conversations
-        if notice.kind is NoticeKind.SYNC_OVERDUE:
-            for stored in await conversations.service_providers():
-                found.append((f"personal:{stored.aad_object_id}", _reference(stored.reference)))
+        if notice.kind is not NoticeKind.SYNC_FINISHED:
+            # Overdue syncs and consent changes are the service provider's business.
+            found = [
+                (f"personal:{stored.aad_object_id}", _reference(stored.reference))
+                for stored in await conversations.service_providers()
+            ]
         else:
-            run = notice.report.run
-            if run.requested_by:
-                stored_personal = await conversations.personal(
-                    notice.report.enterprise.tenant_id, run.requested_by
-                )
-                if stored_personal is not None:
-                    found.append(
-                        (f"personal:{run.requested_by}", _reference(stored_personal.reference))
-                    )
+            found = await self._admins_to_tell(notice)
         channel = self.settings.notification_channel_id
-        if channel:
+        if channel and notice.kind is not NoticeKind.CONSENT_CHANGED:
             stored_channel = await conversations.by_conversation(channel)
             found.append(
                 (
@@ -203,6 +211,57 @@ class ProactiveNotifier:
             )
         return found
 
+    async def _admins_to_tell(self, notice: Notice) -> list[tuple[str, ConversationReference]]:
+        """Who hears that a sync finished: whoever started it; for an automatic run, the admins
+        whose changes it carried, else the enterprise's admins the bot can reach."""
+        if notice.report is None:
+            return []
+        conversations = self.services.conversations
+        run, enterprise = notice.report.run, notice.report.enterprise
+        people = [run.requested_by] if run.requested_by else list(notice.authors)
+        found: list[tuple[str, ConversationReference]] = []
+        for person in people:
+            stored = await conversations.personal(enterprise.tenant_id, person)
+            if stored is not None:
+                found.append((f"personal:{person}", _reference(stored.reference)))
+        if not found and run.is_automatic:
+            for stored in await conversations.enterprise_admins(
+                enterprise.tenant_id, enterprise.id
+            ):
+                found.append((f"personal:{stored.aad_object_id}", _reference(stored.reference)))
+        return found
+
+    async def _update_pressed_card(self, notice: Notice) -> None:
+        """Show the run's outcome on the sync card its Global Admin pressed, in place (once)."""
+        place, report = notice.card, notice.report
+        if place is None or report is None or notice.kind is not NoticeKind.SYNC_FINISHED:
+            return
+        key = f"card:{place.activity_id}"
+        if key in notice.delivered_to:
+            return
+        stored = await self.services.conversations.by_conversation(place.conversation_id)
+        if stored is None:
+            return
+        reference = _reference(stored.reference)
+        viewer = reference.user.id if reference.user is not None else ""
+        overview = await self.services.syncs.overview(report.enterprise.id)
+        card = build_sync_status_card(
+            overview,
+            now=utcnow(),
+            is_global_admin=True,  # the card was the Global Admin's, who pressed its button
+            requester_names=await requester_names(overview, self.services.enterprises),
+            viewers=[viewer] if viewer else [],
+        )
+        try:
+            await self._send(reference, card, replace=place.activity_id)
+        except DeliveryFailed as failure:
+            if failure.transient:
+                raise  # the whole notice is tried again later
+            logger.warning(
+                "The sync card of run %s could not be updated (%s)", report.run.id, failure.status
+            )
+        await self.notices.delivered(notice.id, key)
+
     def _channel_reference(self, channel_id: str) -> ConversationReference:
         return ConversationReference(
             channel_id="msteams",
@@ -213,11 +272,14 @@ class ProactiveNotifier:
             bot=ChannelAccount(id=f"28:{self.app_id}" if self.app_id else "switchboard"),
         )
 
-    async def _send(self, reference: ConversationReference, card: Card) -> None:
-        """Post one card, retrying what the connector asks to retry."""
+    async def _send(
+        self, reference: ConversationReference, card: Card, *, replace: str | None = None
+    ) -> None:
+        """Post one card (or put it in place of the message `replace`), retrying what the
+        connector asks to retry."""
         attempts = self.settings.notifier_max_attempts
         for attempt in range(1, attempts + 1):
-            status, retry_after = await self._send_once(reference, card)
+            status, retry_after = await self._send_once(reference, card, replace)
             if status is None:
                 return
             if status not in RETRYABLE_STATUSES or attempt == attempts:
@@ -229,16 +291,19 @@ class ProactiveNotifier:
             await asyncio.sleep(delay)
 
     async def _send_once(
-        self, reference: ConversationReference, card: Card
+        self, reference: ConversationReference, card: Card, replace: str | None = None
     ) -> tuple[int | None, float | None]:
         failures: list[BaseException] = []
 
         async def post(turn_context: TurnContext) -> None:
             # Caught here: the adapter's turn error handler would answer with an apology.
             try:
-                await turn_context.send_activity(
-                    MessageFactory.attachment(CardFactory.adaptive_card(card))
-                )
+                message = MessageFactory.attachment(CardFactory.adaptive_card(card))
+                if replace is None:
+                    await turn_context.send_activity(message)
+                else:
+                    message.id = replace
+                    await turn_context.update_activity(message)
             except Exception as error:
                 failures.append(error)
 

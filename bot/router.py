@@ -38,6 +38,17 @@ logger = logging.getLogger(__name__)
 D = TypeVar("D", bound=ActionData)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a turn comes from in Teams, as plain ids."""
+
+    conversation_id: str = ""
+    # The message holding the card whose button was pressed (an invoke's replyToId).
+    card_activity_id: str | None = None
+    # The admin's Teams user id (`29:…`).
+    viewer_id: str = ""
+
+
 @dataclass
 class Turn:
     """Who acts, for which enterprise, with what: all a handler needs, no Bot Framework types."""
@@ -50,6 +61,9 @@ class Turn:
     data: dict[str, Any] = field(default_factory=dict)
     # The card a redelivery of this activity gets instead of this turn's own card (see below).
     redelivery_card: Card | None = None
+    # Where the turn comes from: the chat, the card whose button was pressed (its message id),
+    # and the admin's Teams user id (MRI), which a card's refresh lists.
+    origin: Origin = field(default_factory=lambda: Origin())
 
     def answer_redelivery_with(self, card: Card) -> None:
         """Keep `card`, not the one this turn shows, as the answer to a redelivery of the same
@@ -66,7 +80,13 @@ class Turn:
         if self.enterprise is None:
             return None
         return EnterpriseTurn(
-            self.services, self.admin, self.actor, self.enterprise, self.reference, self.data
+            self.services,
+            self.admin,
+            self.actor,
+            self.enterprise,
+            self.reference,
+            self.data,
+            origin=self.origin,
         )
 
 

@@ -56,6 +56,8 @@ class Verb(StrEnum):
     SYNC_OPEN = "sync.open"
     SYNC_START = "sync.start"
     SYNC_CONSENT = "sync.consent"
+    SYNC_REFRESH = "sync.refresh"
+    USER_REFRESH = "user.refresh"
     TELEPHONY_OPEN = "telephony.open"
     HUNT_GROUPS_SAVE = "huntgroups.save"
     HUNT_GROUP_CREATE = "huntgroups.create"
@@ -307,6 +309,13 @@ class UserRef(ActionData):
     user_id: RowId
 
 
+class RefreshUser(ActionData):
+    """Teams asks for a user's card as it is now (the card's `refresh`, run when it is shown)."""
+
+    verb: ClassVar[Verb] = Verb.USER_REFRESH
+    user_id: RowId
+
+
 class OpenPickedUser(ActionData):
     """Open the user chosen in the card's `user_id` picker (the id comes from the input)."""
 
@@ -458,6 +467,12 @@ class StartSync(ActionData):
 
     verb: ClassVar[Verb] = Verb.SYNC_START
     changes_state: ClassVar[bool] = True
+
+
+class RefreshSync(ActionData):
+    """Teams asks for the sync card as it is now (the card's `refresh`, run when it is shown)."""
+
+    verb: ClassVar[Verb] = Verb.SYNC_REFRESH
 
 
 class SetConsent(ActionData):

@@ -51,6 +51,8 @@ STATUS_LABELS: dict[ProvisioningStatus, str] = {
     ProvisioningStatus.FAILED: "🔴 Failed",
 }
 BUTTONS_PER_ROW = 3
+# Teams refreshes a card by itself for at most this many listed users.
+MAX_REFRESH_VIEWERS = 60
 LICENCE_CHOICES = [
     Choice(title="Essentials: direct number and extension", value=LicenceProduct.ESSENTIALS.value),
     Choice(title="Basic: extension only", value=LicenceProduct.BASIC.value),
@@ -63,6 +65,17 @@ def plain(text: str) -> str:
     escaped = _MARKUP.sub(r"\\\1", text)
     escaped = _BULLET.sub(r"\1\\\2", escaped)
     return _NUMBERED.sub(r"\1\\\2", escaped)
+
+
+# Where an e-mail address may wrap in a narrow column: after its "@" and after each dot, never
+# inside a word (a zero-width space is a break opportunity that shows nothing).
+_EMAIL_BREAKS = re.compile(r"(?<=[@.])(?=.)")
+
+
+def breakable_email(address: str) -> str:
+    """`address` as markdown that shows exactly it, and wraps after its "@" or a dot rather
+    than in the middle of a word when its column is narrower than the address."""
+    return _EMAIL_BREAKS.sub("\u200b", plain(address))
 
 
 def status_label(status: ProvisioningStatus, error: str | None = None) -> str:
@@ -212,11 +225,13 @@ def frame(
     notice: str | None = None,
     success: str | None = None,
     refresh: ActionData | None = None,
+    viewers: Sequence[str] = (),
 ) -> Card:
     """A full card: title, optional banner, body, a collapsible help section, and buttons.
 
     With `refresh`, Teams re-runs that (read-only) action whenever the card is shown again,
-    so a card about work in progress never shows a stale state.
+    so a card about work in progress never shows a stale state; `viewers` are the Teams user
+    ids (MRIs, `29:…`) of the admins for whom Teams does so by itself (at most 60).
     """
     items: list[CardElement] = [heading(plain(title))]
     # Banners are plain sentences, often quoting what the admin typed: never markup.
@@ -243,7 +258,10 @@ def frame(
     buttons.append(ToggleVisibilityAction(title="Help", target_elements=["help"]))
     card = AdaptiveCard(version="1.5", body=items, actions=buttons)
     if refresh is not None:
-        card.refresh = RefreshDefinition(action=button("Refresh", refresh))
+        card.refresh = RefreshDefinition(
+            action=button("Refresh", refresh),
+            user_ids=list(dict.fromkeys(viewers))[:MAX_REFRESH_VIEWERS] or None,
+        )
     card.msteams = TeamsCardProperties(width="full")
     return card.model_dump(by_alias=True, exclude_none=True)
 

@@ -28,6 +28,7 @@ from cards.common import (
     Card,
     Errors,
     action_row,
+    breakable_email,
     button,
     choice_input,
     columns,
@@ -134,7 +135,13 @@ def _user_row(user: UserView, ent: int) -> TableRow:
         user.display_name,
         ent,
         user.id,
-        TextBlock(text=plain(user.email), wrap=True, is_subtle=True, size="Small", spacing="None"),
+        TextBlock(
+            text=breakable_email(user.email),
+            wrap=True,
+            is_subtle=True,
+            size="Small",
+            spacing="None",
+        ),
         bold=True,
     )
     extension = f"ext {user.extension}" if user.extension is not None else "no extension"

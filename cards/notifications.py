@@ -1,5 +1,5 @@
-"""Proactive cards about syncs: "sync finished" for the admin who started it (and a team
-channel), "sync overdue" for the service provider's admins."""
+"""Proactive cards: "sync finished" for the admins a sync concerns (and a team channel),
+"sync overdue" and "consent changed" for the service provider's admins."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from microsoft_teams.cards import CardElement
 from cards.actions import OpenDirectory, OpenSync
 from cards.common import Card, button, facts, frame, paragraph, plain
 from services.domain import SyncStatus
-from services.views import SyncReport
+from services.views import ConsentChange, SyncReport
 
 FINISHED_HELP = (
     "Switchboard tells you when a **Sync Teams Users** you started has finished: how many users "
@@ -18,6 +18,23 @@ FINISHED_HELP = (
     "Fix the cause (for example, add licences to the subscription), then run the sync again from "
     "the sync card: a manual sync also retries the users that failed. Quote the Microsoft Graph "
     "request id to your service provider if a reason is unclear."
+)
+AUTOMATIC_HELP = (
+    "This enterprise allows management by the service provider and its first sync is done, so "
+    "changes reach Microsoft by themselves: nobody presses **Sync Teams Users**. Switchboard "
+    "tells the admins who made the changes when such a sync has finished (or, when it cannot "
+    "reach them, the enterprise's other admins).\n\n"
+    "Fix the cause of any failure (for example, add licences to the subscription), then change "
+    "the user again or ask the Global Admin to run a sync from the sync card: a manual sync "
+    "also retries the users that failed."
+)
+CONSENT_HELP = (
+    "“Allow Management by Service Provider” is the enterprise's consent for changes to reach "
+    "Microsoft without its Global Admin pressing **Sync Teams Users** (once its first sync is "
+    "done). Only the enterprise's Global Admin gives or withdraws it, from the sync card; each "
+    "change is in the audit log.\n\n"
+    "Allowed: syncs of this enterprise now run by themselves and their outcome is told to the "
+    "admins who made the changes. Withdrawn: syncs wait for the Global Admin again."
 )
 OVERDUE_HELP = (
     "Enterprises are promised their first sync within 24 hours and later ones within 4 hours. "
@@ -107,7 +124,7 @@ def sync_finished_card(report: SyncReport) -> Card:
     return frame(
         title,
         [facts(pairs), *_failures(report)],
-        help_text=FINISHED_HELP,
+        help_text=AUTOMATIC_HELP if run.is_automatic else FINISHED_HELP,
         ent=ent,
         notice=notice,
         success=success,
@@ -146,5 +163,38 @@ def sync_overdue_card(report: SyncReport, now: datetime) -> Card:
         help_text=OVERDUE_HELP,
         ent=ent,
         notice="This sync is past its promised time.",
+        actions=[button("Sync status", OpenSync(ent=ent), primary=True)],
+    )
+
+
+def consent_changed_card(change: ConsentChange) -> Card:
+    """For the service provider: an enterprise allowed or withdrew management by them."""
+    enterprise = change.enterprise
+    ent = enterprise.id
+    if change.consent:
+        title = f"{enterprise.name} allows management by the service provider"
+        effect = (
+            "Changes now sync to Microsoft automatically."
+            if enterprise.first_sync_completed_at is not None
+            else "Changes will sync to Microsoft automatically once its first sync is done."
+        )
+    else:
+        title = f"{enterprise.name} withdrew management by the service provider"
+        effect = "Changes now reach Microsoft only when its Global Admin runs Sync Teams Users."
+    return frame(
+        title,
+        [
+            facts(
+                [
+                    ("Enterprise", f"{enterprise.name} ({enterprise.tenant_id})"),
+                    ("Consent", "Allowed" if change.consent else "Withdrawn"),
+                    ("Changed by", change.by),
+                    ("When", when(change.at)),
+                ]
+            ),
+            paragraph(plain(effect)),
+        ],
+        help_text=CONSENT_HELP,
+        ent=ent,
         actions=[button("Sync status", OpenSync(ent=ent), primary=True)],
     )

@@ -3,7 +3,7 @@ run, and every user's provisioning indicator with the counts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from microsoft_teams.cards import (
@@ -15,7 +15,7 @@ from microsoft_teams.cards import (
     TextBlock,
 )
 
-from cards.actions import OpenDirectory, OpenSync, SetConsent, StartSync
+from cards.actions import OpenDirectory, OpenSync, RefreshSync, SetConsent, StartSync
 from cards.common import (
     STATUS_LABELS,
     Card,
@@ -49,6 +49,8 @@ RUN_LABELS: dict[SyncStatus, str] = {
     SyncStatus.PARTIALLY_FAILED: "🔴 Partially failed: see the users below",
 }
 LISTED_USERS = 25
+# Users without a calling licence: Microsoft has nothing of Teams Phone to set up for them.
+NO_LICENCE = "⚪ No calling licence"
 
 
 def when(moment: datetime) -> str:
@@ -179,13 +181,19 @@ def _consent(enterprise: EnterpriseView, is_global_admin: bool) -> list[CardElem
 
 def _users(overview: SyncOverview) -> list[CardElement]:
     counts = overview.counts
-    total = sum(counts.values())
+    total = sum(counts.values()) + overview.unlicensed
     if total == 0:
         return [paragraph("There are no users yet.", subtle=True)]
     items: list[CardElement] = [
         paragraph(f"**Users ({total})**"),
         facts(
-            [(STATUS_LABELS[status], str(counts.get(status, 0))) for status in ProvisioningStatus]
+            [
+                *(
+                    (STATUS_LABELS[status], str(counts.get(status, 0)))
+                    for status in ProvisioningStatus
+                ),
+                *([(NO_LICENCE, str(overview.unlicensed))] if overview.unlicensed else []),
+            ]
         ),
     ]
     if not overview.users:
@@ -211,7 +219,7 @@ def _users(overview: SyncOverview) -> list[CardElement]:
     items.append(
         Table(columns=[ColumnDefinition(width=2), ColumnDefinition(width=3)], rows=[heading, *rows])
     )
-    not_provisioned = total - counts.get(ProvisioningStatus.PROVISIONED, 0)
+    not_provisioned = total - counts.get(ProvisioningStatus.PROVISIONED, 0) - overview.unlicensed
     if not_provisioned > len(shown):
         items.append(
             paragraph(
@@ -231,12 +239,15 @@ def build_sync_status_card(
     requester_names: Mapping[str, str] | None = None,
     notice: str | None = None,
     success: str | None = None,
+    viewers: Sequence[str] = (),
 ) -> Card:
     """The sync card for an enterprise, as the admin viewing it may act on it.
 
     `is_global_admin` says whether the viewer is the Global Admin of this enterprise: only they
     see "Sync Teams Users", and only while no sync is open. `requester_names` maps the Entra
-    object ids of requesters to names; `now` dates the expected finish.
+    object ids of requesters to names; `now` dates the expected finish. The card asks Teams to
+    refresh it whenever it is shown again (by itself for `viewers`, the admins' Teams ids), so
+    a card kept in the chat never shows a sync as running after it finished.
     """
     names = requester_names or {}
     ent = overview.enterprise.id
@@ -272,5 +283,6 @@ def build_sync_status_card(
         notice=notice,
         success=success,
         actions=actions,
-        refresh=OpenSync(ent=ent) if overview.open_run is not None else None,
+        refresh=RefreshSync(ent=ent),
+        viewers=viewers,
     )

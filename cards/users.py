@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from microsoft_teams.cards import CardElement, Choice, ChoiceSetInput, QueryData, ToggleInput
 
@@ -16,6 +17,7 @@ from cards.actions import (
     OpenNumbers,
     OpenSync,
     OpenTelephony,
+    RefreshUser,
     RemoveUser,
     UserRef,
 )
@@ -267,8 +269,15 @@ def user_created_card(
     )
 
 
-def find_user_card(enterprise: EnterpriseView, query: str, results: Page[UserView] | None) -> Card:
-    """A search box over the users, with each match a button that opens the user."""
+def find_user_card(
+    enterprise: EnterpriseView,
+    query: str,
+    results: Page[UserView] | None,
+    *,
+    then: Literal["user", "callerid"] = "user",
+) -> Card:
+    """A search box over the users, with each match a button that opens the user (or, for
+    `then="callerid"`, the user's caller ID)."""
     ent = enterprise.id
     body: list[CardElement] = [
         *text_input("query", "Search", query, {}, placeholder="Name, e-mail, number or extension"),
@@ -283,7 +292,11 @@ def find_user_card(enterprise: EnterpriseView, query: str, results: Page[UserVie
                 )
             )
         for user in results.items:
-            open_user = button(f"Open {user.display_name}", UserRef(ent=ent, user_id=user.id))
+            open_user = (
+                button(f"Caller ID of {user.display_name}", OpenCallerId(ent=ent, user_id=user.id))
+                if then == "callerid"
+                else button(f"Open {user.display_name}", UserRef(ent=ent, user_id=user.id))
+            )
             row = columns(
                 [
                     paragraph(f"**{plain(user.display_name)}**  \n{plain(user.email)}"),
@@ -306,11 +319,11 @@ def find_user_card(enterprise: EnterpriseView, query: str, results: Page[UserVie
                 )
             )
     return frame(
-        "Find user",
+        "Caller ID: find the user" if then == "callerid" else "Find user",
         body,
         help_text=FIND_HELP,
         ent=ent,
-        actions=[button("Search", FindUser(ent=ent), primary=True)],
+        actions=[button("Search", FindUser(ent=ent, then=then), primary=True)],
     )
 
 
@@ -324,9 +337,14 @@ def user_card(
     saved: bool = False,
     pbx_status: PbxStatusView | None = None,
     hunt_groups: Sequence[HuntGroupView] | None = None,
+    viewers: Sequence[str] = (),
 ) -> Card:
     """One user: current state first (with the PBX line when its values are given), then the
-    edit form with every field."""
+    edit form with every field.
+
+    Unless it shows refusals to fix, the card asks Teams to refresh it whenever it is shown
+    again (by itself for `viewers`, the admins' Teams ids): a user card kept in the chat shows
+    the user's sync status as it is now, not as it was when the card was sent."""
     ent = enterprise.id
     errors = errors or {}
     form = form or EditUserForm(
@@ -401,4 +419,6 @@ def user_card(
             button("Sync status", OpenSync(ent=ent)),
             button("Remove user", RemoveUser(ent=ent, user_id=user.id, version=user.version)),
         ],
+        refresh=None if errors else RefreshUser(ent=ent, user_id=user.id),
+        viewers=viewers,
     )

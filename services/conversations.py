@@ -130,6 +130,29 @@ class ConversationStore:
             return found
 
 
+    async def enterprise_admins(self, tenant_id: str, enterprise_id: int) -> list[StoredReference]:
+        """The personal chats of the enterprise's own admins (its Global Admin included)."""
+        async with self.db.unit_of_work(readonly=True) as uow:
+            rows = await uow.session.execute(
+                select(ConversationRef)
+                .join(Admin, Admin.aad_object_id == ConversationRef.aad_object_id)
+                .where(
+                    Admin.enterprise_id == enterprise_id,
+                    Admin.role != AdminRole.SERVICE_PROVIDER,
+                    ConversationRef.tenant_id == tenant_id.lower(),
+                    ConversationRef.is_personal.is_(True),
+                )
+                .order_by(ConversationRef.updated_at.desc())
+            )
+            seen: set[str] = set()
+            found = []
+            for row in rows.scalars():
+                if row.aad_object_id not in seen:
+                    seen.add(row.aad_object_id)
+                    found.append(_stored(row))
+            return found
+
+
 def _stored(row: ConversationRef) -> StoredReference:
     return StoredReference(
         row.tenant_id, row.aad_object_id, row.conversation_id, row.is_personal, row.reference

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
@@ -15,6 +17,7 @@ from services.errors import ConflictError, ValidationError
 from services.inventory import ensure_extension_range, load_enterprise
 from services.models import Admin, Enterprise
 from services.phone import to_e164
+from services.provisioning import state
 from services.views import Actor, AdminView, EnterpriseView
 
 _ADMINS = cast(Table, Admin.__table__)
@@ -116,8 +119,18 @@ class Enterprises:
             return enterprise_view(enterprise)
 
     async def set_consent(self, actor: Actor, enterprise_id: int, consent: bool) -> EnterpriseView:
-        """Record whether the enterprise allows management by the service provider."""
-        return await self._set(actor, enterprise_id, "sp_management_consent", consent, "consent")
+        """Record whether the enterprise allows management by the service provider; the
+        provider's admins are told when it changes."""
+        return await self._set(
+            actor,
+            enterprise_id,
+            "sp_management_consent",
+            consent,
+            "consent",
+            also=lambda session, enterprise, before: state.consent_changed(
+                session, enterprise, actor, before=bool(before)
+            ),
+        )
 
     async def set_voice_routing_policy(
         self, actor: Actor, enterprise_id: int, name: str | None
@@ -132,13 +145,23 @@ class Enterprises:
         return cleaned
 
     async def _set(
-        self, actor: Actor, enterprise_id: int, column: str, value: object, action: str
+        self,
+        actor: Actor,
+        enterprise_id: int,
+        column: str,
+        value: object,
+        action: str,
+        *,
+        also: Callable[[AsyncSession, Enterprise, object], None] | None = None,
     ) -> EnterpriseView:
-        """Change one setting of the enterprise, audited with its value before and after."""
+        """Change one setting of the enterprise, audited with its value before and after;
+        `also` writes what else the change calls for, in the same transaction."""
         async with self.db.unit_of_work() as uow:
             enterprise = await load_enterprise(uow.session, enterprise_id)
             before = {column: getattr(enterprise, column)}
             setattr(enterprise, column, value)
+            if also is not None and before[column] != value:
+                also(uow.session, enterprise, before[column])
             journal.audit(
                 uow.session,
                 actor,

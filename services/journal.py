@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.models import AuditEntry, Enterprise, OutboxItem, User, utcnow
 from services.pbx.signals import wake_after_commit
 from services.provisioning import state
-from services.views import Actor
+from services.views import SYSTEM, Actor
 
 PBX = "pbx"
+# The key of a Microsoft outbox row's payload naming the admin who made the change.
+AUTHOR = "by"
 _SECRET_MARKERS = ("password", "secret", "token", "ciphertext", "credential")
 
 
@@ -39,7 +41,19 @@ def audit(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    """Record who did what to which record, with secrets redacted."""
+    """Record who did what to which record, with secrets redacted.
+
+    The change's rows for Microsoft staged in this transaction are signed with the admin's
+    Entra object id too, so the sync that carries them tells its authors when it finished.
+    """
+    if actor.aad_object_id != SYSTEM.aad_object_id:
+        for item in session.new:
+            if (
+                isinstance(item, OutboxItem)
+                and item.channel == state.MICROSOFT
+                and AUTHOR not in (item.payload or {})
+            ):
+                item.payload = {**(item.payload or {}), AUTHOR: actor.aad_object_id}
     session.add(
         AuditEntry(
             enterprise_id=enterprise_id,

@@ -284,6 +284,10 @@ class SyncRun(Base):
     expected_by: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     overdue_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The sync card the Global Admin pressed "Sync Teams Users" on, updated in place when the
+    # run ends: its message id and conversation.
+    card_activity_id: Mapped[str | None] = mapped_column(String(128))
+    card_conversation_id: Mapped[str | None] = mapped_column(String(512))
 
     __table_args__ = (
         # At most one open run per enterprise: a second trigger finds the first.
@@ -491,7 +495,13 @@ class SyncNotice(Base):
     __tablename__ = "sync_notices"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sync_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    # The run it is about; a notice about the enterprise itself (its consent) has none.
+    sync_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    enterprise_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enterprises.id", ondelete="CASCADE")
+    )
+    # What a notice without a run says (who changed what), as plain values.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     kind: Mapped[NoticeKind] = mapped_column(_enum(NoticeKind))
     status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

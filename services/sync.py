@@ -4,6 +4,7 @@ and what the changes waiting for Microsoft look like."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
@@ -21,6 +22,21 @@ MAX_LISTED_USERS = 200
 
 # Asks Microsoft whether a person (Entra object id) is a Global Administrator of a tenant.
 GlobalAdminCheck = Callable[[str, str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class CardPlace:
+    """A card the bot posted: its message id in a conversation, to update it in place."""
+
+    activity_id: str
+    conversation_id: str
+
+
+def card_of(run: SyncRun) -> CardPlace | None:
+    """The card the run's Global Admin pressed "Sync Teams Users" on, if it is known."""
+    if run.card_activity_id and run.card_conversation_id:
+        return CardPlace(run.card_activity_id, run.card_conversation_id)
+    return None
 
 
 def run_view(run: SyncRun) -> SyncRunView:
@@ -92,10 +108,13 @@ class Syncs:
                 "check the sync status instead."
             )
 
-    async def request(self, actor: Actor, enterprise_id: int) -> tuple[SyncRunView, bool]:
+    async def request(
+        self, actor: Actor, enterprise_id: int, *, card: CardPlace | None = None
+    ) -> tuple[SyncRunView, bool]:
         """Start a manual sync (Global Admin only); a second request returns the running one.
 
-        Returns the run and whether this call started it.
+        `card` is where the card with the pressed button is, for the bot to update it in place
+        when the run ends. Returns the run and whether this call started it.
         """
         if actor.role is not AdminRole.GLOBAL_ADMIN or actor.enterprise_id != enterprise_id:
             raise PermissionDeniedError(
@@ -120,6 +139,9 @@ class Syncs:
                 )
                 if run is None:
                     continue  # another admin started one at the same moment: show theirs
+                if card is not None:
+                    run.card_activity_id = card.activity_id[:128]
+                    run.card_conversation_id = card.conversation_id[:512]
                 journal.audit(
                     session,
                     actor,
@@ -152,12 +174,16 @@ class Syncs:
                 )
             ).scalar_one_or_none()
             counts = {status: 0 for status in ProvisioningStatus}
-            for status, count in await session.execute(
-                select(User.provisioning_status, func.count())
+            unlicensed = 0
+            for status, licensed, count in await session.execute(
+                select(User.provisioning_status, User.licence.is_not(None), func.count())
                 .where(User.enterprise_id == enterprise.id)
-                .group_by(User.provisioning_status)
+                .group_by(User.provisioning_status, User.licence.is_not(None))
             ):
-                counts[status] = int(count)
+                if status is ProvisioningStatus.PROVISIONED and not licensed:
+                    unlicensed += int(count)
+                else:
+                    counts[status] += int(count)
             listed = await session.execute(
                 select(
                     User.id, User.display_name, User.provisioning_status, User.provisioning_error
@@ -191,4 +217,5 @@ class Syncs:
                 counts=counts,
                 users=users,
                 waiting_changes=waiting,
+                unlicensed=unlicensed,
             )

@@ -47,10 +47,9 @@ def _save(card: dict, **inputs: object) -> dict:
 @ON_SQLITE
 async def test_reach_caller_id_from_find_user(harness: BotHarness) -> None:
     ada = await _ada(harness)
-    # the one match opens at once
-    user_card = await harness.say("caller id ada")
-    assert buttons(user_card)["Save"]["user_id"] == ada.id
-    card = await harness.act(Verb.CALLER_ID_OPEN, buttons(user_card)["Caller ID"])
+    # the one match opens her caller ID at once, not her user card
+    card = await harness.say("caller id ada")
+    assert buttons(card)["Save caller ID"]["user_id"] == ada.id
     text = card_text(card)
     assert "Caller ID: Ada Lovelace" in text
     # the current setting comes first, before the form

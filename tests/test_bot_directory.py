@@ -156,7 +156,8 @@ async def test_table_shows_every_column_and_opens_a_user(harness: BotHarness) ->
     assert rows[ALAN][1:] == ["—\next 1050", "⚪ Not synced\nBasic"]
     assert rows[BEA][2].startswith("🔴 Failed: Entra refused the licence\n")
     assert rows[DAN][1:] == ["—\nno extension", "🟡 Pending\nNo licence"]
-    assert "d.bea@contoso.com" in rows[BEA][0]
+    # the e-mail may wrap after its "@" and dots (zero-width spaces), never inside a word
+    assert "d.bea@contoso.com" in rows[BEA][0].replace("\u200b", "")
     assert "4 users" in card_text(card)
     # each name opens its user
     open_bea = _table(card)["rows"][2]["cells"][0]["selectAction"]

@@ -15,6 +15,7 @@ from bot.switchboard import delivery_key
 from cards.actions import Dataset, Verb
 from services.conversations import ActivityLedger, Claim
 from services.domain import AdminRole, LicenceProduct
+from services.inventory import AUTO
 from services.models import User
 from services.users import NewUser
 from tests.botkit import BotHarness, buttons, card_text, find_input
@@ -327,3 +328,33 @@ async def test_a_changed_conversation_reference_is_saved_again(harness: BotHarne
         harness.teams.tenant_id, harness.teams.user.aad_object_id
     )
     assert stored is not None and stored.reference["locale"] == "fr-FR"
+
+
+async def test_typed_caller_id_opens_the_caller_id_card_of_the_one_match(
+    harness: BotHarness,
+) -> None:
+    for name in ("Priya Patel", "Paul Pike", "Pia Pond"):
+        await harness.services.users.create(
+            PROVIDER,
+            harness.ent,
+            NewUser(
+                name,
+                name.lower().replace(" ", ".") + "@contoso.com",
+                licence=LicenceProduct.ESSENTIALS,
+                number=AUTO,
+                extension=AUTO,
+            ),
+        )
+    card = await harness.say("caller id priya")
+    text = card_text(card)
+    assert "Caller ID" in text and "Priya Patel" in text
+    assert find_input(card, "caller_name") is not None  # the caller ID form, ready to change
+    assert "Primary e-mail (Entra)" not in text  # not the user card's edit form
+    # Several matches: each opens that user's caller ID, and searching again keeps to caller ID.
+    several = await harness.say("caller id p")
+    assert "Caller ID: find the user" in card_text(several)
+    picks = buttons(several)
+    assert picks["Caller ID of Paul Pike"]["verb"] == Verb.CALLER_ID_OPEN.value
+    assert picks["Search"]["then"] == "callerid"
+    # `find` still opens the user card.
+    assert "Primary e-mail (Entra)" in card_text(await harness.say("find priya"))

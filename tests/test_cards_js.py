@@ -46,6 +46,7 @@ from services.passwords import PasswordVault
 from services.provisioning import SyncFailure, SyncReport
 from services.users import NewUser
 from services.views import (
+    ConsentChange,
     EnterpriseView,
     ExtensionRanges,
     HuntGroupView,
@@ -355,6 +356,10 @@ async def _samples(services: Services) -> Samples:
             Preview: [preview, many_rejected],
             ImportProgress: [applying, finished],
             Sequence[tuple[str, str, str]]: [failed_rows, [], failed_rows * 25],
+            ConsentChange: [
+                ConsentChange(enterprise, True, "Alex Admin", now),
+                ConsentChange(automatic, False, "Alex Admin", now),
+            ],
             datetime: [now, now + timedelta(hours=30)],
             Sequence[HuntGroupView]: [groups, [sales], []],
             PbxStatusView: [on_pbx, retrying],

@@ -34,7 +34,7 @@ def test_every_manifest_command_is_understood() -> None:
         ("find ada lovelace", Verb.USER_FIND, {"query": "ada lovelace"}),
         ("numbers 1111", Verb.NUMBERS_OPEN, {"digits": "1111"}),
         ("free numbers", Verb.NUMBERS_OPEN, {"digits": ""}),
-        ("caller id priya", Verb.USER_FIND, {"query": "priya"}),
+        ("caller id priya", Verb.USER_FIND, {"query": "priya", "then": "callerid"}),
         ("sync status", Verb.SYNC_OPEN, {}),
         ("unlicensed users", Verb.UNLICENSED_OPEN, {}),
     ],

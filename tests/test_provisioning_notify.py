@@ -5,6 +5,7 @@ sync reaches the service provider's admins."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import replace
 from datetime import timedelta
@@ -15,11 +16,16 @@ from sqlalchemy import select, update
 
 from bot.app import BACKGROUND_KEY, build_app, start_background_work
 from bot.auth import BotSettings
+from bot.http import BOT_ADAPTER_KEY
+from bot.notifier import ProactiveNotifier
 from cards.actions import Verb
 from sandbox import SandboxServer
 from services.container import Services
-from services.domain import AdminRole, OutboxStatus
-from services.models import SyncNotice, SyncRun, utcnow
+from services.domain import AdminRole, LicenceProduct, OutboxStatus
+from services.inventory import AUTO
+from services.models import Enterprise, SyncNotice, SyncRun, utcnow
+from services.users import NewUser
+from services.views import Actor
 from tests.botkit import card_text
 from tests.cardcheck import assert_valid_cards
 from tests.conftest import PROVIDER
@@ -28,6 +34,7 @@ from tests.provisioning_kit import (
     admin_object_id,
     cloud_fixture,  # noqa: F401
     composed,
+    domain,
     global_admin,
     graph_service,
     graph_settings,
@@ -279,3 +286,247 @@ async def test_the_button_is_refused_when_microsoft_does_not_confirm_the_global_
     assert overview.open_run is None and overview.last_run is None
     # Not held directly, nor through the role's groups: two looks at the role's holders.
     assert cloud.tenant_stats(tid).count("GET", "/roleManagement/directory/roleAssignments") == 2
+
+
+# --- automatic syncs, the pressed card, consent ---------------------------------------------------
+
+
+async def _automatic_enterprise(services: Services, n: int) -> int:
+    """Enterprise `n`, consenting and past its first sync: its changes sync by themselves."""
+    ent = await make_enterprise(services, n, users=0, consent=True)
+    async with services.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(Enterprise).where(Enterprise.id == ent).values(first_sync_completed_at=utcnow())
+        )
+        await uow.commit()
+    return ent
+
+
+async def _enterprise_admin(services: Services, ent: int, n: int, name: str) -> Actor:
+    person = TeamsUser.random(name)
+    await services.enterprises.grant(
+        PROVIDER,
+        aad_object_id=person.aad_object_id,
+        role=AdminRole.ENTERPRISE_ADMIN,
+        enterprise_id=ent,
+        display_name=name,
+    )
+    return Actor(person.aad_object_id, name, AdminRole.ENTERPRISE_ADMIN, ent)
+
+
+def _new_user(n: int, i: int) -> NewUser:
+    return NewUser(
+        display_name=f"Auto {i}",
+        email=f"auto{i}@{domain(n)}",
+        licence=LicenceProduct.ESSENTIALS,
+        number=AUTO,
+        extension=AUTO,
+    )
+
+
+async def _say_hello(client: Any, fake_connector: FakeConnector, who: TeamsActivities) -> str:
+    """The admin writes to the bot (so it can reach them later); their chat's id."""
+    activity = who.message("help")
+    await _post(client, activity)
+    await fake_connector.next_message()
+    return str(activity["conversation"]["id"])
+
+
+async def test_an_automatic_sync_tells_the_admin_who_made_the_change(
+    services: Services,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 41)
+    ent = await _automatic_enterprise(services, 41)
+    erin = await _enterprise_admin(services, ent, 41, "Erin Enterprise")
+    services = composed(
+        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
+    )
+    app = build_app(services, bot_settings)
+    start_background_work(app, services)
+    client = await serve_bot(app)
+    in_tenant = teams.with_tenant(tid)
+    erin_chat = await _say_hello(
+        client,
+        fake_connector,
+        in_tenant.with_user(TeamsUser(erin.aad_object_id, erin.display_name)),
+    )
+    await _say_hello(
+        client, fake_connector, in_tenant.with_user(TeamsUser(admin_object_id(41), "Gloria Global"))
+    )
+
+    await services.users.create(erin, ent, _new_user(41, 1))  # nobody presses the button
+
+    message = await fake_connector.next_message(timeout=20)
+    assert message.conversation_id == erin_chat  # told: she made the change
+    [card] = message.adaptive_cards
+    text = card_text(card)
+    assert "Sync Teams Users finished" in text and "1 of 1" in text
+    assert "(automatic sync)" in text
+    assert_valid_cards({"automatic": card})
+    await fake_connector.assert_no_activity(0.5)  # the Global Admin made no change: not told
+
+
+async def test_an_automatic_sync_nobody_can_be_told_about_reaches_the_enterprises_admins(
+    services: Services,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 42)
+    ent = await _automatic_enterprise(services, 42)
+    silent = await _enterprise_admin(services, ent, 42, "Sam Silent")  # never wrote to the bot
+    erin = await _enterprise_admin(services, ent, 42, "Erin Enterprise")
+    services = composed(
+        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
+    )
+    app = build_app(services, bot_settings)
+    start_background_work(app, services)
+    client = await serve_bot(app)
+    in_tenant = teams.with_tenant(tid)
+    chats = {
+        await _say_hello(client, fake_connector, in_tenant.with_user(person))
+        for person in (
+            TeamsUser(erin.aad_object_id, erin.display_name),
+            TeamsUser(admin_object_id(42), "Gloria Global"),
+        )
+    }
+
+    await services.users.create(silent, ent, _new_user(42, 1))
+
+    told = {(await fake_connector.next_message(timeout=20)).conversation_id for _ in range(2)}
+    assert told == chats
+    await fake_connector.assert_no_activity(0.5)
+
+
+async def test_a_finished_sync_is_told_once_however_many_notifiers_share_the_queue(
+    services: Services,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 43)
+    ent = await _automatic_enterprise(services, 43)
+    erin = await _enterprise_admin(services, ent, 43, "Erin Enterprise")
+    settings = settings_with(services, cloud, sync=sync_settings(notifier_poll_seconds=60))
+    services = composed(services, settings, graph=graph_service(settings.graph))
+    app = build_app(services, bot_settings)
+    work = start_background_work(app, services)
+    client = await serve_bot(app)
+    await _say_hello(
+        client,
+        fake_connector,
+        teams.with_tenant(tid).with_user(TeamsUser(erin.aad_object_id, erin.display_name)),
+    )
+    others = [
+        ProactiveNotifier(app[BOT_ADAPTER_KEY], bot_settings.app_id, services, settings.sync)
+        for _ in range(3)
+    ]
+
+    await services.users.create(erin, ent, _new_user(43, 1))
+
+    async def closed() -> bool:
+        async with services.db.unit_of_work(readonly=True) as uow:
+            return (await uow.session.execute(select(SyncNotice))).first() is not None
+
+    await wait_for(closed)
+    assert work.notifier is not None
+    notifiers = [work.notifier, *others]
+    await asyncio.gather(*(notifier.deliver_due() for notifier in notifiers))
+    await fake_connector.next_message(timeout=5)
+    await fake_connector.assert_no_activity(0.5)
+    assert sum(notifier.sent for notifier in notifiers) == 1
+
+
+async def test_the_pressed_sync_card_shows_the_outcome_when_the_run_ends(
+    services: Services,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 44)
+    ent = await make_enterprise(services, 44, users=2)
+    services = composed(
+        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
+    )
+    app = build_app(services, bot_settings)
+    start_background_work(app, services)
+    client = await serve_bot(app)
+    person = TeamsUser(admin_object_id(44), "Gloria Global")
+    gloria = teams.with_tenant(tid).with_user(person)
+    await _post(client, gloria.message("sync"))
+    shown = await fake_connector.next_message()
+
+    pressed = await _post(
+        client,
+        gloria.card_action(Verb.SYNC_START.value, {"ent": ent}, reply_to_id=shown.activity_id),
+    )
+    assert "Sync started" in card_text(pressed["value"])
+
+    updated = await fake_connector.next_activity(timeout=20, where=lambda a: a.kind == "update")
+    assert updated.activity_id == shown.activity_id
+    assert updated.conversation_id == shown.conversation_id
+    [card] = updated.adaptive_cards
+    text = card_text(card)
+    assert "Last sync" in text and "Succeeded" in text
+    assert "Sync in progress" not in text and "Expected by" not in text
+    assert card["refresh"]["action"]["verb"] == Verb.SYNC_REFRESH.value
+    assert card["refresh"]["userIds"] == [person.teams_id]
+    finished = await fake_connector.next_message(timeout=10)
+    assert "Sync Teams Users finished" in card_text(finished.adaptive_cards[0])
+    assert_valid_cards({"updated": card})
+    await fake_connector.assert_no_activity(0.5)  # the card is updated once
+
+
+async def test_the_providers_are_told_when_an_enterprise_changes_its_consent(
+    services: Services,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+) -> None:
+    tid = seed_tenant(cloud, 45)
+    await make_enterprise(services, 45, users=0)
+    provider_person = TeamsUser.random("Pat Provider")
+    await services.enterprises.grant(
+        PROVIDER,
+        aad_object_id=provider_person.aad_object_id,
+        role=AdminRole.SERVICE_PROVIDER,
+        enterprise_id=None,
+        display_name="Pat Provider",
+    )
+    services = composed(services, settings_with(services, cloud))
+    app = build_app(services, bot_settings)
+    start_background_work(app, services)
+    client = await serve_bot(app)
+    pat_chat = await _say_hello(client, fake_connector, teams.with_user(provider_person))
+    gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(45), "Gloria Global"))
+
+    answered = await _post(client, gloria.card_action(Verb.SYNC_CONSENT.value, {"consent": True}))
+    assert "Management by the service provider allowed" in card_text(answered["value"])
+
+    message = await fake_connector.next_message(timeout=10)
+    assert message.conversation_id == pat_chat
+    [card] = message.adaptive_cards
+    text = card_text(card)
+    assert "Enterprise 45 allows management by the service provider" in text
+    assert "Gloria Global" in text and tid in text
+    assert "once its first sync is done" in text
+    assert_valid_cards({"consent": card})
+
+    await _post(client, gloria.card_action(Verb.SYNC_CONSENT.value, {"consent": False}))
+    withdrawn = card_text((await fake_connector.next_message(timeout=10)).adaptive_cards[0])
+    assert "Enterprise 45 withdrew management by the service provider" in withdrawn
+    await _post(client, gloria.card_action(Verb.SYNC_CONSENT.value, {"consent": False}))
+    await fake_connector.assert_no_activity(0.5)  # nothing changed: nobody is told

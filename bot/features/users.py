@@ -14,21 +14,28 @@ from cards.actions import (
     FindUser,
     NumberMode,
     OpenCreateUser,
+    RefreshUser,
     UserRef,
 )
+from cards.callerid import caller_id_card
 from cards.common import Card, Errors
 from cards.confirm import confirmation_card, quarantine_sentence
 from cards.users import create_user_card, find_user_card, user_card, user_created_card
+from services.directory import Directory
 from services.domain import AdminRole, DigitMatch, LicenceProduct
 from services.errors import NoFreeNumberError, NotEnoughSubscriptionsError, ValidationError
-from services.inventory import AUTO, Auto, check_extension_range, parse_extension
+from services.inventory import AUTO, Auto, Inventory, check_extension_range, parse_extension
+from services.licences import Licences
 from services.models import utcnow
+from services.pbx.huntgroups import HuntGroups
+from services.pbx.status import PbxStatuses
 from services.phone import pretty
 from services.users import (
     RELEASE,
     NewUser,
     Release,
     UserChanges,
+    Users,
     clean_display_name,
     clean_email,
 )
@@ -49,7 +56,7 @@ def licence_choice(value: str) -> LicenceProduct | None:
 
 
 async def number_choice(
-    turn: EnterpriseTurn, mode: NumberMode, number: str, digits: str
+    inventory: Inventory, enterprise: EnterpriseView, mode: NumberMode, number: str, digits: str
 ) -> Auto | Release | str | None:
     """What the number fields of a form ask for: the next free one, a chosen one, none, or keep."""
     if mode == "auto":
@@ -61,9 +68,7 @@ async def number_choice(
     if number:
         return number
     if digits:
-        return await turn.services.inventory.free_number_ending(
-            turn.enterprise.id, digits, field="number_digits"
-        )
+        return await inventory.free_number_ending(enterprise.id, digits, field="number_digits")
     raise ValidationError("Pick a free number, or type its last digits.", field="number")
 
 
@@ -78,12 +83,36 @@ def extension_choice(mode: ExtensionMode, extension: str) -> Auto | int | None:
     return parse_extension(extension)
 
 
-async def _free_numbers(turn: EnterpriseTurn) -> list[str]:
-    enterprise = turn.enterprise
-    page = await turn.services.inventory.search_free(
-        enterprise.id, page_size=STATIC_CHOICES, with_total=False
-    )
+async def _free_numbers(inventory: Inventory, enterprise: EnterpriseView) -> list[str]:
+    page = await inventory.search_free(enterprise.id, page_size=STATIC_CHOICES, with_total=False)
     return page.items
+
+
+async def render_user_card(
+    turn: EnterpriseTurn,
+    user: UserView,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+    form: EditUserForm | None = None,
+    errors: Errors | None = None,
+    *,
+    saved: bool = False,
+) -> Card:
+    """The user card with the free numbers, the user's PBX status and hunt groups, refreshed
+    for the admin viewing it whenever Teams shows it again."""
+    enterprise = turn.enterprise
+    return user_card(
+        user,
+        enterprise,
+        await _free_numbers(inventory, enterprise),
+        form,
+        errors,
+        saved=saved,
+        pbx_status=await pbx_statuses.of_user(enterprise.id, user.id),
+        hunt_groups=await hunt_groups.of_user(enterprise.id, user.id),
+        viewers=[turn.origin.viewer_id] if turn.origin.viewer_id else [],
+    )
 
 
 async def user_card_of(
@@ -94,57 +123,74 @@ async def user_card_of(
     *,
     saved: bool = False,
 ) -> Card:
-    """The user card with the free numbers, and the user's PBX status and hunt groups (also
-    shown by other features that come back to the user)."""
-    enterprise = turn.enterprise
-    return user_card(
+    """The user card, for other features that come back to the user."""
+    services = turn.services
+    return await render_user_card(
+        turn,
         user,
-        enterprise,
-        await _free_numbers(turn),
+        services.inventory,
+        services.pbx_statuses,
+        services.hunt_groups,
         form,
         errors,
         saved=saved,
-        pbx_status=await turn.services.pbx_statuses.of_user(enterprise.id, user.id),
-        hunt_groups=await turn.services.hunt_groups.of_user(enterprise.id, user.id),
+    )
+
+
+async def create_form(
+    form: CreateUserForm,
+    errors: Errors,
+    enterprise: EnterpriseView,
+    licences: Licences,
+    inventory: Inventory,
+) -> Card:
+    """The create-user form, with the admin's input and the errors next to the fields."""
+    pools = await licences.pools(enterprise.id)
+    return create_user_card(
+        enterprise, pools, await _free_numbers(inventory, enterprise), form, errors
     )
 
 
 async def show_create_form(turn: EnterpriseTurn, form: CreateUserForm, errors: Errors) -> Card:
-    """The create-user form, with the admin's input and the errors next to the fields."""
-    enterprise = turn.enterprise
-    pools = await turn.services.licences.pools(enterprise.id)
-    return create_user_card(enterprise, pools, await _free_numbers(turn), form, errors)
+    """The create-user form again after a refusal."""
+    services = turn.services
+    return await create_form(form, errors, turn.enterprise, services.licences, services.inventory)
 
 
 @router.action(OpenCreateUser)
-async def open_create(turn: EnterpriseTurn, data: OpenCreateUser) -> Card:
+async def open_create(
+    data: OpenCreateUser, enterprise: EnterpriseView, licences: Licences, inventory: Inventory
+) -> Card:
     """An empty create-user form, defaulting to a licence the pools still have."""
-    pools = {p.product: p for p in await turn.services.licences.pools(turn.ent)}
+    pools = {p.product: p for p in await licences.pools(enterprise.id)}
 
     def has_free(product: LicenceProduct) -> bool:
         pool = pools.get(product)
         return pool is not None and pool.free > 0
 
-    form = CreateUserForm(ent=turn.ent)
+    form = CreateUserForm(ent=enterprise.id)
     if not has_free(LicenceProduct.ESSENTIALS):
         licence = "basic" if has_free(LicenceProduct.BASIC) else "none"
         form = form.model_copy(update={"licence": licence, "number_mode": "none"})
-    return await show_create_form(turn, form, {})
+    return await create_form(form, {}, enterprise, licences, inventory)
 
 
 async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | None:
     """A create carried out by an earlier delivery of the same submit: the user it made."""
+    enterprise = turn.enterprise
     email = form.email.strip().lower()
-    found = await turn.services.directory.search(turn.enterprise.id, email, limit=5) if email else []
+    found = await turn.services.directory.search(enterprise.id, email, limit=5) if email else []
     user = next((u for u in found if u.email.lower() == email), None)
     if user is None:
         return None
     return user_created_card(
-        user, turn.enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
+        user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
     )
 
 
-async def form_errors(turn: EnterpriseTurn, form: CreateUserForm | EditUserForm) -> Errors:
+async def form_errors(
+    inventory: Inventory, enterprise: EnterpriseView, form: CreateUserForm | EditUserForm
+) -> Errors:
     """Every field of the form that cannot be right, each with its message: the admin fixes
     them all in one go rather than one per submit. (Nothing is claimed or saved here.)"""
     errors: Errors = {}
@@ -162,13 +208,14 @@ async def form_errors(turn: EnterpriseTurn, form: CreateUserForm | EditUserForm)
     await check("licence", lambda: licence_choice(form.licence))
     await check(
         "number",
-        lambda: number_choice(turn, form.number_mode, form.number, form.number_digits),
+        lambda: number_choice(
+            inventory, enterprise, form.number_mode, form.number, form.number_digits
+        ),
     )
 
     def extension_in_range() -> None:
         extension = extension_choice(form.extension_mode, form.extension)
         if isinstance(extension, int):
-            enterprise = turn.enterprise
             check_extension_range(extension, enterprise.extension_start, enterprise.extension_end)
 
     await check("extension", extension_in_range)
@@ -183,14 +230,21 @@ def refusal_of(refusal: NotEnoughSubscriptionsError | NoFreeNumberError) -> Erro
 
 @router.action(CreateUserForm, form=show_create_form, redelivered=show_created)
 async def create_user(
-    turn: EnterpriseTurn, form: CreateUserForm, enterprise: EnterpriseView
+    turn: EnterpriseTurn,
+    form: CreateUserForm,
+    enterprise: EnterpriseView,
+    users: Users,
+    licences: Licences,
+    inventory: Inventory,
 ) -> Card:
     """Create the user the form describes."""
-    errors = await form_errors(turn, form)
+    errors = await form_errors(inventory, enterprise, form)
     if errors:
-        return await show_create_form(turn, form, errors)
+        return await create_form(form, errors, enterprise, licences, inventory)
     licence = licence_choice(form.licence)
-    number = await number_choice(turn, form.number_mode, form.number, form.number_digits)
+    number = await number_choice(
+        inventory, enterprise, form.number_mode, form.number, form.number_digits
+    )
     if isinstance(number, Release):
         number = None
     note = None
@@ -203,7 +257,7 @@ async def create_user(
             else "Without a calling licence there is no direct number, so none was assigned."
         )
     try:
-        user = await turn.services.users.create(
+        user = await users.create(
             turn.actor,
             enterprise.id,
             NewUser(
@@ -219,74 +273,165 @@ async def create_user(
             ),
         )
     except (NotEnoughSubscriptionsError, NoFreeNumberError) as refusal:
-        return await show_create_form(turn, form, refusal_of(refusal))
+        return await create_form(form, refusal_of(refusal), enterprise, licences, inventory)
     return user_created_card(
         user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN, note=note
     )
 
 
 @router.action(FindUser)
-async def find_user(turn: EnterpriseTurn, data: FindUser, enterprise: EnterpriseView) -> Card:
-    """Search users; one match opens that user, an empty search shows the search box only."""
+async def find_user(
+    turn: EnterpriseTurn,
+    data: FindUser,
+    enterprise: EnterpriseView,
+    directory: Directory,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+) -> Card:
+    """Search users; one match opens that user (or their caller ID, for `caller id …`), an
+    empty search shows the search box only."""
     results = None
     if data.query:
-        results = await turn.services.directory.page(
-            enterprise.id, search=data.query, page_size=10
-        )
+        results = await directory.page(enterprise.id, search=data.query, page_size=10)
         if results.total == 1:
-            return await user_card_of(turn, results.items[0])
-    return find_user_card(enterprise, data.query, results)
+            [user] = results.items
+            if data.then == "callerid":
+                return caller_id_card(user, enterprise)
+            return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups)
+    return find_user_card(enterprise, data.query, results, then=data.then)
 
 
 @router.action(UserRef)
-async def open_user(turn: EnterpriseTurn, data: UserRef, enterprise: EnterpriseView) -> Card:
+async def open_user(
+    turn: EnterpriseTurn,
+    data: UserRef,
+    enterprise: EnterpriseView,
+    users: Users,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+) -> Card:
     """One user's card with the edit form."""
-    user = await turn.services.users.get(enterprise.id, data.user_id)
-    return await user_card_of(turn, user)
+    user = await users.get(enterprise.id, data.user_id)
+    return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups)
+
+
+@router.action(RefreshUser)
+async def refresh_user(
+    turn: EnterpriseTurn,
+    data: RefreshUser,
+    enterprise: EnterpriseView,
+    users: Users,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+) -> Card:
+    """The user's card as it is now: Teams asks when a card carrying this refresh is shown."""
+    user = await users.get(enterprise.id, data.user_id)
+    return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups)
 
 
 async def show_edit_form(turn: EnterpriseTurn, form: EditUserForm, errors: Errors) -> Card:
+    """The user card again after a refusal."""
+    services = turn.services
+    return await edit_form(
+        turn,
+        form,
+        errors,
+        turn.enterprise,
+        services.users,
+        services.inventory,
+        services.pbx_statuses,
+        services.hunt_groups,
+    )
+
+
+async def edit_form(
+    turn: EnterpriseTurn,
+    form: EditUserForm,
+    errors: Errors,
+    enterprise: EnterpriseView,
+    users: Users,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+) -> Card:
     """The user card again, with what the admin typed and the errors next to the fields."""
-    enterprise = turn.enterprise
-    user = await turn.services.users.get(enterprise.id, form.user_id)
+    user = await users.get(enterprise.id, form.user_id)
     if "version" in errors:
         # Someone else saved first: show their version, keep what this admin typed.
         form = form.model_copy(update={"version": user.version})
-    return await user_card_of(turn, user, form, errors)
+    return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups, form, errors)
 
 
-@router.action(EditUserForm, form=show_edit_form)
-async def edit_user(turn: EnterpriseTurn, form: EditUserForm, enterprise: EnterpriseView) -> Card:
+async def show_edited(
+    turn: EnterpriseTurn,
+    form: EditUserForm,
+    enterprise: EnterpriseView,
+    users: Users,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+) -> Card | None:
+    """An edit saved by an earlier delivery of the same submit: the user as it left them."""
+    user = await users.get(enterprise.id, form.user_id)
+    if user.version == form.version:
+        return None  # not saved on this version: nothing to answer from
+    return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups, saved=True)
+
+
+@router.action(EditUserForm, form=show_edit_form, redelivered=show_edited)
+async def edit_user(
+    turn: EnterpriseTurn,
+    form: EditUserForm,
+    enterprise: EnterpriseView,
+    users: Users,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+) -> Card:
     """Save the edit form on the version the admin saw."""
-    errors = await form_errors(turn, form)
+
+    async def again(errors: Errors) -> Card:
+        return await edit_form(
+            turn, form, errors, enterprise, users, inventory, pbx_statuses, hunt_groups
+        )
+
+    errors = await form_errors(inventory, enterprise, form)
     if errors:
-        return await show_edit_form(turn, form, errors)
+        return await again(errors)
     licence = licence_choice(form.licence)
     changes = UserChanges(
         display_name=form.display_name,
         email=form.email,
         licence=None if not form.licence else (licence or RELEASE),
-        number=await number_choice(turn, form.number_mode, form.number, form.number_digits),
+        number=await number_choice(
+            inventory, enterprise, form.number_mode, form.number, form.number_digits
+        ),
         extension=extension_choice(form.extension_mode, form.extension),
         send_password_email=form.send_password_email,
         notify_user=form.notify_user,
     )
     if not form.confirmed:
-        before = await turn.services.users.get(enterprise.id, form.user_id)
-        confirmation = await _edit_confirmation(turn, form, before, changes)
+        before = await users.get(enterprise.id, form.user_id)
+        confirmation = await _edit_confirmation(form, before, changes, enterprise, users, inventory)
         if confirmation is not None:
             return confirmation
     try:
-        user = await turn.services.users.update(
-            turn.actor, enterprise.id, form.user_id, form.version, changes
-        )
+        user = await users.update(turn.actor, enterprise.id, form.user_id, form.version, changes)
     except (NotEnoughSubscriptionsError, NoFreeNumberError) as refusal:
-        return await show_edit_form(turn, form, refusal_of(refusal))
-    return await user_card_of(turn, user, saved=True)
+        return await again(refusal_of(refusal))
+    return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups, saved=True)
 
 
 async def _edit_confirmation(
-    turn: EnterpriseTurn, form: EditUserForm, before: UserView, changes: UserChanges
+    form: EditUserForm,
+    before: UserView,
+    changes: UserChanges,
+    enterprise: EnterpriseView,
+    users: Users,
+    inventory: Inventory,
 ) -> Card | None:
     """The confirmation card for an edit that takes the user's number or licence away, or
     None when the edit takes nothing away."""
@@ -306,15 +451,13 @@ async def _edit_confirmation(
     )
     if drops_number and before.number is not None:
         if isinstance(number, str):
-            free = await turn.services.inventory.check_free(turn.enterprise.id, number)
+            free = await inventory.check_free(enterprise.id, number)
             lines.append(f"Give {name} {pretty(free)} instead of {pretty(before.number)}.")
         elif isinstance(number, Auto) and licence is not LicenceProduct.BASIC:
             lines.append(f"Give {name} the next free number instead of {pretty(before.number)}.")
         else:
             lines.append(f"Take {pretty(before.number)} away from {name}.")
-        lines.append(
-            quarantine_sentence(before.number, utcnow(), turn.services.users.quarantine_days)
-        )
+        lines.append(quarantine_sentence(before.number, utcnow(), users.quarantine_days))
     if not lines:
         return None
     return confirmation_card(
@@ -323,27 +466,26 @@ async def _edit_confirmation(
         confirm_title="Save the changes",
         confirm=form.model_copy(update={"confirmed": True}),
         cancel_title="Back to the user",
-        cancel=UserRef(ent=turn.ent, user_id=before.id),
-        ent=turn.ent,
+        cancel=UserRef(ent=enterprise.id, user_id=before.id),
+        ent=enterprise.id,
     )
 
 
 @router.search(Dataset.USERS)
 async def search_users(
-    turn: EnterpriseTurn, query: str, limit: int, enterprise: EnterpriseView
+    query: str, limit: int, enterprise: EnterpriseView, directory: Directory
 ) -> list[tuple[str, str]]:
     """Type-ahead over users by name, e-mail, number or extension."""
-    users = await turn.services.directory.search(enterprise.id, query, limit)
+    users = await directory.search(enterprise.id, query, limit)
     return [(f"{u.display_name} · {u.email}", str(u.id)) for u in users]
 
 
 @router.search(Dataset.FREE_NUMBERS)
 async def search_free_numbers(
-    turn: EnterpriseTurn, query: str, limit: int, enterprise: EnterpriseView
+    query: str, limit: int, enterprise: EnterpriseView, inventory: Inventory
 ) -> list[tuple[str, str]]:
     """Type-ahead over free numbers: trailing digits first, then numbers containing them."""
     digits = "".join(ch for ch in query if ch.isdigit())
-    inventory = turn.services.inventory
     found = (
         await inventory.search_free(enterprise.id, digits, page_size=limit, with_total=False)
     ).items

@@ -38,7 +38,7 @@ _COMMANDS: list[tuple[re.Pattern[str], Verb, Callable[[re.Match[str]], dict[str,
     (
         re.compile(r"^caller ?id(?:\s+(?P<q>.+))?$"),
         Verb.USER_FIND,
-        lambda m: {"query": m.group("q") or ""},
+        lambda m: {"query": m.group("q") or "", "then": "callerid"},
     ),
     (
         re.compile(r"^(?:unlicensed|unlicensed users|licences|licenses|enable)$"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.router import Turn
+from bot.router import Origin, Turn
 from bot.steps import Next, TurnState
 from cards.actions import database_id
 from services.domain import AdminRole
@@ -39,5 +39,13 @@ async def choose_enterprise(turn: TurnState, next: Next) -> None:
             admin.role,
             enterprise.id if enterprise else None,
         )
-        turn.turn = Turn(turn.services, admin, actor, enterprise, turn.reference, data)
+        activity = turn.activity
+        origin = Origin(
+            conversation_id=(activity.conversation.id if activity.conversation else "") or "",
+            card_activity_id=activity.reply_to_id or None,
+            viewer_id=(sender.id if sender else "") or "",
+        )
+        turn.turn = Turn(
+            turn.services, admin, actor, enterprise, turn.reference, data, origin=origin
+        )
     await next()

@@ -11,10 +11,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.db import Database
 from services.domain import NoticeKind, OutboxStatus
 from services.enterprises import enterprise_view
-from services.models import Enterprise, ProvisioningItem, SyncNotice, SyncRun, User, utcnow
+from services.journal import AUTHOR
+from services.models import (
+    Enterprise,
+    OutboxItem,
+    ProvisioningItem,
+    SyncNotice,
+    SyncRun,
+    User,
+    utcnow,
+)
+from services.provisioning.state import of_run
 from services.queue import WorkQueue
-from services.sync import run_view
-from services.views import SyncFailure, SyncReport
+from services.sync import CardPlace, card_of, run_view
+from services.views import ConsentChange, EnterpriseView, SyncFailure, SyncReport
 
 MAX_REPORTED_FAILURES = 25
 
@@ -35,13 +45,67 @@ NOTICES = WorkQueue(
 
 @dataclass(frozen=True)
 class Notice:
-    """A proactive message to send: what happened, about which run, whom it reached."""
+    """A proactive message to send: what happened (a run's outcome, or a change of the
+    enterprise's consent), whom it concerns, whom it reached.
+
+    `authors` are the Entra object ids of the admins whose changes the run carried, and
+    `card` the sync card its Global Admin pressed, to update in place.
+    """
 
     id: int
     kind: NoticeKind
-    report: SyncReport
+    report: SyncReport | None
     delivered_to: frozenset[str]
     attempts: int
+    authors: tuple[str, ...] = ()
+    card: CardPlace | None = None
+    consent: ConsentChange | None = None
+
+    @property
+    def enterprise(self) -> EnterpriseView:
+        """The enterprise the notice is about."""
+        if self.report is not None:
+            return self.report.enterprise
+        if self.consent is not None:
+            return self.consent.enterprise
+        raise LookupError(f"notice {self.id} names no enterprise")
+
+
+async def run_authors(session: AsyncSession, sync_id: int) -> tuple[str, ...]:
+    """The admins (Entra object ids) whose changes a run carried, in the order they made them."""
+    payloads = await session.execute(
+        select(OutboxItem.payload).where(of_run(sync_id)).order_by(OutboxItem.id)
+    )
+    authors = (str((payload or {}).get(AUTHOR) or "") for (payload,) in payloads)
+    return tuple(dict.fromkeys(author for author in authors if author))
+
+
+async def _notice(session: AsyncSession, row: SyncNotice) -> Notice:
+    """A claimed notice row with everything the notifier needs to send it."""
+    delivered = frozenset(row.delivered_to or [])
+    if row.sync_id is None:
+        enterprise = await session.get(Enterprise, row.enterprise_id or 0)
+        if enterprise is None:
+            raise LookupError(f"no enterprise for notice {row.id}")
+        detail = row.detail or {}
+        change = ConsentChange(
+            enterprise=enterprise_view(enterprise),
+            consent=bool(detail.get("consent")),
+            by=str(detail.get("by") or "an administrator"),
+            at=row.created_at,
+        )
+        return Notice(row.id, row.kind, None, delivered, row.attempts, consent=change)
+    run = await session.get(SyncRun, row.sync_id)
+    automatic = run is not None and run.is_automatic
+    return Notice(
+        id=row.id,
+        kind=row.kind,
+        report=await sync_report(session, row.sync_id),
+        delivered_to=delivered,
+        attempts=row.attempts,
+        authors=await run_authors(session, row.sync_id) if automatic else (),
+        card=card_of(run) if run is not None else None,
+    )
 
 
 async def sync_report(session: AsyncSession, sync_id: int) -> SyncReport:
@@ -112,16 +176,7 @@ class SyncNotices:
                 await session.execute(select(SyncNotice).where(SyncNotice.id.in_(ids)))
             ).scalars()
             rows = sorted(claimed, key=lambda row: ids.index(row.id))  # in the order they fell due
-            notices = [
-                Notice(
-                    id=row.id,
-                    kind=row.kind,
-                    report=await sync_report(session, row.sync_id),
-                    delivered_to=frozenset(row.delivered_to or []),
-                    attempts=row.attempts,
-                )
-                for row in rows
-            ]
+            notices = [await _notice(session, row) for row in rows]
             await uow.commit()
             return notices
 
