@@ -70,10 +70,6 @@ class Syncs:
         # Also asks Microsoft whether whoever starts a sync is the tenant's Global Administrator.
         self.global_admin_check = global_admin_check
 
-    def use_global_admin_check(self, check: GlobalAdminCheck | None) -> None:
-        """Also ask Microsoft whether whoever starts a sync is the tenant's Global Administrator."""
-        self.global_admin_check = check
-
     async def _confirm_global_admin(self, actor: Actor, enterprise_id: int) -> None:
         check = self.global_admin_check
         if check is None:

@@ -276,10 +276,6 @@ class Users:
         # Also checks new and changed addresses against the tenant's verified domains.
         self.email_domain_check = email_domain_check
 
-    def use_email_domain_check(self, check: EmailDomainCheck | None) -> None:
-        """Also check new and changed addresses against the tenant's verified domains."""
-        self.email_domain_check = check
-
     async def _check_email_domain(self, enterprise_id: int, email: str) -> None:
         if self.email_domain_check is None:
             return

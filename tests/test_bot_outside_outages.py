@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from bot.app import build_app
 from cards.actions import Verb
 from sandbox import FaultConfig, SandboxServer
 from services.domain import AdminRole
-from services.graph import GlobalAdminCheck, VerifiedDomains
 from tests.botkit import BotHarness, card_text
 from tests.conftest import PROVIDER
 from tests.provisioning_kit import (
     CLIENT_ID,
     cloud_fixture,  # noqa: F401
+    composed,
     graph_service,
     graph_settings,
     sandbox_server_fixture,  # noqa: F401
@@ -75,9 +78,12 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _graph_checks(harness: BotHarness, server: SandboxServer, outage: str) -> None:
+async def _graph_checks(
+    harness: BotHarness, server: SandboxServer, outage: str, serve_bot: Any, bot_settings: Any
+) -> BotHarness:
     """The e-mail domain check and the Global Admin check ask `server`, which is out of reach
-    (nothing listens where Graph and its token endpoint should be) or answers 503 to all."""
+    (nothing listens where Graph and its token endpoint should be) or answers 503 to all: the
+    harness's bot again, over services the composition root built with that Graph."""
     changes: dict[str, object] = {
         "max_attempts": 2,
         "max_retry_seconds": 1.0,
@@ -89,16 +95,22 @@ async def _graph_checks(harness: BotHarness, server: SandboxServer, outage: str)
     else:
         server.set_faults(FaultConfig(unavailable_rate=1.0))
     service = graph_service(graph_settings(server, **changes))
-    harness.services.users.use_email_domain_check(VerifiedDomains(service))
-    harness.services.syncs.use_global_admin_check(GlobalAdminCheck(service))
+    services = composed(harness.services, harness.services.settings, graph=service)
+    client = await serve_bot(build_app(services, bot_settings))
+    return replace(harness, client=client, services=services)
 
 
 @ON_SQLITE
 @pytest.mark.parametrize("outage", ["unreachable", "5xx"])
 async def test_graph_out_of_reach_is_told_as_an_outage(
-    outage: str, harness: BotHarness, graph: SandboxServer, caplog: pytest.LogCaptureFixture
+    outage: str,
+    harness: BotHarness,
+    graph: SandboxServer,
+    caplog: pytest.LogCaptureFixture,
+    serve_bot: Any,
+    bot_settings: Any,
 ) -> None:
-    await _graph_checks(harness, graph, outage)
+    harness = await _graph_checks(harness, graph, outage, serve_bot, bot_settings)
     caplog.set_level(logging.WARNING)
     as_global = await _global_admin(harness)
 

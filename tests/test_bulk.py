@@ -4,6 +4,7 @@ single-user services, results. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -26,7 +27,7 @@ from services.domain import CallerIdMode, LicenceProduct, NumberStatus
 from services.errors import ValidationError
 from services.inventory import AUTO
 from services.models import AuditEntry, OutboxItem, PhoneNumber
-from services.users import NewUser, UserChanges
+from services.users import NewUser, UserChanges, Users
 from services.views import UserView
 from tests.bulk_kit import HEADER, directory_facts, reasons_by_line, sheet
 from tests.conftest import PROVIDER, admin_of, seed_enterprise
@@ -276,7 +277,17 @@ async def test_unknown_email_domain_is_refused_per_row(
         if not email.endswith("@contoso.example"):
             raise ValidationError(f"{email.split('@')[1]} is not a verified domain of the tenant.")
 
-    services.users.use_email_domain_check(verified_domains)
+    # The check is handed to the users' constructor, as the composition root does with Graph's.
+    verifying = replace(
+        services,
+        users=Users(
+            services.db,
+            services.vault,
+            services.settings.quarantine_days,
+            email_domain_check=verified_domains,
+        ),
+    )
+    bulk = Bulk.of(verifying, batch_size=7)
     data = sheet(
         [
             ["A", "a@contoso.example", "Basic", "", ""],

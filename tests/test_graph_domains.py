@@ -18,6 +18,7 @@ from tests.provisioning_kit import (
     CLIENT_ID,
     SQLITE_ONLY,
     cloud_fixture,  # noqa: F401
+    composed,
     global_admin,
     graph_service,
     graph_settings,
@@ -46,16 +47,17 @@ async def test_an_address_outside_the_verified_domains_is_refused_at_the_form(
     ent = await make_enterprise(services, 91, users=0)
     await services.licences.set_pool(PROVIDER, ent, LicenceProduct.ESSENTIALS, 5)
     service = graph_service(graph_settings(cloud))
-    services.users.use_email_domain_check(VerifiedDomains(service))
+    # Built by the composition root with Graph: the users check the tenant's domains.
+    users = composed(services, services.settings, graph=service).users
     try:
         with pytest.raises(ValidationError) as refused:
-            await services.users.create(global_admin(ent, 91), ent, _new("gina@gmail.com"))
-        created = await services.users.create(
+            await users.create(global_admin(ent, 91), ent, _new("gina@gmail.com"))
+        created = await users.create(
             global_admin(ent, 91), ent, _new("gina@sales.enterprise91.example")
         )
-        await services.users.create(global_admin(ent, 91), ent, _new("hal@enterprise91.example"))
+        await users.create(global_admin(ent, 91), ent, _new("hal@enterprise91.example"))
         with pytest.raises(ValidationError):
-            await services.users.update(
+            await users.update(
                 global_admin(ent, 91),
                 ent,
                 created.id,
@@ -63,7 +65,6 @@ async def test_an_address_outside_the_verified_domains_is_refused_at_the_form(
                 UserChanges(email="gina@hotmail.com"),
             )
     finally:
-        services.users.use_email_domain_check(None)
         await service.close()
 
     error = refused.value

@@ -23,6 +23,7 @@ from tests.provisioning_kit import (
     SQLITE_ONLY,
     admin_object_id,
     cloud_fixture,  # noqa: F401
+    composed,
     global_admin,
     graph_service,
     graph_settings,
@@ -297,12 +298,12 @@ async def test_a_global_admin_check_without_the_permission_says_which_is_missing
     ent = await make_enterprise(services, 88, users=1)
     cloud.state.grant_roles(tid, CLIENT_ID, ["User.ReadWrite.All"])
     service = graph_service(graph_settings(cloud))
-    services.syncs.use_global_admin_check(GlobalAdminCheck(service))
+    # Built by the composition root with Graph: the syncs ask Microsoft who is Global Admin.
+    syncs = composed(services, services.settings, graph=service).syncs
     try:
         with pytest.raises(PermissionDeniedError) as refused:
-            await services.syncs.request(global_admin(ent, 88), ent)
+            await syncs.request(global_admin(ent, 88), ent)
     finally:
-        services.syncs.use_global_admin_check(None)
         await service.close()
     assert "RoleManagement.Read.Directory" in refused.value.message
     assert "no sync was started" in refused.value.message

@@ -15,7 +15,6 @@ from sandbox import GLOBAL_ADMIN_ROLE_ID, SandboxServer
 from services.container import Services
 from services.domain import AdminRole, NoticeKind, OutboxStatus, ProvisioningStatus, SyncStatus
 from services.errors import PermissionDeniedError
-from services.graph import GlobalAdminCheck
 from services.models import (
     Enterprise,
     OutboxItem,
@@ -35,6 +34,7 @@ from tests.provisioning_kit import (
     POLICY,
     SQLITE_ONLY,
     cloud_fixture,  # noqa: F401
+    composed,
     global_admin,
     graph_service,
     graph_settings,
@@ -174,11 +174,12 @@ async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
     tid = seed_tenant(cloud, 3)
     ent = await make_enterprise(services, 3, users=1)
     graph = graph_service(graph_settings(cloud))
-    services.syncs.use_global_admin_check(GlobalAdminCheck(graph))
+    # Built by the composition root with Graph: the syncs ask Microsoft who is Global Admin.
+    syncs = composed(services, services.settings, graph=graph).syncs
     try:
         enterprise_admin = Actor("someone", "Erin", AdminRole.ENTERPRISE_ADMIN, ent)
         with pytest.raises(PermissionDeniedError, match="Only the enterprise's Global Admin"):
-            await services.syncs.request(enterprise_admin, ent)
+            await syncs.request(enterprise_admin, ent)
         # The directory calls this person a Global Admin, but Microsoft does not.
         impostor = Actor(
             "11111111-0000-4000-8000-000000000bad", "Ivan", AdminRole.GLOBAL_ADMIN, ent
@@ -187,11 +188,11 @@ async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
             tid, "ivan@enterprise3.example", "Ivan", user_id=impostor.aad_object_id
         )
         with pytest.raises(PermissionDeniedError, match="Microsoft says you are not a Global"):
-            await services.syncs.request(impostor, ent)
+            await syncs.request(impostor, ent)
         overview = await services.syncs.overview(ent)
         assert overview.open_run is None
         # The real one is confirmed by roleManagement and starts it.
-        run, started = await services.syncs.request(global_admin(ent, 3), ent)
+        run, started = await syncs.request(global_admin(ent, 3), ent)
         assert started
         stats = cloud.tenant_stats(tid)
         # The impostor: no direct assignment, and in none of the role's holder groups.
@@ -201,12 +202,11 @@ async def test_only_a_global_admin_confirmed_by_microsoft_may_start_a_sync(
         assert [a.role_definition_id for a in assignments] == [GLOBAL_ADMIN_ROLE_ID]
         # Microsoft cannot be asked (the app's secret was rotated): refused, and said why.
         stale = graph_service(graph_settings(cloud, client_secret="rotated-away"))
-        services.syncs.use_global_admin_check(GlobalAdminCheck(stale))
+        syncs = composed(services, services.settings, graph=stale).syncs
         with pytest.raises(PermissionDeniedError, match="could not confirm with Microsoft"):
-            await services.syncs.request(global_admin(ent, 3), ent)
+            await syncs.request(global_admin(ent, 3), ent)
         await stale.close()
     finally:
-        services.syncs.use_global_admin_check(None)
         await graph.close()
     assert run.status is SyncStatus.REQUESTED
 
