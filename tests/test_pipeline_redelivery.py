@@ -15,7 +15,7 @@ from bot.app import build_app
 from bot.auth import BotSettings
 from cards.actions import Verb
 from services.conversations import ActivityLedger
-from services.domain import LicenceProduct
+from services.domain import AdminRole, LicenceProduct
 from services.inventory import AUTO
 from services.users import NewUser
 from services.views import UserView
@@ -128,7 +128,35 @@ async def _has_no_login(harness: BotHarness, user: UserView) -> bool:
     return not await harness.services.desk_phones.has_desk_phone(harness.ent, user.id)
 
 
+async def _edit(harness: BotHarness, user: UserView) -> dict[str, Any]:
+    return {**_ids(user), "display_name": "Ada King", "email": "ada@contoso.com"}
+
+
+async def _as_global_admin(harness: BotHarness, user: UserView) -> dict[str, Any]:
+    await harness.services.enterprises.grant(
+        PROVIDER,
+        aad_object_id=harness.teams.user.aad_object_id,
+        role=AdminRole.GLOBAL_ADMIN,
+        enterprise_id=harness.ent,
+        display_name=harness.teams.user.name,
+    )
+    return {}
+
+
+async def _one_run(harness: BotHarness, user: UserView) -> bool:
+    overview = await harness.services.syncs.overview(harness.ent)
+    return overview.open_run is not None and overview.last_run == overview.open_run
+
+
 CASES = {
+    "sync requested": (
+        LicenceProduct.ESSENTIALS,
+        Case(Verb.SYNC_START, _as_global_admin, "Sync started", _one_run),
+    ),
+    "user edited": (
+        LicenceProduct.ESSENTIALS,
+        Case(Verb.USER_EDIT_SUBMIT, _edit, "Ada King", _version_moved_once),
+    ),
     "caller ID": (
         LicenceProduct.ESSENTIALS,
         Case(Verb.CALLER_ID_SUBMIT, _caller_id, "Caller ID saved", _version_moved_once),

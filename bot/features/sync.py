@@ -120,7 +120,22 @@ async def set_consent(
     return await show_sync(turn, syncs, enterprises, success=success)
 
 
-@router.action(StartSync)
+async def show_started(
+    turn: EnterpriseTurn, enterprise: EnterpriseView, syncs: Syncs, enterprises: Enterprises
+) -> Card | None:
+    """A sync started by an earlier delivery of the same press: its status."""
+    run = (await syncs.overview(enterprise.id)).open_run
+    if run is None:
+        return None
+    return await show_sync(
+        turn,
+        syncs,
+        enterprises,
+        success=f"Sync started. Microsoft should have every change by {when(run.expected_by)}.",
+    )
+
+
+@router.action(StartSync, redelivered=show_started)
 async def start_sync(
     turn: EnterpriseTurn,
     data: StartSync,
