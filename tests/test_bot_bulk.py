@@ -315,6 +315,25 @@ async def test_apply_delivered_twice_by_teams_starts_one_import(harness: BotHarn
     assert imports == 1
 
 
+async def test_a_busy_bot_connector_delays_the_cards_but_not_the_import(
+    harness: BotHarness,
+) -> None:
+    desk = desk_of(harness)
+    harness.connector.throttle(2, retry_after=0)
+    text = FILE.decode()
+    await press_apply(harness, await preview_paste(harness, text), text)
+    await desk.idle()
+    assert len(harness.connector.throttled) == 2
+    await harness.connector.next_activity(
+        where=lambda a: "Applying the import" in card_text(a.body)
+    )
+    result = await harness.connector.next_activity(
+        where=lambda a: "3 rows applied" in card_text(a.body)
+    )
+    assert result.type == "message"
+    assert {"ada@contoso.com", "grace@contoso.com", "alan@contoso.com"} <= await emails(harness)
+
+
 async def test_a_stale_preview_is_refused_with_the_preview_as_it_stands(
     harness: BotHarness,
 ) -> None:

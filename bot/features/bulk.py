@@ -73,6 +73,7 @@ from services.bulk import (
 from services.bulk.service import BATCH_SIZE
 from services.container import Services
 from services.errors import NotFoundError, ValidationError
+from services.retry import backoff_seconds
 from services.views import EnterpriseView
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ KEPT_SECONDS = 3600.0
 KEPT_BYTES = 64 * 1024 * 1024
 UPDATE_EVERY_SECONDS = 1.0
 STOP_WAIT_SECONDS = 10.0
+SEND_ATTEMPTS = 3
 FILE_GONE = (
     "Switchboard no longer has that file (it keeps files for an hour, and not across a "
     "restart). Ask for it again."
@@ -403,10 +405,10 @@ class BulkDesk:
         enterprise: EnterpriseView,
         file_name: str,
         reference: ConversationReference,
-        activity_id: str | None,
     ) -> None:
-        """Apply the import in the background, updating the progress card `activity_id`."""
-        self._follow(_Followed(import_id, enterprise, file_name, reference, activity_id))
+        """Apply the import in the background: a progress card in the conversation of
+        `reference`, updated in place as batches finish, then the result."""
+        self._follow(_Followed(import_id, enterprise, file_name, reference, None))
 
     def _follow(self, followed: _Followed) -> None:
         if followed.import_id in self.tasks and not self.tasks[followed.import_id].done():
@@ -420,9 +422,11 @@ class BulkDesk:
         )
 
     async def _apply(self, followed: _Followed) -> None:
+        """Run the import to its end, its card following; then the result. Telling the admin
+        may fail (the Bot Connector down): the import goes on regardless."""
         bulk = self.bulk
-        try:
-            if followed.activity_id is None and followed.reference is not None:
+        if followed.activity_id is None and followed.reference is not None:
+            try:
                 start = await bulk.progress(followed.import_id)
                 followed.activity_id = await self._send_card(
                     followed.reference,
@@ -433,6 +437,11 @@ class BulkDesk:
                         resumed=followed.resumed,
                     ),
                 )
+            except Exception:
+                logger.warning(
+                    "Progress card of import %s not sent", followed.import_id, exc_info=True
+                )
+        try:
 
             async def on_batch(progress: ImportProgress) -> None:
                 if self._stopping:
@@ -450,12 +459,18 @@ class BulkDesk:
                     followed.import_id,
                 )
                 return
-            await self._show_progress(followed, progress)
-            await self._finish(followed, progress)
-        except asyncio.CancelledError:
-            raise
         except Exception:
             logger.exception("Import %s stopped; it resumes at the next start", followed.import_id)
+            return
+        await self._show_progress(followed, progress)
+        try:
+            await self._finish(followed, progress)
+        except Exception:
+            logger.warning(
+                "The result of import %s was not sent; its card's Refresh shows it",
+                followed.import_id,
+                exc_info=True,
+            )
 
     async def _show_progress(self, followed: _Followed, progress: ImportProgress) -> None:
         if followed.reference is None or followed.activity_id is None:
@@ -520,6 +535,19 @@ class BulkDesk:
     async def _proactive(
         self, reference: ConversationReference, work: Callable[[TurnContext], Awaitable[None]]
     ) -> None:
+        """Run `work` in the conversation, tried again a few times when the Bot Connector
+        fails (throttling, a lost connection); the last failure is raised."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            failure = await self._proactive_once(reference, work)
+            if failure is None:
+                return
+            if attempt == SEND_ATTEMPTS:
+                raise failure
+            await asyncio.sleep(backoff_seconds(attempt, base=0.5, cap=5.0))
+
+    async def _proactive_once(
+        self, reference: ConversationReference, work: Callable[[TurnContext], Awaitable[None]]
+    ) -> BaseException | None:
         failures: list[BaseException] = []
 
         async def run(context: TurnContext) -> None:
@@ -529,9 +557,11 @@ class BulkDesk:
             except Exception as error:
                 failures.append(error)
 
-        await self.adapter.continue_conversation(reference, run, bot_app_id=self.app_id)
-        if failures:
-            raise failures[0]
+        try:
+            await self.adapter.continue_conversation(reference, run, bot_app_id=self.app_id)
+        except Exception as error:
+            failures.append(error)
+        return failures[0] if failures else None
 
 
 class _Stopping(Exception):
@@ -844,18 +874,9 @@ async def apply_import(turn: EnterpriseTurn, form: ApplyImport, enterprise: Ente
             "was applied twice. Here is how it went.",
         )
     start = await desk.bulk.progress(import_id)
-    response = await scope.context.send_activity(
-        MessageFactory.attachment(
-            CardFactory.adaptive_card(progress_card(enterprise, start, file_name=file_name))
-        )
-    )
-    desk.launch(
-        import_id,
-        enterprise,
-        file_name,
-        scope.reference,
-        response.id if response is not None else None,
-    )
+    # The background sends the progress card (retried if the Bot Connector is busy) and keeps
+    # its id to update it.
+    desk.launch(import_id, enterprise, file_name, scope.reference)
     changing = start.total - start.rejected - start.unchanged
     return notice_card(
         "Import started",
