@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.app import build_app
 from bot.features.bulk import BULK_DESK_KEY, BulkDesk, FileShelf
 from cards.actions import MAX_PASTE, Verb
-from services.bulk import MAX_FILE_BYTES, Bulk, BulkImport, read_result
+from services.bulk import MAX_FILE_BYTES, Bulk, BulkImport, BulkImportRow, read_result
 from services.domain import LicenceProduct
+from services.models import utcnow
 from services.users import NewUser
 from services.views import Actor
 from tests.botkit import BotHarness, buttons, card_text, find_input
@@ -440,6 +442,46 @@ async def test_files_over_5_mb_not_csv_or_not_from_teams_are_refused(
     assert "may have expired" in await send_file(harness, "p.csv", expired)
 
 
+async def _a_minute_ago(harness: BotHarness, import_id: int) -> None:
+    """Make the import's last progress a minute old, as if its process died then."""
+    then = utcnow() - timedelta(minutes=1)
+    async with harness.services.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(BulkImport).where(BulkImport.id == import_id).values(created_at=then)
+        )
+        await uow.session.execute(
+            update(BulkImportRow)
+            .where(BulkImportRow.import_id == import_id, BulkImportRow.finished_at.is_not(None))
+            .values(finished_at=then)
+        )
+        await uow.commit()
+
+
+async def test_an_import_another_instance_is_applying_is_left_to_it_until_it_stalls(
+    harness: BotHarness, serve_bot, bot_settings
+) -> None:
+    actor = Actor(harness.teams.user.aad_object_id, "Adele Vance", PROVIDER.role, harness.ent)
+    data = sheet([[f"User {i}", f"user{i}@contoso.com", "Basic", "", ""] for i in range(5)])
+    bulk = Bulk.of(harness.services, batch_size=2)
+    import_id = await bulk.start(
+        actor, harness.ent, data, (await bulk.preview(harness.ent, data)).token, "people.csv"
+    )
+    await bulk._run_batch(import_id, harness.ent, actor)  # moving right now, elsewhere
+
+    second = await serve_bot(build_app(harness.services, bot_settings))
+    desk = second.app[BULK_DESK_KEY]
+    assert desk.tasks == {}
+    assert not (await bulk.progress(import_id)).finished
+
+    await _a_minute_ago(harness, import_id)  # that instance died
+    assert await desk.resume_unfinished() == [import_id]  # what the watch does every 30 s
+    await desk.idle()
+    progress = await bulk.progress(import_id)
+    assert progress.finished and progress.applied == 5
+    facts = await directory_facts(harness.services.db, harness.ent)
+    assert set(facts.creates.values()) == {1}
+
+
 @ON_BOTH
 async def test_an_interrupted_import_resumes_when_the_bot_starts(
     harness: BotHarness, serve_bot, bot_settings
@@ -452,8 +494,9 @@ async def test_an_interrupted_import_resumes_when_the_bot_starts(
     bulk = Bulk.of(harness.services, batch_size=3)
     preview = await bulk.preview(harness.ent, data)
     import_id = await bulk.start(actor, harness.ent, data, preview.token, "people.csv")
-    # A first batch applied, then the process "died".
+    # A first batch applied, then the process "died" a minute ago.
     await bulk._run_batch(import_id, harness.ent, actor)
+    await _a_minute_ago(harness, import_id)
 
     second = await serve_bot(build_app(harness.services, bot_settings))
     desk = second.app[BULK_DESK_KEY]

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,6 +87,10 @@ KEPT_BYTES = 64 * 1024 * 1024
 UPDATE_EVERY_SECONDS = 1.0
 STOP_WAIT_SECONDS = 10.0
 SEND_ATTEMPTS = 3
+# An import none of whose rows was applied for this long is no longer being applied by anyone
+# (a batch takes a fraction of a second): any instance takes it over.
+STALLED_AFTER = timedelta(seconds=30)
+WATCH_EVERY_SECONDS = 30.0
 FILE_GONE = (
     "Switchboard no longer has that file (it keeps files for an hour, and not across a "
     "restart). Ask for it again."
@@ -190,8 +194,12 @@ class BulkDesk:
         # none in production; the tests' fake Teams serves files over loopback http.
         self.trusted_origins: set[str] = set()
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.stalled_after = STALLED_AFTER
+        self.watch_every = WATCH_EVERY_SECONDS
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def bulk(self) -> Bulk:
@@ -201,26 +209,45 @@ class BulkDesk:
     # Lifecycle ----------------------------------------------------------------------
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: resume interrupted imports at startup; at cleanup, let
-        running batches end (their rows stay pending for the next start)."""
+        """aiohttp cleanup context: from startup on, resume interrupted imports (at once, then
+        every `watch_every` seconds); at cleanup, let running batches end (their rows stay
+        pending for whoever resumes them)."""
         self._stopping = False
+        self._stop.clear()
         self._session = aiohttp.ClientSession()
-        try:
-            await self.resume_unfinished()
-        except Exception:
-            # The database may be down at startup: not a bug, and nothing is lost.
-            logger.warning(
-                "Could not look for interrupted imports; they resume at the next start",
-                exc_info=True,
-            )
+        await self._resume_pass()
+        self._watcher = asyncio.create_task(
+            self._watch(), name="bulk-imports-watch", context=contextvars.Context()
+        )
         try:
             yield
         finally:
             await self.stop()
 
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.watch_every)
+            if not self._stop.is_set():
+                await self._resume_pass()
+
+    async def _resume_pass(self) -> None:
+        try:
+            await self.resume_unfinished()
+        except Exception as error:
+            # The database may be down: not a bug, and nothing is lost; looked at again later.
+            logger.warning(
+                "Could not look for interrupted imports (%s); will look again",
+                type(error).__name__,
+            )
+
     async def stop(self) -> None:
         """Stop after the running batches; close the HTTP client."""
         self._stopping = True
+        self._stop.set()
+        if self._watcher is not None:
+            await self._watcher
+            self._watcher = None
         running = [task for task in self.tasks.values() if not task.done()]
         if running:
             _, late = await asyncio.wait(running, timeout=STOP_WAIT_SECONDS)
@@ -240,10 +267,12 @@ class BulkDesk:
             await asyncio.wait(running)
 
     async def resume_unfinished(self) -> list[int]:
-        """Apply, in the background, every import an earlier process left unfinished; its
-        admin gets a progress card (in their personal chat) and the result."""
+        """Apply, in the background, every import a process left unfinished (none of its rows
+        applied for `stalled_after`: an import another live instance is applying moves on
+        every batch); its admin gets a progress card (in their personal chat) and the
+        result."""
         resumed = []
-        for import_id in await self.bulk.unfinished():
+        for import_id in await self.bulk.unfinished(idle_for=self.stalled_after):
             if import_id in self.tasks:
                 continue
             try:

@@ -14,6 +14,7 @@ import csv
 import io
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, func, insert, select, update
@@ -347,11 +348,23 @@ class Bulk:
         import_id = await self.start(actor, enterprise_id, data, token, file_name)
         return await self.run(import_id)
 
-    async def unfinished(self, enterprise_id: int | None = None) -> list[int]:
-        """Imports whose apply was interrupted (oldest first), to `run` again."""
+    async def unfinished(
+        self, enterprise_id: int | None = None, *, idle_for: timedelta | None = None
+    ) -> list[int]:
+        """Imports whose apply was interrupted (oldest first), to `run` again. With
+        `idle_for`, only those no row of which was applied for that long: an import a live
+        process is applying moves on every batch, one left by a dead process does not."""
         query = select(BulkImport.id).where(BulkImport.status == ImportStatus.APPLYING)
         if enterprise_id is not None:
             query = query.where(BulkImport.enterprise_id == enterprise_id)
+        if idle_for is not None:
+            since = utcnow() - idle_for
+            moved = (
+                select(_ROWS.c.id)
+                .where(_ROWS.c.import_id == BulkImport.id, _ROWS.c.finished_at >= since)
+                .exists()
+            )
+            query = query.where(BulkImport.created_at < since, ~moved)
         async with self.db.unit_of_work(readonly=True) as uow:
             return list((await uow.session.execute(query.order_by(BulkImport.id))).scalars())
 
