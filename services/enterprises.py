@@ -6,16 +6,15 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import journal
 from services.db import Database
 from services.domain import AdminRole
-from services.errors import ConflictError, ValidationError
-from services.inventory import ensure_extension_range, load_enterprise
-from services.models import Admin, Enterprise
+from services.errors import ConflictError, NotFoundError, ValidationError
+from services.models import Admin, Enterprise, Extension
 from services.phone import to_e164
 from services.provisioning import state
 from services.views import Actor, AdminView, EnterpriseView
@@ -33,6 +32,43 @@ _IDENTIFY = (
     .select_from(_ADMINS.outerjoin(_ENTERPRISES, _ENTERPRISES.c.id == _ADMINS.c.enterprise_id))
     .where(_ADMINS.c.aad_object_id == bindparam("object_id"))
 )
+
+
+# Rows written per INSERT when an extension range is materialised.
+_EXTENSIONS_PER_INSERT = 5_000
+MAX_EXTENSION_RANGE = 100_000
+
+
+async def load_enterprise(session: AsyncSession, enterprise_id: int) -> Enterprise:
+    """The enterprise, or a NotFoundError an admin can read."""
+    enterprise = await session.get(Enterprise, enterprise_id)
+    if enterprise is None:
+        raise NotFoundError("That enterprise does not exist (any more).")
+    return enterprise
+
+
+async def ensure_extension_range(session: AsyncSession, enterprise: Enterprise) -> None:
+    """Materialise every extension of the enterprise's range, so allocation can lock rows."""
+    size = enterprise.extension_end - enterprise.extension_start + 1
+    if size > MAX_EXTENSION_RANGE:
+        raise ValidationError(
+            f"An extension range holds at most {MAX_EXTENSION_RANGE:,} extensions.",
+            field="extensions",
+        )
+    existing = set(
+        (
+            await session.execute(
+                select(Extension.number).where(Extension.enterprise_id == enterprise.id)
+            )
+        ).scalars()
+    )
+    missing = [
+        {"enterprise_id": enterprise.id, "number": n}
+        for n in range(enterprise.extension_start, enterprise.extension_end + 1)
+        if n not in existing
+    ]
+    for start in range(0, len(missing), _EXTENSIONS_PER_INSERT):
+        await session.execute(insert(Extension), missing[start : start + _EXTENSIONS_PER_INSERT])
 
 
 def enterprise_view(enterprise: Enterprise | Row[Any]) -> EnterpriseView:

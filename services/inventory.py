@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import journal
 from services.db import Database
 from services.domain import DigitMatch, NumberStatus
-from services.errors import NoFreeNumberError, NotFoundError, ValidationError
+from services.enterprises import load_enterprise
+from services.errors import NoFreeNumberError, ValidationError
 from services.models import Enterprise, Extension, PhoneNumber, User, utcnow
 from services.phone import digits_only, expand_range, pretty, reversed_digits, to_e164
 from services.views import Actor, ExtensionRanges, ImportReport, Page
 
 MAX_PAGE_SIZE = 100
-MAX_EXTENSION_RANGE = 100_000
 _INSERT_CHUNK = 5_000
 _ANALYZE_AFTER = 10_000
 
@@ -37,14 +37,6 @@ class Auto:
 
 
 AUTO = Auto()
-
-
-async def load_enterprise(session: AsyncSession, enterprise_id: int) -> Enterprise:
-    """The enterprise, or a NotFoundError an admin can read."""
-    enterprise = await session.get(Enterprise, enterprise_id)
-    if enterprise is None:
-        raise NotFoundError("That enterprise does not exist (any more).")
-    return enterprise
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -219,30 +211,6 @@ async def user_number(session: AsyncSession, user_id: int) -> str | None:
     return (
         await session.execute(select(PhoneNumber.e164).where(PhoneNumber.user_id == user_id))
     ).scalar_one_or_none()
-
-
-async def ensure_extension_range(session: AsyncSession, enterprise: Enterprise) -> None:
-    """Materialise every extension of the enterprise's range, so allocation can lock rows."""
-    size = enterprise.extension_end - enterprise.extension_start + 1
-    if size > MAX_EXTENSION_RANGE:
-        raise ValidationError(
-            f"An extension range holds at most {MAX_EXTENSION_RANGE:,} extensions.",
-            field="extensions",
-        )
-    existing = set(
-        (
-            await session.execute(
-                select(Extension.number).where(Extension.enterprise_id == enterprise.id)
-            )
-        ).scalars()
-    )
-    missing = [
-        {"enterprise_id": enterprise.id, "number": n}
-        for n in range(enterprise.extension_start, enterprise.extension_end + 1)
-        if n not in existing
-    ]
-    for start in range(0, len(missing), _INSERT_CHUNK):
-        await session.execute(insert(Extension), missing[start : start + _INSERT_CHUNK])
 
 
 async def claim_next_extension(session: AsyncSession, enterprise: Enterprise, user_id: int) -> int:

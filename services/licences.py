@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import journal
 from services.db import Database
 from services.domain import LicenceProduct
+from services.enterprises import load_enterprise
 from services.errors import NotEnoughSubscriptionsError, ValidationError
-from services.inventory import load_enterprise
 from services.models import LicencePool
 from services.views import Actor, PoolView
 

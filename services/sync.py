@@ -11,9 +11,8 @@ from sqlalchemy import func, select
 from services import journal
 from services.db import Database
 from services.domain import AdminRole, ProvisioningStatus
-from services.enterprises import enterprise_view
+from services.enterprises import enterprise_view, load_enterprise
 from services.errors import DomainError, OutsideUnreachableError, PermissionDeniedError
-from services.inventory import load_enterprise
 from services.models import OutboxItem, SyncRun, User
 from services.provisioning.state import open_run, start_run, waiting_for_microsoft
 from services.views import Actor, SyncOverview, SyncRunView, UserSyncState

@@ -25,6 +25,7 @@ from services.callerid import CallerIdChange
 from services.db import Database
 from services.directory import user_view
 from services.domain import CallerIdMode, LicenceProduct
+from services.enterprises import load_enterprise
 from services.errors import (
     BulkRefusedError,
     ConflictError,
@@ -42,7 +43,6 @@ from services.inventory import (
     claim_next_numbers,
     claim_number,
     claim_numbers,
-    load_enterprise,
     release_user_extension,
     release_user_number,
     user_extension,

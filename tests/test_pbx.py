@@ -169,7 +169,7 @@ async def _essentials(services: Services, ent: int, name: str, email: str, **ext
 async def _in_sync(services: Services, backend: PbxBackend, ent: int) -> None:
     """The PBX holds exactly the lines the directory wants, and nothing else of the enterprise."""
     async with services.db.unit_of_work(readonly=True) as uow:
-        from services.inventory import load_enterprise
+        from services.enterprises import load_enterprise
 
         enterprise = await load_enterprise(uow.session, ent)
         desired = {

@@ -29,8 +29,9 @@ from services.callerid import CallerIdChange
 from services.container import Services
 from services.db import Database
 from services.domain import AdminRole, CallerIdMode, LicenceProduct
+from services.enterprises import load_enterprise
 from services.errors import ConflictError, DomainError, NotFoundError
-from services.inventory import AUTO, Auto, load_enterprise
+from services.inventory import AUTO, Auto
 from services.models import (
     Enterprise,
     Extension,

@@ -12,8 +12,8 @@ from sqlalchemy import delete
 
 from services import journal
 from services.db import Database
+from services.enterprises import load_enterprise
 from services.errors import NotFoundError, ValidationError
-from services.inventory import load_enterprise
 from services.models import SipCredential, User, utcnow
 from services.passwords import generate_password
 from services.pbx.lines import endpoint_id

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import journal
 from services.db import Database
 from services.domain import MAX_GROUP_NAME, NumberStatus, RingStrategy
+from services.enterprises import load_enterprise
 from services.errors import ConflictError, NotFoundError, ValidationError
-from services.inventory import claim_extension, claim_number, load_enterprise, parse_extension
+from services.inventory import claim_extension, claim_number, parse_extension
 from services.models import (
     Enterprise,
     Extension,

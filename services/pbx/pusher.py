@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import journal
 from services.db import Database
 from services.domain import OutboxStatus
-from services.inventory import load_enterprise
+from services.enterprises import load_enterprise
 from services.models import OutboxItem, utcnow
 from services.pbx import signals
 from services.pbx.backend import PbxBackend, describe_error

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from services.db import Database
+from services.enterprises import load_enterprise
 from services.errors import ConflictError
-from services.inventory import load_enterprise
 from services.models import User, utcnow
 from services.pbx.backend import PbxBackend
 from services.pbx.drift import Drift, DriftKind

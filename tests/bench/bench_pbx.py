@@ -23,7 +23,7 @@ from sqlalchemy import select, text, update
 from services.config import PbxTrunkSettings
 from services.container import Services
 from services.domain import AdminRole, LicenceProduct
-from services.inventory import load_enterprise
+from services.enterprises import load_enterprise
 from services.models import LicencePool, User
 from services.pbx.asterisk import AsteriskBackend, extensions, line_dialplan
 from services.pbx.lines import desired_lines
@@ -33,7 +33,7 @@ from services.pbx.staticconf import EnterpriseDialplan, static_files
 from services.users import NewUser, UserChanges
 from services.views import Actor
 from tests.asterisk_kit import ASTERISK_TABLES, free_udp_port, hang_up, harness, sipua
-from tests.bench.bench_directory import services_at, fresh_postgres_url, percentile
+from tests.bench.bench_directory import fresh_postgres_url, percentile, services_at
 
 OPERATOR = Actor("bench", "Benchmark", AdminRole.SERVICE_PROVIDER, None)
 RECONCILE_USERS = int(os.environ.get("BENCH_PBX_USERS", "10000"))
