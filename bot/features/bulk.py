@@ -72,6 +72,7 @@ from services.bulk import (
 )
 from services.bulk.service import BATCH_SIZE
 from services.container import Services
+from services.db import is_unreachable
 from services.errors import NotFoundError, ValidationError
 from services.retry import backoff_seconds
 from services.views import EnterpriseView
@@ -225,11 +226,14 @@ class BulkDesk:
             await self.stop()
 
     async def _watch(self) -> None:
+        # Looks at the clock every second, so a changed `watch_every` counts at once.
+        last = time.monotonic()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.watch_every)
-            if not self._stop.is_set():
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+            if not self._stop.is_set() and time.monotonic() - last >= self.watch_every:
                 await self._resume_pass()
+                last = time.monotonic()
 
     async def _resume_pass(self) -> None:
         try:
@@ -272,9 +276,11 @@ class BulkDesk:
         every batch); its admin gets a progress card (in their personal chat) and the
         result."""
         resumed = []
+        for done in [key for key, task in self.tasks.items() if task.done()]:
+            del self.tasks[done]
         for import_id in await self.bulk.unfinished(idle_for=self.stalled_after):
             if import_id in self.tasks:
-                continue
+                continue  # applying here, only slowly
             try:
                 enterprise, file_name, reference = await self._owner_of(import_id)
             except NotFoundError:
@@ -488,8 +494,14 @@ class BulkDesk:
                     followed.import_id,
                 )
                 return
-        except Exception:
-            logger.exception("Import %s stopped; it resumes at the next start", followed.import_id)
+        except Exception as error:
+            if not is_unreachable(error):
+                logger.exception("Import %s stopped; it resumes later", followed.import_id)
+            else:  # the database is down: no bug, nothing lost; the watch resumes it
+                logger.warning(
+                    "Import %s paused: the database cannot be reached; it resumes later",
+                    followed.import_id,
+                )
             return
         await self._show_progress(followed, progress)
         try:
