@@ -10,7 +10,7 @@ from aiohttp import web
 from bot.app import create_app
 from bot.auth import PUBLIC_OPENID_METADATA_URL, AppType, BotSettings
 from bot.request_context import LOG_FORMAT, install_request_id_log_records
-from services.config import BotEndpointSettings, Settings, SettingsError
+from services.config import BotEndpointSettings, Settings, SettingsError, read_environment
 
 
 def bot_settings_from(endpoint: BotEndpointSettings) -> BotSettings:
@@ -28,12 +28,26 @@ def bot_settings_from(endpoint: BotEndpointSettings) -> BotSettings:
 
 
 def read_settings() -> tuple[Settings, BotSettings]:
-    """Every setting, read and checked once; SettingsError lists every bad value."""
-    settings = Settings.from_env()
+    """Every setting, read and checked once; SettingsError lists every bad value, the bot's
+    identity (an app id without its password, a single-tenant app without its tenant) with
+    the others."""
+    problems: list[str] = []
+    settings: Settings | None = None
     try:
-        return settings, bot_settings_from(settings.bot)
+        settings = Settings.from_env()
+    except SettingsError as bad:
+        problems.extend(bad.problems)
+    bot_settings: BotSettings | None = None
+    try:
+        endpoint = settings.bot if settings else read_environment(BotEndpointSettings)
+        bot_settings = bot_settings_from(endpoint)
+    except SettingsError:
+        pass  # its bad values are among the problems already
     except ValueError as bad:
-        raise SettingsError([str(bad)]) from None
+        problems.append(str(bad))
+    if problems or settings is None or bot_settings is None:
+        raise SettingsError(problems)
+    return settings, bot_settings
 
 
 def main() -> None:

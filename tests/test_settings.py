@@ -268,3 +268,17 @@ def test_settings_handed_to_a_child_process_come_back_the_same(environment) -> N
     for name, value in as_environment(given_settings).items():
         environment.setenv(name, value)
     assert Settings.from_env() == given_settings
+
+
+def test_the_bots_identity_is_reported_with_the_other_bad_values(tmp_path: Path) -> None:
+    env = clean_env(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'sb.db'}",
+        MicrosoftAppId="11111111-2222-3333-4444-555555555555",
+        FIRST_SYNC_HOURS="soon",
+    )
+    code, lines = _run("bot", env, cwd=tmp_path)
+    assert code == 2, lines
+    assert lines == [
+        "switchboard: error: FIRST_SYNC_HOURS must be a whole number, not 'soon'",
+        "switchboard: error: MicrosoftAppPassword is required when MicrosoftAppId is set",
+    ]
