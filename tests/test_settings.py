@@ -282,3 +282,14 @@ def test_the_bots_identity_is_reported_with_the_other_bad_values(tmp_path: Path)
         "switchboard: error: FIRST_SYNC_HOURS must be a whole number, not 'soon'",
         "switchboard: error: MicrosoftAppPassword is required when MicrosoftAppId is set",
     ]
+
+
+def test_the_examples_and_the_readme_name_no_variable_nothing_reads() -> None:
+    example = (ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^#? ?([A-Za-z_]+)=", example, flags=re.M))
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Configuration") : readme.index("## Operator CLI")]
+    named |= {
+        name for name in re.findall(r"`([A-Z][A-Za-z_]+)`", section) if "_" in name or "App" in name
+    }
+    assert named - OWN - {"TEST_DATABASE_URL"} == set()
