@@ -1,11 +1,12 @@
 """Settings: every environment variable Switchboard reads, with its default, listed once.
 
-Each setting is a field of a frozen dataclass, one class per concern (`DatabaseSettings`-level
-values on `Settings` itself, `BotEndpointSettings`, `GraphSettings`, `SyncSettings`,
-`PbxTrunkSettings`), declared with `env("NAME", default)`. Code and tests build these classes
-directly and get exactly what they pass plus the defaults; only `Settings.from_env()` reads the
-environment, through pydantic-settings, and it validates every variable before anything starts:
-all the bad values are reported together, one line each (`SettingsError.problems`).
+Each setting is a field of a frozen dataclass, declared with `env("NAME", default)`; there is
+one class per concern: `Settings` itself (the database, the key, the directory's rules, the
+PBX backend) and its sections `BotEndpointSettings`, `GraphSettings`, `SyncSettings` and
+`PbxTrunkSettings`. Code and tests build these classes directly and get exactly what they pass
+plus the defaults; only `Settings.from_env()` reads the environment, through pydantic-settings,
+and it checks every variable before anything starts: all the bad values are reported together,
+one line each (`SettingsError.problems`), a secret's value never among them.
 """
 
 from __future__ import annotations
