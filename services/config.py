@@ -408,7 +408,6 @@ class Settings:
                 "PBX_BACKEND=asterisk needs PBX_DATABASE_URL, the Asterisk realtime database "
                 "(e.g. postgresql+asyncpg://asterisk@pbx-db/asterisk)."
             )
-        yield from self.graph.problems()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -425,13 +424,13 @@ class Settings:
 
         sections: dict[str, Any] = {name: read(kind) for name, kind in cls.SECTIONS.items()}
         settings = read(cls)
+        # Values that are fine alone but not together, wherever their own values parsed.
+        for checked in (settings, *sections.values()):
+            if checked is not None and hasattr(checked, "problems"):
+                problems.extend(checked.problems())
         if settings is None or problems:
             raise SettingsError(problems)
-        settings = dataclasses.replace(settings, **sections)
-        problems.extend(settings.problems())
-        if problems:
-            raise SettingsError(problems)
-        return settings
+        return dataclasses.replace(settings, **sections)
 
 
 # --- reading the environment, with pydantic-settings ---------------------------------------

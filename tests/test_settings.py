@@ -293,3 +293,14 @@ def test_the_examples_and_the_readme_name_no_variable_nothing_reads() -> None:
         name for name in re.findall(r"`([A-Z][A-Za-z_]+)`", section) if "_" in name or "App" in name
     }
     assert named - OWN - {"TEST_DATABASE_URL"} == set()
+
+
+def test_a_mismatch_is_reported_even_beside_a_value_that_does_not_parse(environment) -> None:
+    environment.setenv("GRAPH_CLIENT_SECRET", "s3cr3t")
+    environment.setenv("FIRST_SYNC_HOURS", "soon")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env()
+    assert refused.value.problems == [
+        "FIRST_SYNC_HOURS must be a whole number, not 'soon'",
+        "GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET must be set together (or neither)",
+    ]
