@@ -21,7 +21,8 @@ from cards.actions import (
     PreviewPasted,
 )
 from cards.common import Card, Errors, button, facts, field_error, frame, paragraph, plain
-from services.bulk import COLUMN_HELP, MAX_FILE_BYTES, Column, ImportProgress, Preview, RowAction
+from services.bulk.sheet import COLUMN_HELP, MAX_FILE_BYTES, Column
+from services.bulk.values import ImportProgress, Preview, RowAction
 from services.views import EnterpriseView
 
 # What one card shows before pointing at the file with every row: a card has to stay small

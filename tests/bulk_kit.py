@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from services.bulk import Bulk
+from services.bulk.service import Bulk
 from services.db import Database
 from services.models import AuditEntry, Extension, OutboxItem, PhoneNumber, User
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from services.bulk import Bulk
+from services.bulk.service import Bulk
 from services.config import Settings
 from services.container import Services
 from services.db import Database

@@ -19,7 +19,9 @@ from sqlalchemy import func, select, update
 from bot.app import build_app
 from bot.features.bulk import BULK_DESK_KEY, BulkDesk, FileShelf
 from cards.actions import MAX_PASTE, Verb
-from services.bulk import MAX_FILE_BYTES, Bulk, BulkImport, BulkImportRow, read_result
+from services.bulk.models import BulkImport, BulkImportRow
+from services.bulk.service import Bulk, read_result
+from services.bulk.sheet import MAX_FILE_BYTES
 from services.domain import LicenceProduct
 from services.models import utcnow
 from services.users import NewUser

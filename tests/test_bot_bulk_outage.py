@@ -12,7 +12,7 @@ import pytest
 
 from bot.features.bulk import BULK_DESK_KEY
 from cards.actions import Verb
-from services.bulk import Bulk
+from services.bulk.service import Bulk
 from tests.botkit import BotHarness, buttons, card_text
 from tests.bulk_kit import directory_facts, sheet
 from tests.support.dbproxy import DatabaseRelay

@@ -9,18 +9,17 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from services.bulk import (
+from services.bulk.models import BulkImport
+from services.bulk.service import (
     AlreadyAppliedError,
     Bulk,
-    BulkImport,
-    Column,
-    ImportProgress,
-    RowAction,
     StalePreviewError,
     preview_csv,
     read_result,
     template,
 )
+from services.bulk.sheet import Column
+from services.bulk.values import ImportProgress, RowAction
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.domain import CallerIdMode, LicenceProduct, NumberStatus

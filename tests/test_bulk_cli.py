@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.bulk import read_result
+from services.bulk.service import read_result
 from services.cli import main
 
 TENANT = "22222222-3333-4444-5555-666666666666"

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.bulk import Bulk, Column, FileRefusedError, RowAction, parse_sheet
+from services.bulk.service import Bulk
+from services.bulk.sheet import Column, FileRefusedError, parse_sheet
+from services.bulk.values import RowAction
 from services.container import Services
 from tests.conftest import PROVIDER, seed_enterprise
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from services.bulk import Bulk, ImportStatus
+from services.bulk.service import Bulk
+from services.bulk.values import ImportStatus
 from services.container import Services
 from services.domain import LicenceProduct
 from services.inventory import AUTO

@@ -6,7 +6,7 @@ import codecs
 
 import pytest
 
-from services.bulk import COLUMN_HELP, MAX_FILE_BYTES, Column, FileRefusedError, parse_sheet
+from services.bulk.sheet import COLUMN_HELP, MAX_FILE_BYTES, Column, FileRefusedError, parse_sheet
 
 ROWS = "Name,E-mail,Licence,Number\nZoë Ångström,zoe@contoso.example,Essentials,+44 20 7946 0001\n"
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from services.bulk import Bulk, ImportStatus
+from services.bulk.service import Bulk
+from services.bulk.values import ImportStatus
 from services.container import Services
 from services.models import Enterprise, ProvisioningItem, SyncRun, utcnow
 from services.provisioning import planner

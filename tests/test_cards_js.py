@@ -30,7 +30,8 @@ from microsoft_teams.cards import Action, AdaptiveCard, CardElement
 import cards
 from cards.actions import Home
 from cards.common import Card, button, paragraph
-from services.bulk import Bulk, ImportProgress, ImportStatus, Preview
+from services.bulk.service import Bulk
+from services.bulk.values import ImportProgress, ImportStatus, Preview
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.db import Database

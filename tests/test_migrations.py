@@ -33,7 +33,5 @@ async def test_the_migrated_schema_is_the_models_schema(database: Database) -> N
 
     async with database.write_engine.connect() as connection:
         found = await connection.run_sync(differences)
-    unexpected = [
-        d for d in found if not (d[0] == "remove_table" and d[1].name in WITHOUT_MODEL)
-    ]
+    unexpected = [d for d in found if not (d[0] == "remove_table" and d[1].name in WITHOUT_MODEL)]
     assert unexpected == []

@@ -57,20 +57,18 @@ from cards.bulk import (
     result_card,
 )
 from cards.common import Card, notice_card
-from services.bulk import (
-    MAX_FILE_BYTES,
+from services.bulk.models import BulkImport
+from services.bulk.service import (
+    BATCH_SIZE,
     AlreadyAppliedError,
     Bulk,
-    BulkImport,
-    FileRefusedError,
-    ImportProgress,
-    Preview,
     StalePreviewError,
     preview_csv,
     read_result,
     template,
 )
-from services.bulk.service import BATCH_SIZE
+from services.bulk.sheet import MAX_FILE_BYTES, FileRefusedError
+from services.bulk.values import ImportProgress, Preview
 from services.container import Services
 from services.db import is_unreachable
 from services.errors import NotFoundError, ValidationError

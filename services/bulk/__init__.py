@@ -1,6 +1,6 @@
 """Bulk import and export of users from and to a spreadsheet.
 
-The flow, for the CLI and the bot alike (`Bulk.of(directory)`):
+The flow, for the CLI and the bot alike (`Bulk.of(services)`, services/bulk/service.py):
 
 - `export(enterprise_id)` and `template()`: CSV bytes to send the admin.
 - `preview(enterprise_id, data)`: a `Preview` (counts, rejected rows with line and reason,
@@ -12,47 +12,8 @@ The flow, for the CLI and the bot alike (`Bulk.of(directory)`):
   `ImportProgress` after each batch); `apply(...)` is both.
 - `unfinished()` lists imports cut short (run them again at startup); `progress(import_id)`
   and `result_csv(import_id)` report.
+
+Each name is imported from its own module (`values` for what the cards show, `sheet` for reading
+files, `plan` for the preview, `service` for applying, `models` for the tables), so a card
+loads no database code.
 """
-
-from services.bulk.models import BulkImport, BulkImportRow, ImportStatus, RowAction, RowStatus
-from services.bulk.plan import Preview, RowPlan
-from services.bulk.service import (
-    AlreadyAppliedError,
-    Bulk,
-    ImportProgress,
-    ProgressListener,
-    StalePreviewError,
-    preview_csv,
-    read_result,
-    template,
-)
-from services.bulk.sheet import (
-    COLUMN_HELP,
-    MAX_FILE_BYTES,
-    Column,
-    FileRefusedError,
-    parse_sheet,
-)
-
-__all__ = [
-    "COLUMN_HELP",
-    "MAX_FILE_BYTES",
-    "AlreadyAppliedError",
-    "Bulk",
-    "BulkImport",
-    "BulkImportRow",
-    "Column",
-    "FileRefusedError",
-    "ImportProgress",
-    "ImportStatus",
-    "Preview",
-    "ProgressListener",
-    "RowAction",
-    "RowPlan",
-    "RowStatus",
-    "StalePreviewError",
-    "parse_sheet",
-    "preview_csv",
-    "read_result",
-    "template",
-]

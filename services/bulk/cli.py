@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from services.bulk.plan import Preview
-from services.bulk.service import Bulk, ImportProgress, read_result, template
+from services.bulk.service import Bulk, read_result, template
+from services.bulk.values import ImportProgress, Preview
 from services.container import Services
 from services.errors import ValidationError
 from services.views import Actor

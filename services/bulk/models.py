@@ -3,41 +3,14 @@ apply resumes where it stopped and applies every row exactly once."""
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.bulk.values import ImportStatus, RowAction, RowStatus
 from services.models import Base, UTCDateTime, _enum, utcnow
-
-
-class ImportStatus(enum.StrEnum):
-    """Where a bulk import stands."""
-
-    APPLYING = "applying"
-    FINISHED = "finished"
-
-
-class RowAction(enum.StrEnum):
-    """What a row of the file does to the directory."""
-
-    CREATE = "create"
-    UPDATE = "update"
-    REMOVE = "remove"
-    UNCHANGED = "unchanged"
-    REJECTED = "rejected"
-
-
-class RowStatus(enum.StrEnum):
-    """A row's fate in an apply."""
-
-    PENDING = "pending"
-    APPLIED = "applied"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    UNCHANGED = "unchanged"
 
 
 class BulkImport(Base):

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.bulk.models import RowAction
 from services.bulk.sheet import Column, Sheet, SheetRow, header_key
+from services.bulk.values import Preview, RowAction, RowPlan
 from services.callerid import clean_caller_name, find_owned_number
 from services.domain import CallerIdMode, LicenceProduct, NumberStatus
 from services.errors import DomainError, ValidationError
@@ -83,60 +83,6 @@ _KEEP = {"", "update", "create", "add", "keep"}
 _AUTO = {"auto", "automatic", "next", "nextfree", "any"}
 _EXCEL_SCIENTIFIC = re.compile(r"^\+?\d+([.,]\d+)?e\+?\d+$", re.IGNORECASE)
 _GROUP_SEPARATORS = re.compile(r"[;|\n]")
-
-
-@dataclass(frozen=True)
-class RowPlan:
-    """One row of the file as the preview sees it: what it does, or why it cannot."""
-
-    line: int
-    email: str
-    action: RowAction
-    reasons: tuple[str, ...] = ()
-    changes: tuple[str, ...] = ()
-    plan: dict[str, Any] = field(default_factory=dict)
-    order: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    @property
-    def reason(self) -> str:
-        """Why the row is rejected, in one line."""
-        return " ".join(self.reasons)
-
-
-@dataclass(frozen=True)
-class Preview:
-    """What applying a file would do: per row, in the file's order; `token` names this very
-    preview, and an apply with an older token is refused."""
-
-    enterprise_id: int
-    token: str
-    rows: list[RowPlan]
-    notes: list[str]
-
-    def count(self, action: RowAction) -> int:
-        """How many rows do this."""
-        return sum(1 for row in self.rows if row.action is action)
-
-    @property
-    def rejected(self) -> list[RowPlan]:
-        """The rows that cannot be applied, with their reasons."""
-        return [row for row in self.rows if row.action is RowAction.REJECTED]
-
-    @property
-    def changing(self) -> list[RowPlan]:
-        """The rows that change the directory."""
-        return [row for row in self.rows if row.action in _CHANGING]
-
-    def summary(self) -> str:
-        """One line: how many rows create, update, remove, leave unchanged, are rejected."""
-        return (
-            f"{self.count(RowAction.CREATE)} to create, {self.count(RowAction.UPDATE)} to update, "
-            f"{self.count(RowAction.REMOVE)} to remove, {self.count(RowAction.UNCHANGED)} "
-            f"unchanged, {self.count(RowAction.REJECTED)} rejected"
-        )
-
-
-_CHANGING = (RowAction.CREATE, RowAction.UPDATE, RowAction.REMOVE)
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
@@ -22,9 +21,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from services.bulk.models import BulkImport, BulkImportRow, ImportStatus, RowAction, RowStatus
-from services.bulk.plan import AUTO_WORD, MODE_LABELS, RELEASE_WORD, Preview, plan_sheet
+from services.bulk.models import BulkImport, BulkImportRow
+from services.bulk.plan import AUTO_WORD, MODE_LABELS, RELEASE_WORD, plan_sheet
 from services.bulk.sheet import HEADERS, Column, parse_sheet, write_sheet
+from services.bulk.values import ImportProgress, ImportStatus, Preview, RowAction, RowStatus
 from services.callerid import CallerIdChange
 from services.container import Services
 from services.db import Database
@@ -68,34 +68,6 @@ class AlreadyAppliedError(ConflictError):
 
 
 ProgressListener = Callable[["ImportProgress"], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class ImportProgress:
-    """How far an apply has got."""
-
-    import_id: int
-    enterprise_id: int
-    status: ImportStatus
-    total: int
-    pending: int
-    applied: int
-    failed: int
-    rejected: int
-    unchanged: int
-
-    @property
-    def finished(self) -> bool:
-        """Whether every row has been applied or has failed."""
-        return self.status is ImportStatus.FINISHED
-
-    def summary(self) -> str:
-        """One line an admin reads."""
-        state = "finished" if self.finished else f"{self.pending} rows still to apply"
-        return (
-            f"{self.applied} applied, {self.failed} failed, {self.rejected} rejected in the "
-            f"preview, {self.unchanged} unchanged; {state}."
-        )
 
 
 def _lost_a_race(error: BaseException) -> bool:

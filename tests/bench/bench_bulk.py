@@ -15,7 +15,8 @@ from pathlib import Path
 from bot.app import build_app
 from bot.auth import BotSettings
 from bot.features.bulk import BULK_DESK_KEY
-from services.bulk import Bulk, RowAction
+from services.bulk.service import Bulk
+from services.bulk.values import RowAction
 from services.container import Services
 from services.domain import AdminRole, LicenceProduct
 from services.inventory import AUTO
