@@ -678,8 +678,7 @@ def _planned(w: _Wanted, snap: _Snapshot) -> RowPlan:
     current = w.current
     if not w.ok:
         return RowPlan(w.row.line, w.email, RowAction.REJECTED, tuple(w.reasons), order=order)
-    if w.remove:
-        assert current is not None
+    if w.remove and current is not None:  # a removal of nobody was refused above
         plan = {"kind": "remove", "user_id": current.id, "version": current.version}
         return RowPlan(w.row.line, w.email, RowAction.REMOVE, (), ("remove",), plan, order)
     licence = w.licence.value if w.licence else None

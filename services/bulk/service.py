@@ -70,6 +70,13 @@ class AlreadyAppliedError(ConflictError):
 ProgressListener = Callable[["ImportProgress"], Awaitable[None]]
 
 
+def _already_applied(import_id: int) -> AlreadyAppliedError:
+    return AlreadyAppliedError(
+        f"This preview is already applied (import {import_id}); its progress and result are there.",
+        import_id,
+    )
+
+
 def _lost_a_race(error: BaseException) -> bool:
     """Whether PostgreSQL rolled the transaction back for a deadlock or a serialization
     conflict, which passes when the transaction runs again."""
@@ -244,8 +251,9 @@ class Bulk:
         still what the file would do; returns the import's id. Nothing is applied yet. A
         preview already applied is AlreadyAppliedError, even though the directory has changed
         since (by that very import)."""
-        if await self._import_with(enterprise_id, token) is not None:
-            raise await self._already_applied(enterprise_id, token)
+        applied = await self._import_with(enterprise_id, token)
+        if applied is not None:
+            raise _already_applied(applied)
         preview = await self.preview(enterprise_id, data)
         if preview.token != token:
             raise StalePreviewError(
@@ -272,7 +280,11 @@ class Bulk:
             try:
                 await uow.session.flush()
             except IntegrityError:
-                raise await self._already_applied(enterprise_id, token) from None
+                # Another delivery recorded this very preview a moment ago.
+                applied = await self._import_with(enterprise_id, token)
+                if applied is None:
+                    raise
+                raise _already_applied(applied) from None
             await uow.session.execute(
                 insert(BulkImportRow),
                 [
@@ -304,15 +316,6 @@ class Bulk:
                 )
             ).scalar_one_or_none()
         return found
-
-    async def _already_applied(self, enterprise_id: int, token: str) -> AlreadyAppliedError:
-        import_id = await self._import_with(enterprise_id, token)
-        assert import_id is not None
-        return AlreadyAppliedError(
-            f"This preview is already applied (import {import_id}); its progress and result "
-            "are there.",
-            import_id,
-        )
 
     async def apply(
         self, actor: Actor, enterprise_id: int, data: bytes, token: str, file_name: str = ""
