@@ -286,6 +286,8 @@ class CreateUserForm(ActionData):
     extension_mode: ExtensionMode = "auto"
     extension: str = ""
     send_password_email: bool = False
+    # Where the password e-mail goes; empty: to the new user's own address.
+    password_email_to: str = ""
     notify_user: bool = False
 
 

@@ -189,6 +189,14 @@ def create_user_card(
         *_allocation_fields(
             enterprise, form, free_numbers, errors, NUMBER_MODES, EXTENSION_MODES, "Extension"
         ),
+        *text_input(
+            "password_email_to",
+            "Send the password to",
+            form.password_email_to,
+            errors,
+            placeholder="The new user's e-mail (leave empty), or another address",
+            max_length=254,
+        ),
         _toggle("notify_user", "Tell the user about their new account", form.notify_user),
         *field_error(errors, "form"),
     ]
@@ -255,7 +263,7 @@ def user_created_card(
     ent = enterprise.id
     return frame(
         f"{user.display_name} was created",
-        [facts(user_summary(user)), paragraph("\n\n".join(steps))],
+        [facts(user_summary(user)), *_mails(user), paragraph("\n\n".join(steps))],
         help_text=CREATE_HELP,
         ent=ent,
         success="The user is set up on the PBX.",
@@ -267,6 +275,21 @@ def user_created_card(
             button("Create another", OpenCreateUser(ent=ent)),
         ],
     )
+
+
+def _mails(user: UserView) -> list[CardElement]:
+    """The e-mails the sync sends about a new user, and to whom."""
+    mails = [("Confirmation", "to you, once the user is added and synced to Microsoft")]
+    if user.send_password_email:
+        mails.append(
+            (
+                "Password",
+                f"to {user.password_email_to or user.email}, when the account is made in Microsoft",
+            )
+        )
+    if user.notify_user:
+        mails.append(("Welcome", f"to {user.email}, once their Teams Phone works"))
+    return [paragraph("**E-mails**"), facts(mails)]
 
 
 def find_user_card(

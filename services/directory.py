@@ -49,6 +49,7 @@ def user_view(
         notify_user=user.notify_user,
         version=user.version,
         created_at=user.created_at,
+        password_email_to=user.password_email_to,
     )
 
 
@@ -110,6 +111,7 @@ _DIRECTORY_COLUMNS = (
     User.provisioning_status,
     User.provisioning_error,
     User.send_password_email,
+    User.password_email_to,
     User.notify_user,
     User.version,
     User.created_at,

@@ -206,6 +206,8 @@ class User(Base):
     # Encrypted, and only until the sync has created the Entra account and sent the e-mail.
     password_ciphertext: Mapped[str | None] = mapped_column(Text)
     send_password_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where the password e-mail goes; None: to the account's own address.
+    password_email_to: Mapped[str | None] = mapped_column(String(254))
     notify_user: Mapped[bool] = mapped_column(Boolean, default=False)
     provisioning_status: Mapped[ProvisioningStatus] = mapped_column(
         _enum(ProvisioningStatus), default=ProvisioningStatus.NOT_SYNCED

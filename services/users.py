@@ -77,6 +77,8 @@ class NewUser:
     number: Auto | str | None = None
     extension: Auto | int | None = None
     send_password_email: bool = False
+    # Where the password e-mail goes when asked for; None: to the new account's own address.
+    password_email_to: str | None = None
     notify_user: bool = False
 
 
@@ -223,6 +225,9 @@ def _new_user(
         licence=new.licence,
         password_ciphertext=password_ciphertext,
         send_password_email=new.send_password_email,
+        password_email_to=clean_email(new.password_email_to)
+        if new.send_password_email and new.password_email_to
+        else None,
         notify_user=new.notify_user,
         # Decided before the insert, so the row is written once: a licensed Essentials
         # user or a chosen number means a number of their own (or nothing commits).

@@ -109,6 +109,8 @@ class UserView:
     notify_user: bool
     version: int
     created_at: datetime
+    # Where the password e-mail goes, when not to the user's own address.
+    password_email_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -358,3 +358,42 @@ async def test_typed_caller_id_opens_the_caller_id_card_of_the_one_match(
     assert picks["Search"]["then"] == "callerid"
     # `find` still opens the user card.
     assert "Primary e-mail (Entra)" in card_text(await harness.say("find priya"))
+
+
+async def test_the_password_email_goes_where_the_admin_says(harness: BotHarness) -> None:
+    form = await harness.act(Verb.USER_CREATE_OPEN)
+    assert find_input(form, "password_email_to")["label"] == "Send the password to"
+    # A wrong address is refused next to its field, everything typed kept, nothing saved.
+    refused = await harness.act(
+        Verb.USER_CREATE_SUBMIT, {**ADA, "password_email_to": "grace at contoso"}
+    )
+    assert find_input(refused, "password_email_to")["value"] == "grace at contoso"
+    assert find_input(refused, "display_name")["value"] == "Ada Lovelace"
+    assert "“grace at contoso” is not an e-mail address" in card_text(refused)
+    assert await _users(harness) == []
+    # An address asks for the password e-mail; the result card lists every e-mail and whom to.
+    result = await harness.act(
+        Verb.USER_CREATE_SUBMIT, {**ADA, "password_email_to": " Grace.Hopper@Contoso.com "}
+    )
+    facts = {
+        fact["title"]: fact["value"]
+        for element in result["body"]
+        if element.get("type") == "FactSet"
+        for fact in element["facts"]
+    }
+    assert facts["Password"].startswith("to grace.hopper@contoso.com")
+    assert facts["Confirmation"] == "to you, once the user is added and synced to Microsoft"
+    [user] = await _users(harness)
+    assert user.send_password_email and user.password_email_to == "grace.hopper@contoso.com"
+    assert user.password_ciphertext and "grace" not in user.password_ciphertext
+    # Left empty, the password goes to the new user's own address.
+    own = await harness.act(
+        Verb.USER_CREATE_SUBMIT,
+        {
+            **ADA,
+            "display_name": "Alan Turing",
+            "email": "alan@contoso.com",
+            "send_password_email": "true",
+        },
+    )
+    assert "to alan@contoso.com, when the account is made in Microsoft" in card_text(own)

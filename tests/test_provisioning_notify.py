@@ -23,7 +23,7 @@ from sandbox import SandboxServer
 from services.container import Services
 from services.domain import AdminRole, LicenceProduct, OutboxStatus
 from services.inventory import AUTO
-from services.models import Enterprise, SyncNotice, SyncRun, utcnow
+from services.models import Enterprise, SyncNotice, SyncRun, User, utcnow
 from services.users import NewUser
 from services.views import Actor
 from tests.botkit import card_text
@@ -115,8 +115,14 @@ async def test_the_global_admin_gets_the_finished_card_and_users_get_their_email
     assert_valid_cards({f"card {i}": card for i, card in enumerate(cards)})
 
     mails = cloud.state.mails()
-    assert sorted(m.to[0] for m in mails) == [f"user{i:04d}@enterprise31.example" for i in range(3)]
-    assert all("Your Microsoft Teams account is set up" in m.body for m in mails)
+    told = [m for m in mails if m.to != ["admin@enterprise31.example"]]
+    assert sorted(m.to[0] for m in told) == [f"user{i:04d}@enterprise31.example" for i in range(3)]
+    assert all("Your Microsoft Teams account is set up" in m.body for m in told)
+    # Gloria created them: she is told of each, once it is added and synced.
+    confirmations = [m for m in mails if m.to == ["admin@enterprise31.example"]]
+    assert sorted(m.subject for m in confirmations) == [
+        f"User added: User {i:04d}" for i in range(3)
+    ]
     # The Graph check ran: Microsoft confirmed Gloria is a Global Administrator.
     assert cloud.tenant_stats(tid).count("GET", "/roleManagement/directory/roleAssignments") == 1
     await fake_connector.assert_no_activity(0.3)  # told once, not again
@@ -530,3 +536,63 @@ async def test_the_providers_are_told_when_an_enterprise_changes_its_consent(
     assert "Enterprise 45 withdrew management by the service provider" in withdrawn
     await _post(client, gloria.card_action(Verb.SYNC_CONSENT.value, {"consent": False}))
     await fake_connector.assert_no_activity(0.5)  # nothing changed: nobody is told
+
+
+async def test_the_password_goes_where_asked_and_the_creator_is_told_by_email(
+    services: Services,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    teams: TeamsActivities,
+    fake_connector: FakeConnector,
+    bot_settings: BotSettings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tid = seed_tenant(cloud, 46)
+    ent = await make_enterprise(services, 46, users=0)
+    services = composed(
+        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
+    )
+    app = build_app(services, bot_settings)
+    start_background_work(app, services)
+    client = await serve_bot(app)
+    gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(46), "Gloria Global"))
+    created = await _post(
+        client,
+        gloria.card_action(
+            Verb.USER_CREATE_SUBMIT.value,
+            {
+                "ent": ent,
+                "display_name": "Ada Lovelace",
+                "email": f"ada@{domain(46)}",
+                "licence": "essentials",
+                "number_mode": "auto",
+                "extension_mode": "auto",
+                "password_email_to": f"it.desk@{domain(46)}",
+            },
+        ),
+    )
+    assert f"to it.desk@{domain(46)}" in card_text(created["value"])
+    await _post(client, gloria.card_action(Verb.SYNC_START.value, {"ent": ent}))
+    overview = await services.syncs.overview(ent)
+    run = overview.open_run or overview.last_run
+    assert run is not None
+    await wait_for_run(services, run.id)
+
+    async def both_sent() -> list[Any]:
+        mails = cloud.state.mails()
+        return mails if len(mails) >= 2 else []
+
+    mails = {mail.to[0]: mail for mail in await wait_for(both_sent)}
+    assert set(mails) == {f"it.desk@{domain(46)}", f"admin@{domain(46)}"}  # not to Ada herself
+    password_mail = mails[f"it.desk@{domain(46)}"]
+    assert "Temporary password" in password_mail.body
+    [password] = re.findall(r"<code>([^<]+)</code>", password_mail.body)
+    added = mails[f"admin@{domain(46)}"]
+    assert added.subject == "User added: Ada Lovelace"
+    assert "+44 20 7046 0001" in added.body and f"e-mailed to it.desk@{domain(46)}" in added.body
+    assert password not in added.body
+    # The password is in no log line and no longer in the database, even sealed.
+    assert all(password not in record.getMessage() for record in caplog.records)
+    async with services.db.unit_of_work(readonly=True) as uow:
+        sealed = (await uow.session.execute(select(User.password_ciphertext))).scalars().all()
+    assert sealed == [None]

@@ -205,6 +205,15 @@ async def form_errors(
 
     await check("display_name", lambda: clean_display_name(form.display_name))
     await check("email", lambda: clean_email(form.email))
+    if isinstance(form, CreateUserForm) and form.password_email_to:
+        try:
+            clean_email(form.password_email_to)
+        except ValidationError:
+            errors["password_email_to"] = (
+                f"“{form.password_email_to[:60]}” is not an e-mail address: type where the "
+                "password should go (name@company.com), or leave it empty to send it to the "
+                "new user."
+            )
     await check("licence", lambda: licence_choice(form.licence))
     await check(
         "number",
@@ -268,7 +277,9 @@ async def create_user(
                 extension=extension_choice(form.extension_mode, form.extension)
                 if licence is not None or form.extension_mode == "pick"
                 else None,
-                send_password_email=form.send_password_email,
+                # An address to send the password to asks for the password e-mail.
+                send_password_email=form.send_password_email or bool(form.password_email_to),
+                password_email_to=form.password_email_to or None,
                 notify_user=form.notify_user,
             ),
         )

@@ -48,6 +48,33 @@ def confirmation_mail(person: Person, line: str | None) -> tuple[str, str]:
     return "Your Teams Phone is ready", body
 
 
+def added_mail(person: Person, line: str | None) -> tuple[str, str]:
+    """The subject and HTML body telling the admin who created a user that Microsoft has them:
+    added and synced, with what they can call with (never their password)."""
+    name = html.escape(person.display_name)
+    rows = [f"<li>Sign-in: {html.escape(person.email)}</li>"]
+    rows.append(
+        f"<li>Calling licence: {html.escape(person.licence.label)}</li>"
+        if person.licence is not None
+        else "<li>No calling licence</li>"
+    )
+    if person.number:
+        rows.append(f"<li>Direct number: {html.escape(pretty(person.number))}</li>")
+    if person.extension is not None:
+        rows.append(f"<li>Extension: {person.extension}</li>")
+    if line is not None:
+        rows.append(f"<li>Teams rings: {html.escape(display_line(line))}</li>")
+    if person.send_password_email:
+        to = person.password_email_to or person.email
+        rows.append(f"<li>The first password was e-mailed to {html.escape(to)}</li>")
+    body = (
+        f"<p>{name} was added and synced to Microsoft Teams.</p>"
+        f"<ul>{''.join(rows)}</ul>"
+        "<p>Check their caller ID in Switchboard if you have not yet.</p>"
+    )
+    return f"User added: {person.display_name}", body
+
+
 def password_mail(person: Person, password: str) -> tuple[str, str]:
     """The subject and HTML body carrying a new account's first password."""
     body = (

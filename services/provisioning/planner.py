@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import column, exists, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db import Database
 from services.domain import OutboxStatus, ProvisioningAction, ProvisioningStatus, SyncStatus
+from services.journal import AUTHOR
 from services.models import Enterprise, OutboxItem, ProvisioningItem, SyncRun, User
 from services.provisioning import state
-from services.provisioning.work import WORK_LEFT
+from services.provisioning.work import AUTHORS, WORK_LEFT
 from services.queue import lock_skipping_held
 
 # Bulk imports (services/bulk), named here rather than imported: the bulk package builds on
@@ -132,7 +134,16 @@ class Planner:
             if row.kind not in item.kinds:
                 item.kinds = [*item.kinds, row.kind]
             fields = (row.payload or {}).get("fields") or []
-            item.payload = {"fields": sorted({*item.payload.get("fields", []), *map(str, fields)})}
+            payload: dict[str, Any] = {
+                "fields": sorted({*item.payload.get("fields", []), *map(str, fields)})
+            }
+            author = (row.payload or {}).get(AUTHOR)
+            authors = list(item.payload.get(AUTHORS, []))
+            if row.kind == "user.create" and author and author not in authors:
+                authors.append(str(author))  # told by e-mail once the new user is set up
+            if authors:
+                payload[AUTHORS] = authors
+            item.payload = payload
         if not run.is_automatic:
             # A manual sync also retries the users an earlier run could not set up.
             failed = await session.execute(

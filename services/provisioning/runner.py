@@ -317,6 +317,7 @@ class Runner:
                 password_ciphertext=user.password_ciphertext,
                 send_password_email=user.send_password_email,
                 notify_user=user.notify_user,
+                password_email_to=user.password_email_to,
             )
 
     def _mine(self, claimed: Claimed) -> Any:

@@ -24,12 +24,20 @@ from services.graph import (
 from services.models import User
 from services.passwords import PasswordVault, generate_password
 from services.provisioning.mails import (
+    added_mail,
     confirmation_mail,
     display_line,
     line_uri,
     password_mail,
 )
-from services.provisioning.work import NEW_SETUP_KINDS, NEXT_STEP, Claimed, StepAgain, Work
+from services.provisioning.work import (
+    AUTHORS,
+    NEW_SETUP_KINDS,
+    NEXT_STEP,
+    Claimed,
+    StepAgain,
+    Work,
+)
 
 # One logger for the whole engine, named as it was before the package split.
 logger = logging.getLogger("services.provisioning")
@@ -313,7 +321,10 @@ class ProvisioningSteps:
             )
             if password:
                 subject, body = password_mail(person, password)
-                await mailer.send_mail(sender, person.email, subject, body)
+                await mailer.send_mail(
+                    sender, person.password_email_to or person.email, subject, body
+                )
+            await self._tell_creators(work, mailer, sender)
         elif person.send_password_email and work.entra_created and not sender:
             logger.warning(
                 "No sender mailbox is configured (MAIL_SENDER): the sign-in e-mail asked for was not sent"
@@ -327,6 +338,24 @@ class ProvisioningSteps:
                     .execution_options(synchronize_session=False)
                 )
                 await uow.commit()
+
+    async def _tell_creators(self, work: Work, mailer: GraphOperations, sender: str) -> None:
+        """The confirmation e-mail to each admin who created the user, found in Entra by their
+        object id (Teams does not give their address): to their mail address, else their
+        sign-in name (in most tenants the same address)."""
+        claimed = work.claimed
+        authors = [str(author) for author in claimed.payload.get(AUTHORS) or []]
+        if not authors or "user.create" not in claimed.kinds:
+            return
+        person = work.known_person
+        subject, body = added_mail(person, line_uri(person, claimed.main_number))
+        for author in authors:
+            admin = await work.ops.find_user(author)
+            if admin is None:
+                logger.info("The admin who created user %s is not in Entra", claimed.user_id)
+                continue
+            address = admin.mail or admin.user_principal_name
+            await mailer.send_mail(sender, address, subject, body)
 
     async def remove(self, work: Work) -> None:
         """Take a removed user's numbers and our calling licences away (the account stays)."""

@@ -66,6 +66,11 @@ class Claimed:
     voice_routing_policy: str | None = None
 
 
+# The key of an item's payload listing the admins (Entra object ids) who created the user: they
+# get the confirmation e-mail once the user is set up in Microsoft.
+AUTHORS = "created_by"
+
+
 @dataclass(frozen=True)
 class Person:
     """The directory's record of the user, as it stood when the item was picked up."""
@@ -79,6 +84,8 @@ class Person:
     password_ciphertext: str | None
     send_password_email: bool
     notify_user: bool
+    # Where the password e-mail goes; None: to the account's own address.
+    password_email_to: str | None = None
 
 
 @dataclass
