@@ -240,9 +240,11 @@ def user_created_card(
     *,
     is_global_admin: bool = False,
     note: str | None = None,
+    sends_mail: bool = True,
 ) -> Card:
     """The result of creating a user, with the next steps for the admin who created them;
-    `note` says where the result differs from what the form asked for."""
+    `note` says where the result differs from what the form asked for; `sends_mail` is whether
+    Switchboard has a mailbox to send from."""
     steps = [
         "**Next steps**",
         "1. Check the caller ID"
@@ -263,7 +265,7 @@ def user_created_card(
     ent = enterprise.id
     return frame(
         f"{user.display_name} was created",
-        [facts(user_summary(user)), *_mails(user), paragraph("\n\n".join(steps))],
+        [facts(user_summary(user)), *_mails(user, sends_mail), paragraph("\n\n".join(steps))],
         help_text=CREATE_HELP,
         ent=ent,
         success="The user is set up on the PBX.",
@@ -277,8 +279,16 @@ def user_created_card(
     )
 
 
-def _mails(user: UserView) -> list[CardElement]:
+def _mails(user: UserView, sends_mail: bool) -> list[CardElement]:
     """The e-mails the sync sends about a new user, and to whom."""
+    if not sends_mail:
+        return [
+            paragraph("**E-mails**"),
+            paragraph(
+                "None: Switchboard has no mailbox to send from here (your service provider sets "
+                "one up), so the sync sends no password, welcome or confirmation e-mail."
+            ),
+        ]
     mails = [("Confirmation", "to you, once the user is added and synced to Microsoft")]
     if user.send_password_email:
         mails.append(

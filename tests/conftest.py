@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import URL, make_url
 
-from services.config import Settings
+from services.config import GraphSettings, Settings
 from services.container import Services
 from services.db import Database
 from services.domain import AdminRole, LicenceProduct, NumberStatus
@@ -109,12 +109,17 @@ async def _fresh_postgres() -> Database:
     return db
 
 
-def settings_for(url: str, tmp_path: Path) -> Settings:
-    """Settings for a test: the given database, a throwaway key."""
+# The mailbox the tests' deployments send e-mail from (the sandbox's provider tenant).
+MAIL_SENDER = "switchboard@provider.example"
+
+
+def settings_for(url: str, tmp_path: Path, *, mail_sender: str = MAIL_SENDER) -> Settings:
+    """Settings for a test: the given database, a throwaway key, a mailbox to send from."""
     return Settings(
         database_url=url,
         secret_key_file=tmp_path / "secret.key",
         quarantine_days=30,
+        graph=GraphSettings(mail_sender=mail_sender),
     )
 
 
@@ -137,9 +142,12 @@ def vault(tmp_path: Path) -> PasswordVault:
 
 
 @pytest.fixture
-def services(database: Database, vault: PasswordVault, tmp_path: Path) -> Services:
-    """The directory services over the test database."""
-    return Services.build(database, settings_for(database.url, tmp_path), vault)
+def services(
+    request: pytest.FixtureRequest, database: Database, vault: PasswordVault, tmp_path: Path
+) -> Services:
+    """The services over the test database (`@pytest.mark.without_mail`: no sender mailbox)."""
+    sender = "" if request.node.get_closest_marker("without_mail") else MAIL_SENDER
+    return Services.build(database, settings_for(database.url, tmp_path, mail_sender=sender), vault)
 
 
 PROVIDER = Actor("sp-admin", "Provider Admin", AdminRole.SERVICE_PROVIDER, None)

@@ -360,6 +360,30 @@ async def test_typed_caller_id_opens_the_caller_id_card_of_the_one_match(
     assert "Primary e-mail (Entra)" in card_text(await harness.say("find priya"))
 
 
+def _card_facts(card: dict) -> dict[str, str]:
+    return {
+        fact["title"]: fact["value"]
+        for element in card["body"]
+        if element.get("type") == "FactSet"
+        for fact in element["facts"]
+    }
+
+
+@pytest.mark.without_mail
+async def test_without_a_sender_mailbox_the_result_card_promises_no_email(
+    harness: BotHarness,
+) -> None:
+    result = await harness.act(
+        Verb.USER_CREATE_SUBMIT, {**ADA, "password_email_to": "grace.hopper@contoso.com"}
+    )
+    text = card_text(result)
+    assert "Switchboard has no mailbox to send from" in text
+    facts = _card_facts(result)
+    assert "Confirmation" not in facts and "Password" not in facts
+    [user] = await _users(harness)
+    assert user.password_email_to == "grace.hopper@contoso.com"  # kept for when mail is set up
+
+
 async def test_the_password_email_goes_where_the_admin_says(harness: BotHarness) -> None:
     form = await harness.act(Verb.USER_CREATE_OPEN)
     assert find_input(form, "password_email_to")["label"] == "Send the password to"

@@ -184,7 +184,10 @@ async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | Non
     if user is None:
         return None
     return user_created_card(
-        user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN
+        user,
+        enterprise,
+        is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN,
+        sends_mail=bool(turn.services.settings.graph.mail_sender),
     )
 
 
@@ -286,7 +289,11 @@ async def create_user(
     except (NotEnoughSubscriptionsError, NoFreeNumberError) as refusal:
         return await create_form(form, refusal_of(refusal), enterprise, licences, inventory)
     return user_created_card(
-        user, enterprise, is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN, note=note
+        user,
+        enterprise,
+        is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN,
+        note=note,
+        sends_mail=bool(turn.services.settings.graph.mail_sender),
     )
 
 
