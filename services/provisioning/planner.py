@@ -19,8 +19,12 @@ from services.queue import lock_skipping_held
 
 # Bulk imports (services/bulk), named here rather than imported: the bulk package builds on
 # the whole directory, this sync included.
-_BULK_IMPORTS = table("bulk_imports", column("enterprise_id"), column("status"))
+_BULK_IMPORTS = table("bulk_imports", column("id"), column("enterprise_id"), column("status"))
+_BULK_ROWS = table("bulk_import_rows", column("import_id"), column("action"), column("user_id"))
 _IMPORT_APPLYING = "applying"
+_ROW_CREATES = "create"
+# Ids per query when looking up which new users came from a file (SQLite's parameter limit).
+_IDS_PER_QUERY = 900
 
 # One logger for the whole sync, named as it was before the package split.
 logger = logging.getLogger("services.provisioning")
@@ -101,6 +105,11 @@ class Planner:
                 )
             ).scalars()
         )
+        from_files = await _created_by_imports(
+            session,
+            run.enterprise_id,
+            [row.user_id for row in rows if row.kind == "user.create" and row.user_id is not None],
+        )
         per_user: dict[int, ProvisioningItem] = {}
         items: list[ProvisioningItem] = []
         for row in rows:
@@ -139,7 +148,12 @@ class Planner:
             }
             author = (row.payload or {}).get(AUTHOR)
             authors = list(item.payload.get(AUTHORS, []))
-            if row.kind == "user.create" and author and author not in authors:
+            if (
+                row.kind == "user.create"
+                and author
+                and author not in authors
+                and row.user_id not in from_files  # an import's result file is its confirmation
+            ):
                 authors.append(str(author))  # told by e-mail once the new user is set up
             if authors:
                 payload[AUTHORS] = authors
@@ -207,3 +221,24 @@ class Planner:
         if closed:
             self.on_closed()
         return closed
+
+
+async def _created_by_imports(
+    session: AsyncSession, enterprise_id: int, user_ids: list[int]
+) -> set[int]:
+    """Which of these new users a bulk import created: their admin gets the import's result
+    file, not one "user added" e-mail per row."""
+    found: set[int] = set()
+    for start in range(0, len(user_ids), _IDS_PER_QUERY):
+        chunk = user_ids[start : start + _IDS_PER_QUERY]
+        query = (
+            select(_BULK_ROWS.c.user_id)
+            .join(_BULK_IMPORTS, _BULK_IMPORTS.c.id == _BULK_ROWS.c.import_id)
+            .where(
+                _BULK_IMPORTS.c.enterprise_id == enterprise_id,
+                _BULK_ROWS.c.action == _ROW_CREATES,
+                _BULK_ROWS.c.user_id.in_(chunk),
+            )
+        )
+        found.update((await session.execute(query)).scalars())
+    return found
