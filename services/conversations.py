@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,37 +111,23 @@ class ConversationStore:
 
     async def service_providers(self) -> list[StoredReference]:
         """The personal chats of every service provider admin."""
-        async with self.db.unit_of_work(readonly=True) as uow:
-            rows = await uow.session.execute(
-                select(ConversationRef)
-                .join(Admin, Admin.aad_object_id == ConversationRef.aad_object_id)
-                .where(
-                    Admin.role == AdminRole.SERVICE_PROVIDER,
-                    ConversationRef.is_personal.is_(True),
-                )
-                .order_by(ConversationRef.updated_at.desc())
-            )
-            seen: set[str] = set()
-            found = []
-            for row in rows.scalars():
-                if row.aad_object_id not in seen:
-                    seen.add(row.aad_object_id)
-                    found.append(_stored(row))
-            return found
-
+        return await self._personal_chats(Admin.role == AdminRole.SERVICE_PROVIDER)
 
     async def enterprise_admins(self, tenant_id: str, enterprise_id: int) -> list[StoredReference]:
         """The personal chats of the enterprise's own admins (its Global Admin included)."""
+        return await self._personal_chats(
+            Admin.enterprise_id == enterprise_id,
+            Admin.role != AdminRole.SERVICE_PROVIDER,
+            ConversationRef.tenant_id == tenant_id.lower(),
+        )
+
+    async def _personal_chats(self, *admins: ColumnElement[bool]) -> list[StoredReference]:
+        """The latest personal chat of each admin matching `admins`, newest first."""
         async with self.db.unit_of_work(readonly=True) as uow:
             rows = await uow.session.execute(
                 select(ConversationRef)
                 .join(Admin, Admin.aad_object_id == ConversationRef.aad_object_id)
-                .where(
-                    Admin.enterprise_id == enterprise_id,
-                    Admin.role != AdminRole.SERVICE_PROVIDER,
-                    ConversationRef.tenant_id == tenant_id.lower(),
-                    ConversationRef.is_personal.is_(True),
-                )
+                .where(*admins, ConversationRef.is_personal.is_(True))
                 .order_by(ConversationRef.updated_at.desc())
             )
             seen: set[str] = set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from bot.router import EnterpriseTurn, Router
 from cards.actions import (
     CreateHuntGroup,
@@ -87,49 +89,29 @@ def _at(field: str, errors: Errors) -> Errors:
     return {field: " ".join(errors.values())}
 
 
-async def show_groups_form(
-    form: TelephonyInputs,
-    errors: Errors,
-    enterprise: EnterpriseView,
-    users: Users,
-    hunt_groups: HuntGroups,
-    pbx_statuses: PbxStatuses,
-    desk_phones: DeskPhones,
-) -> Card:
-    """The card again after a refused save: the ticks kept, the reason under the groups."""
-    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
-        form.user_id, form, _at("groups", errors)
-    )
+def _form_again(section: str, what: str) -> Callable[..., Awaitable[Card]]:
+    """The card again after a refusal of one section (`section`: its input's id), with the
+    admin's input kept and the reason placed next to it."""
+
+    async def show(
+        form: TelephonyInputs,
+        errors: Errors,
+        enterprise: EnterpriseView,
+        users: Users,
+        hunt_groups: HuntGroups,
+        pbx_statuses: PbxStatuses,
+        desk_phones: DeskPhones,
+    ) -> Card:
+        card = TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones)
+        return await card.show(form.user_id, form, _at(section, errors))
+
+    show.__doc__ = f"The card again after a refused {what}."
+    return show
 
 
-async def show_new_group_form(
-    form: TelephonyInputs,
-    errors: Errors,
-    enterprise: EnterpriseView,
-    users: Users,
-    hunt_groups: HuntGroups,
-    pbx_statuses: PbxStatuses,
-    desk_phones: DeskPhones,
-) -> Card:
-    """The card again after a refused new group: the name kept, the reason under the box."""
-    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
-        form.user_id, form, _at("new_group", errors)
-    )
-
-
-async def show_desk_phone_form(
-    form: TelephonyInputs,
-    errors: Errors,
-    enterprise: EnterpriseView,
-    users: Users,
-    hunt_groups: HuntGroups,
-    pbx_statuses: PbxStatuses,
-    desk_phones: DeskPhones,
-) -> Card:
-    """The card again after a refused desk phone action, the reason next to its buttons."""
-    return await TelephonyCard(enterprise, users, hunt_groups, pbx_statuses, desk_phones).show(
-        form.user_id, form, _at("desk_phone", errors)
-    )
+show_groups_form = _form_again("groups", "save of the groups: the ticks kept")
+show_new_group_form = _form_again("new_group", "new group: the name kept")
+show_desk_phone_form = _form_again("desk_phone", "desk phone action")
 
 
 @router.action(OpenTelephony)
