@@ -320,32 +320,19 @@ async def find_user(
     return find_user_card(enterprise, data.query, results, then=data.then)
 
 
+@router.action(RefreshUser)
 @router.action(UserRef)
 async def open_user(
     turn: EnterpriseTurn,
-    data: UserRef,
+    data: UserRef | RefreshUser,
     enterprise: EnterpriseView,
     users: Users,
     inventory: Inventory,
     pbx_statuses: PbxStatuses,
     hunt_groups: HuntGroups,
 ) -> Card:
-    """One user's card with the edit form."""
-    user = await users.get(enterprise.id, data.user_id)
-    return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups)
-
-
-@router.action(RefreshUser)
-async def refresh_user(
-    turn: EnterpriseTurn,
-    data: RefreshUser,
-    enterprise: EnterpriseView,
-    users: Users,
-    inventory: Inventory,
-    pbx_statuses: PbxStatuses,
-    hunt_groups: HuntGroups,
-) -> Card:
-    """The user's card as it is now: Teams asks when a card carrying this refresh is shown."""
+    """One user's card with the edit form, as the user is now: opened by the admin, or asked
+    for by Teams when a card carrying its refresh is shown."""
     user = await users.get(enterprise.id, data.user_id)
     return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups)
 
