@@ -17,6 +17,7 @@ from bot.notifier import ProactiveNotifier
 from bot.switchboard import SwitchboardBot
 from services.config import Settings
 from services.container import Services, open_services
+from services.db import is_unreachable
 from services.pbx.factory import Pbx
 from services.provisioning import ProvisioningEngine
 from services.retry import run_passes
@@ -49,6 +50,7 @@ async def keep_house(services: Services, stop: asyncio.Event, interval: float) -
         logger=logger,
         failure="Housekeeping failed",
         stop=stop,
+        expected=is_unreachable,
     )
 
 

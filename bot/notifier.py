@@ -30,6 +30,7 @@ from cards.notifications import consent_changed_card, sync_finished_card, sync_o
 from cards.sync import build_sync_status_card
 from services.config import SyncSettings
 from services.container import Services
+from services.db import is_unreachable
 from services.domain import NoticeKind
 from services.models import utcnow
 from services.provisioning import Notice, SyncNotices
@@ -122,6 +123,7 @@ class ProactiveNotifier:
             interval=self.settings.notifier_poll_seconds,
             logger=logger,
             failure="Sending sync notices failed; will try again",
+            expected=is_unreachable,
         )
 
     async def _pass(self) -> None:

@@ -34,10 +34,13 @@ async def run_passes(
     failure: str,
     stop: asyncio.Event | None = None,
     describe: Callable[[Exception], str] | None = None,
+    expected: Callable[[Exception], bool] | None = None,
 ) -> None:
     """Run `one_pass` until `stop` is set (or the task is cancelled), then wait for `wake`,
     `stop`, or the seconds the pass returned (None: `interval`). A pass that fails is logged
-    with `failure` and tried again after the interval: the worker outlives a passing fault."""
+    with `failure` and tried again after the interval: the worker outlives a passing fault.
+    A failure `expected` recognises (an outage the worker waits out) is one warning line, not
+    an error with its traceback."""
     while stop is None or not stop.is_set():
         wake.clear()
         timeout: float | None = interval
@@ -46,7 +49,9 @@ async def run_passes(
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            if describe is None:
+            if expected is not None and expected(error):
+                logger.warning("%s: %s", failure, describe(error) if describe else error)
+            elif describe is None:
                 logger.exception(failure)
             else:
                 logger.warning("%s: %s", failure, describe(error))

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 
 from services.config import Settings
-from services.db import Database
+from services.db import Database, is_unreachable
 from services.graph import GraphService
 from services.graph.shared_pacing import SharedWriteBudget
 from services.passwords import PasswordVault
@@ -83,6 +83,7 @@ class ProvisioningEngine:
                     interval=self.sync.poll_seconds,
                     logger=logger,
                     failure="The sync worker's pass failed; it will try again",
+                    expected=is_unreachable,
                 ),
                 name=f"sync-worker {self.worker_id}",
             )

@@ -1,0 +1,73 @@
+"""The workers' pass loop: a failing pass is logged and tried again; an outage the worker waits
+out (the database unreachable) is one warning line, any other failure an error with its trace."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from sqlalchemy import text
+
+from services.db import Database, is_unreachable
+from services.retry import run_passes
+
+LOGGER = logging.getLogger("tests.retry")
+
+
+async def _two_failing_passes(error: Exception, caplog: pytest.LogCaptureFixture) -> int:
+    stop = asyncio.Event()
+    passes = 0
+
+    async def one_pass() -> float:
+        nonlocal passes
+        passes += 1
+        if passes == 2:
+            stop.set()
+        raise error
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER.name):
+        await asyncio.wait_for(
+            run_passes(
+                one_pass,
+                wake=asyncio.Event(),
+                interval=0.01,
+                logger=LOGGER,
+                failure="The pass failed",
+                stop=stop,
+                expected=is_unreachable,
+            ),
+            timeout=5,
+        )
+    return passes
+
+
+async def _unreachable_error() -> Exception:
+    # A PostgreSQL nobody listens on: the driver's own refusal, as an outage raises it.
+    db = Database("postgresql+asyncpg://postgres@127.0.0.1:9/none")
+    try:
+        async with db.unit_of_work(readonly=True) as uow:
+            await uow.session.execute(text("SELECT 1"))
+    except Exception as error:
+        return error
+    finally:
+        await db.dispose()
+    raise AssertionError("a database on port 9 answered")
+
+
+async def test_an_unreachable_database_is_one_warning_per_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    error = await _unreachable_error()
+    assert is_unreachable(error)
+    assert await _two_failing_passes(error, caplog) == 2
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+async def test_any_other_failure_is_an_error_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert await _two_failing_passes(KeyError("bug"), caplog) == 2
+    assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.ERROR]
+    assert all(r.exc_info is not None for r in caplog.records)
