@@ -120,6 +120,7 @@ DEPENDENCIES: dict[str, Callable[[EnterpriseTurn], Any]] = {
     "hunt_groups": lambda turn: turn.services.hunt_groups,
     "desk_phones": lambda turn: turn.services.desk_phones,
     "pbx_statuses": lambda turn: turn.services.pbx_statuses,
+    "settings": lambda turn: turn.services.settings,
 }
 PAYLOAD_NAMES = frozenset({"data", "form"})
 

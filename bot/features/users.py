@@ -21,6 +21,7 @@ from cards.callerid import caller_id_card
 from cards.common import Card, Errors
 from cards.confirm import confirmation_card, quarantine_sentence
 from cards.users import create_user_card, find_user_card, user_card, user_created_card
+from services.config import Settings
 from services.directory import Directory
 from services.domain import AdminRole, DigitMatch, LicenceProduct
 from services.errors import NoFreeNumberError, NotEnoughSubscriptionsError, ValidationError
@@ -151,10 +152,15 @@ async def create_form(
     )
 
 
-async def show_create_form(turn: EnterpriseTurn, form: CreateUserForm, errors: Errors) -> Card:
+async def show_create_form(
+    form: CreateUserForm,
+    errors: Errors,
+    enterprise: EnterpriseView,
+    licences: Licences,
+    inventory: Inventory,
+) -> Card:
     """The create-user form again after a refusal."""
-    services = turn.services
-    return await create_form(form, errors, turn.enterprise, services.licences, services.inventory)
+    return await create_form(form, errors, enterprise, licences, inventory)
 
 
 @router.action(OpenCreateUser)
@@ -175,11 +181,16 @@ async def open_create(
     return await create_form(form, {}, enterprise, licences, inventory)
 
 
-async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | None:
+async def show_created(
+    turn: EnterpriseTurn,
+    form: CreateUserForm,
+    enterprise: EnterpriseView,
+    directory: Directory,
+    settings: Settings,
+) -> Card | None:
     """A create carried out by an earlier delivery of the same submit: the user it made."""
-    enterprise = turn.enterprise
     email = form.email.strip().lower()
-    found = await turn.services.directory.search(enterprise.id, email, limit=5) if email else []
+    found = await directory.search(enterprise.id, email, limit=5) if email else []
     user = next((u for u in found if u.email.lower() == email), None)
     if user is None:
         return None
@@ -187,7 +198,7 @@ async def show_created(turn: EnterpriseTurn, form: CreateUserForm) -> Card | Non
         user,
         enterprise,
         is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN,
-        sends_mail=bool(turn.services.settings.graph.mail_sender),
+        sends_mail=bool(settings.graph.mail_sender),
     )
 
 
@@ -248,6 +259,7 @@ async def create_user(
     users: Users,
     licences: Licences,
     inventory: Inventory,
+    settings: Settings,
 ) -> Card:
     """Create the user the form describes."""
     errors = await form_errors(inventory, enterprise, form)
@@ -293,7 +305,7 @@ async def create_user(
         enterprise,
         is_global_admin=turn.admin.role is AdminRole.GLOBAL_ADMIN,
         note=note,
-        sends_mail=bool(turn.services.settings.graph.mail_sender),
+        sends_mail=bool(settings.graph.mail_sender),
     )
 
 
@@ -337,18 +349,19 @@ async def open_user(
     return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups)
 
 
-async def show_edit_form(turn: EnterpriseTurn, form: EditUserForm, errors: Errors) -> Card:
+async def show_edit_form(
+    turn: EnterpriseTurn,
+    form: EditUserForm,
+    errors: Errors,
+    enterprise: EnterpriseView,
+    users: Users,
+    inventory: Inventory,
+    pbx_statuses: PbxStatuses,
+    hunt_groups: HuntGroups,
+) -> Card:
     """The user card again after a refusal."""
-    services = turn.services
     return await edit_form(
-        turn,
-        form,
-        errors,
-        turn.enterprise,
-        services.users,
-        services.inventory,
-        services.pbx_statuses,
-        services.hunt_groups,
+        turn, form, errors, enterprise, users, inventory, pbx_statuses, hunt_groups
     )
 
 
