@@ -49,6 +49,10 @@ async def run_passes(
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            if _cancelled():
+                # The pass turned our cancellation into another error (a driver does, cut off
+                # mid-call): stop all the same, or the worker would never end.
+                raise asyncio.CancelledError from error
             if expected is not None and expected(error):
                 logger.warning("%s: %s", failure, describe(error) if describe else error)
             elif describe is None:
@@ -57,6 +61,12 @@ async def run_passes(
                 logger.warning("%s: %s", failure, describe(error))
             timeout = interval
         await _wait_for_either(wake, stop, interval if timeout is None else timeout)
+
+
+def _cancelled() -> bool:
+    """Whether someone asked the running task to stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _wait_for_either(wake: asyncio.Event, stop: asyncio.Event | None, seconds: float) -> None:

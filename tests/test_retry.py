@@ -71,3 +71,34 @@ async def test_any_other_failure_is_an_error_with_its_traceback(
     assert await _two_failing_passes(KeyError("bug"), caplog) == 2
     assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.ERROR]
     assert all(r.exc_info is not None for r in caplog.records)
+
+
+async def test_a_pass_that_swallows_its_cancellation_still_stops_the_worker() -> None:
+    started = asyncio.Event()
+
+    async def one_pass() -> float:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise RuntimeError("connection closed") from None  # as a driver cut off mid-call
+        return 0.0
+
+    stop = asyncio.Event()  # set at the end only, so that a worker that ignores us ends too
+    worker = asyncio.create_task(
+        run_passes(
+            one_pass,
+            wake=asyncio.Event(),
+            interval=0.01,
+            logger=LOGGER,
+            failure="The pass failed",
+            stop=stop,
+        )
+    )
+    try:
+        await started.wait()
+        worker.cancel()
+        done, _ = await asyncio.wait([worker], timeout=5)
+        assert done == {worker} and worker.cancelled()
+    finally:
+        stop.set()
