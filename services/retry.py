@@ -49,7 +49,7 @@ async def run_passes(
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            if _cancelled():
+            if cancel_requested():
                 # The pass turned our cancellation into another error (a driver does, cut off
                 # mid-call): stop all the same, or the worker would never end.
                 raise asyncio.CancelledError from error
@@ -63,7 +63,7 @@ async def run_passes(
         await _wait_for_either(wake, stop, interval if timeout is None else timeout)
 
 
-def _cancelled() -> bool:
+def cancel_requested() -> bool:
     """Whether someone asked the running task to stop."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0

@@ -29,7 +29,7 @@ from services.provisioning.work import (
     Work,
 )
 from services.queue import WorkQueue
-from services.retry import backoff_seconds
+from services.retry import backoff_seconds, cancel_requested
 
 # One logger for the whole sync, named as it was before the package split.
 logger = logging.getLogger("services.provisioning")
@@ -97,6 +97,8 @@ class Runner:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if cancel_requested():  # the driver turned our cancellation into its own error
+                    raise asyncio.CancelledError from error
                 if is_unreachable(error):
                     # Passing: the items resume when the database is back (_resume_after_outage).
                     logger.warning("Could not renew the sync worker's leases: database unreachable")
