@@ -9,7 +9,6 @@ PBX pusher, the sync's items, the notices and the Graph client all wait this way
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,9 @@ async def run_passes(
     A failure `expected` recognises (an outage the worker waits out) is one warning line, not
     an error with its traceback."""
     while stop is None or not stop.is_set():
+        if cancel_requested():
+            # Asked to stop, and whatever awaited last swallowed the CancelledError: stop now.
+            raise asyncio.CancelledError
         wake.clear()
         timeout: float | None = interval
         try:
@@ -78,6 +80,6 @@ async def _wait_for_either(wake: asyncio.Event, stop: asyncio.Event | None, seco
     finally:
         for waiter in waiters:
             waiter.cancel()
-        for waiter in waiters:
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
+        # Gathered, not awaited one by one under a suppress: a cancellation of this very task
+        # arriving here must go on up, not be taken for a waiter's own.
+        await asyncio.gather(*waiters, return_exceptions=True)

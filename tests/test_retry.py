@@ -102,3 +102,23 @@ async def test_a_pass_that_swallows_its_cancellation_still_stops_the_worker() ->
         assert done == {worker} and worker.cancelled()
     finally:
         stop.set()
+
+
+async def test_a_worker_cancelled_while_it_tidies_up_its_wait_still_stops() -> None:
+    passes = 0
+
+    async def one_pass() -> float:
+        nonlocal passes
+        passes += 1
+        return 0.0  # wait no time: the worker is almost always between its waits
+
+    worker = asyncio.create_task(
+        run_passes(one_pass, wake=asyncio.Event(), interval=0.01, logger=LOGGER, failure="x")
+    )
+    for _ in range(200):  # cancel at every point of the loop in turn
+        await asyncio.sleep(0)
+        if passes > 3:
+            break
+    worker.cancel()
+    done, _ = await asyncio.wait([worker], timeout=5)
+    assert done == {worker} and worker.cancelled()
