@@ -8,8 +8,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test lint typecheck unit bench package clean lock .chromium .asterisk
 
-# A real Asterisk for the PBX tests, built once per machine from ../shared/asterisk (cached).
-ASTERISK_KIT ?= ../shared/asterisk
+# The shared kits (a real Asterisk for the PBX tests, Microsoft Graph's metadata) sit beside
+# this checkout, or beside the repository it was cloned from (a clone made elsewhere).
+ORIGIN := $(shell git config --get remote.origin.url 2>/dev/null)
+SHARED ?= $(firstword $(wildcard ../shared $(if $(ORIGIN),$(ORIGIN)/../shared)))
+ASTERISK_KIT ?= $(SHARED)/asterisk
+export SWITCHBOARD_ASTERISK_KIT ?= $(abspath $(ASTERISK_KIT))
+export GRAPH_METADATA_CSDL ?= $(abspath $(SHARED)/graph/v1.0-Prod.csdl)
 
 # Installed from the lock: exact versions, each file checked against its hash. `make lock`
 # writes the lock again from pyproject.toml (after changing a dependency there).
@@ -35,6 +40,7 @@ node_modules/.installed: package.json
 
 .asterisk:
 	@mkdir -p var
+	@test -x "$(ASTERISK_KIT)/build" || { echo "No Asterisk kit found: looked beside this checkout (../shared) and beside $(if $(ORIGIN),$(ORIGIN),its origin). Set SHARED=/path/to/shared."; exit 1; }
 	@$(ASTERISK_KIT)/build > var/asterisk-build.log 2>&1 || { tail -n 40 var/asterisk-build.log; echo "The Asterisk build failed: the PBX tests cannot run (see var/asterisk-build.log)."; exit 1; }
 
 lint: $(VENV)/.installed
