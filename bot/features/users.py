@@ -349,22 +349,6 @@ async def open_user(
     return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups)
 
 
-async def show_edit_form(
-    turn: EnterpriseTurn,
-    form: EditUserForm,
-    errors: Errors,
-    enterprise: EnterpriseView,
-    users: Users,
-    inventory: Inventory,
-    pbx_statuses: PbxStatuses,
-    hunt_groups: HuntGroups,
-) -> Card:
-    """The user card again after a refusal."""
-    return await edit_form(
-        turn, form, errors, enterprise, users, inventory, pbx_statuses, hunt_groups
-    )
-
-
 async def edit_form(
     turn: EnterpriseTurn,
     form: EditUserForm,
@@ -399,7 +383,7 @@ async def show_edited(
     return await render_user_card(turn, user, inventory, pbx_statuses, hunt_groups, saved=True)
 
 
-@router.action(EditUserForm, form=show_edit_form, redelivered=show_edited)
+@router.action(EditUserForm, form=edit_form, redelivered=show_edited)
 async def edit_user(
     turn: EnterpriseTurn,
     form: EditUserForm,
