@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot.app import BACKGROUND_KEY, build_app, start_background_work
+from bot.app import BACKGROUND_KEY, BackgroundWork, build_app, start_background_work
 from bot.auth import BotSettings
 from bot.http import BOT_ADAPTER_KEY
 from bot.notifier import ProactiveNotifier
@@ -51,6 +51,21 @@ from tests.support.activities import DEFAULT_CHANNEL_ID, TeamsActivities, TeamsU
 from tests.support.connector import FakeConnector
 
 pytestmark = SQLITE_ONLY
+
+
+async def _serve_synced(
+    services: Services,
+    cloud: SandboxServer,
+    serve_bot: Any,
+    bot_settings: BotSettings,
+) -> tuple[Services, Any, BackgroundWork]:
+    """The bot over `services` with Graph pointed at the sandbox, served with its background
+    work: the services, the HTTP client, the work."""
+    settings = settings_with(services, cloud)
+    services = composed(services, settings, graph=graph_service(settings.graph))
+    app = build_app(services, bot_settings)
+    work = start_background_work(app, services)
+    return services, await serve_bot(app), work
 
 
 async def _post(client: Any, activity: dict[str, Any]) -> dict[str, Any]:
@@ -140,12 +155,7 @@ async def test_failures_are_listed_with_microsofts_reason(
 ) -> None:
     tid = seed_tenant(cloud, 32, licences=1)
     ent = await make_enterprise(services, 32, users=2, basic_every=0)
-    services = composed(
-        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
-    )
-    app = build_app(services, bot_settings)
-    start_background_work(app, services)
-    client = await serve_bot(app)
+    services, client, _ = await _serve_synced(services, cloud, serve_bot, bot_settings)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(32), "Gloria Global"))
     await _post(client, gloria.message("help"))
     await fake_connector.next_message()
@@ -225,12 +235,7 @@ async def test_a_refusing_connector_is_not_retried(
 ) -> None:
     tid = seed_tenant(cloud, 34)
     ent = await make_enterprise(services, 34, users=1)
-    services = composed(
-        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
-    )
-    app = build_app(services, bot_settings)
-    work = start_background_work(app, services)
-    client = await serve_bot(app)
+    services, client, work = await _serve_synced(services, cloud, serve_bot, bot_settings)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(34), "Gloria Global"))
     await _post(client, gloria.message("help"))
     await fake_connector.next_message()
@@ -276,12 +281,7 @@ async def test_the_button_is_refused_when_microsoft_does_not_confirm_the_global_
         enterprise_id=ent,
         display_name="Ivan Impostor",
     )
-    services = composed(
-        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
-    )
-    app = build_app(services, bot_settings)
-    start_background_work(app, services)
-    client = await serve_bot(app)
+    services, client, _ = await _serve_synced(services, cloud, serve_bot, bot_settings)
     pressed = await _post(
         client, teams.with_tenant(tid).with_user(ivan).card_action(Verb.SYNC_START.value, {})
     )
@@ -349,12 +349,7 @@ async def test_an_automatic_sync_tells_the_admin_who_made_the_change(
     tid = seed_tenant(cloud, 41)
     ent = await _automatic_enterprise(services, 41)
     erin = await _enterprise_admin(services, ent, 41, "Erin Enterprise")
-    services = composed(
-        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
-    )
-    app = build_app(services, bot_settings)
-    start_background_work(app, services)
-    client = await serve_bot(app)
+    services, client, _ = await _serve_synced(services, cloud, serve_bot, bot_settings)
     in_tenant = teams.with_tenant(tid)
     erin_chat = await _say_hello(
         client,
@@ -389,12 +384,7 @@ async def test_an_automatic_sync_nobody_can_be_told_about_reaches_the_enterprise
     ent = await _automatic_enterprise(services, 42)
     silent = await _enterprise_admin(services, ent, 42, "Sam Silent")  # never wrote to the bot
     erin = await _enterprise_admin(services, ent, 42, "Erin Enterprise")
-    services = composed(
-        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
-    )
-    app = build_app(services, bot_settings)
-    start_background_work(app, services)
-    client = await serve_bot(app)
+    services, client, _ = await _serve_synced(services, cloud, serve_bot, bot_settings)
     in_tenant = teams.with_tenant(tid)
     chats = {
         await _say_hello(client, fake_connector, in_tenant.with_user(person))
@@ -462,12 +452,7 @@ async def test_the_pressed_sync_card_shows_the_outcome_when_the_run_ends(
 ) -> None:
     tid = seed_tenant(cloud, 44)
     ent = await make_enterprise(services, 44, users=2)
-    services = composed(
-        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
-    )
-    app = build_app(services, bot_settings)
-    start_background_work(app, services)
-    client = await serve_bot(app)
+    services, client, _ = await _serve_synced(services, cloud, serve_bot, bot_settings)
     person = TeamsUser(admin_object_id(44), "Gloria Global")
     gloria = teams.with_tenant(tid).with_user(person)
     await _post(client, gloria.message("sync"))
@@ -549,12 +534,7 @@ async def test_the_password_goes_where_asked_and_the_creator_is_told_by_email(
 ) -> None:
     tid = seed_tenant(cloud, 46)
     ent = await make_enterprise(services, 46, users=0)
-    services = composed(
-        services, settings_with(services, cloud), graph=graph_service(graph_settings(cloud))
-    )
-    app = build_app(services, bot_settings)
-    start_background_work(app, services)
-    client = await serve_bot(app)
+    services, client, _ = await _serve_synced(services, cloud, serve_bot, bot_settings)
     gloria = teams.with_tenant(tid).with_user(TeamsUser(admin_object_id(46), "Gloria Global"))
     created = await _post(
         client,
