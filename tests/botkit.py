@@ -17,7 +17,7 @@ from services.users import NewUser
 from services.views import UserView
 from tests.cardcheck import assert_valid_cards
 from tests.conftest import PROVIDER, seed_enterprise
-from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER, TeamsActivities
+from tests.support.activities import DEFAULT_TENANT_ID, DEFAULT_USER, TeamsActivities, TeamsUser
 from tests.support.botclient import RunningBot
 from tests.support.connector import FakeConnector
 
@@ -155,3 +155,34 @@ async def harness(services: Services, serve_bot, teams, fake_connector, bot_sett
     yield BotHarness(client, services, teams, fake_connector, ent, seen)
     if seen:
         assert_valid_cards({f"card {i}": card for i, card in enumerate(seen)})
+
+
+async def global_admin(harness: BotHarness, name: str = "Gina Global") -> TeamsActivities:
+    """A new Global Admin of the harness's enterprise, talking to the bot."""
+    person = TeamsUser.random(name)
+    await harness.services.enterprises.grant(
+        PROVIDER,
+        aad_object_id=person.aad_object_id,
+        role=AdminRole.GLOBAL_ADMIN,
+        enterprise_id=harness.ent,
+        display_name=name,
+    )
+    return harness.teams.with_user(person)
+
+
+def fact_sets(card: dict[str, Any]) -> list[dict[str, str]]:
+    """Each FactSet of the card as title -> value, top to bottom."""
+    found: list[dict[str, str]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "FactSet":
+                found.append({f["title"]: f["value"] for f in node["facts"]})
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return found

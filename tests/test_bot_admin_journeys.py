@@ -8,12 +8,11 @@ import json
 import pytest
 
 from cards.actions import Verb
-from services.domain import AdminRole, LicenceProduct
+from services.domain import LicenceProduct
 from services.users import NewUser, UserChanges
 from services.views import UserView
-from tests.botkit import BotHarness, buttons, card_text, find_input
+from tests.botkit import BotHarness, buttons, card_text, find_input, global_admin
 from tests.conftest import PROVIDER
-from tests.support.activities import TeamsActivities, TeamsUser
 
 pytestmark = pytest.mark.parametrize(
     "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
@@ -324,24 +323,12 @@ async def test_remove_on_a_stale_card_is_refused_with_the_new_state(harness: Bot
     assert (await harness.services.users.get(harness.ent, cy.id)).display_name == "Cy Changed"
 
 
-async def _global_admin(harness: BotHarness) -> TeamsActivities:
-    person = TeamsUser.random("Gina Global")
-    await harness.services.enterprises.grant(
-        PROVIDER,
-        aad_object_id=person.aad_object_id,
-        role=AdminRole.GLOBAL_ADMIN,
-        enterprise_id=harness.ent,
-        display_name=person.name,
-    )
-    return harness.teams.with_user(person)
-
-
 async def test_global_admin_allows_and_withdraws_management_by_the_provider(
     harness: BotHarness,
 ) -> None:
     from services.models import AuditEntry
 
-    gina = await _global_admin(harness)
+    gina = await global_admin(harness)
     card = await harness.say("sync", teams=gina)
     text = card_text(card)
     assert "Management by the service provider: not allowed." in text

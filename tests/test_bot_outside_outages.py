@@ -20,9 +20,7 @@ import pytest
 from bot.app import build_app
 from cards.actions import Verb
 from sandbox import FaultConfig, SandboxServer
-from services.domain import AdminRole
-from tests.botkit import BotHarness, card_text
-from tests.conftest import PROVIDER
+from tests.botkit import BotHarness, card_text, global_admin
 from tests.provisioning_kit import (
     CLIENT_ID,
     cloud_fixture,  # noqa: F401
@@ -31,7 +29,7 @@ from tests.provisioning_kit import (
     graph_settings,
     sandbox_server_fixture,  # noqa: F401
 )
-from tests.support.activities import DEFAULT_TENANT_ID, TeamsActivities, TeamsUser
+from tests.support.activities import DEFAULT_TENANT_ID
 
 ON_SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 MICROSOFT_OUTAGE = "can't reach Microsoft right now"
@@ -53,18 +51,6 @@ def graph(cloud: SandboxServer) -> SandboxServer:
     cloud.state.add_tenant(DEFAULT_TENANT_ID, "Contoso", ["contoso.com"])
     cloud.state.consent_app(DEFAULT_TENANT_ID, CLIENT_ID)
     return cloud
-
-
-async def _global_admin(harness: BotHarness) -> TeamsActivities:
-    person = TeamsUser.random("Gina Global")
-    await harness.services.enterprises.grant(
-        PROVIDER,
-        aad_object_id=person.aad_object_id,
-        role=AdminRole.GLOBAL_ADMIN,
-        enterprise_id=harness.ent,
-        display_name="Gina Global",
-    )
-    return harness.teams.with_user(person)
 
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -112,7 +98,7 @@ async def test_graph_out_of_reach_is_told_as_an_outage(
 ) -> None:
     harness = await _graph_checks(harness, graph, outage, serve_bot, bot_settings)
     caplog.set_level(logging.WARNING)
-    as_global = await _global_admin(harness)
+    as_global = await global_admin(harness)
 
     # Starting a sync needs Microsoft's word that the admin is the Global Administrator.
     card = card_text(await harness.act(Verb.SYNC_START, {}, teams=as_global))

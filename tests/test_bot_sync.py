@@ -14,26 +14,14 @@ from cards.actions import Verb
 from services.domain import AdminRole, ProvisioningStatus, SyncStatus
 from services.models import Enterprise, SyncRun, User, utcnow
 from services.users import NewUser
-from tests.botkit import BotHarness, buttons, card_text
+from tests.botkit import BotHarness, buttons, card_text, fact_sets, global_admin
 from tests.conftest import PROVIDER
-from tests.support.activities import TeamsActivities, TeamsUser
+from tests.support.activities import TeamsUser
 
 ON_SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 ON_POSTGRES = pytest.mark.parametrize(
     "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
-
-
-async def _global_admin(harness: BotHarness, name: str = "Gina Global") -> TeamsActivities:
-    person = TeamsUser.random(name)
-    await harness.services.enterprises.grant(
-        PROVIDER,
-        aad_object_id=person.aad_object_id,
-        role=AdminRole.GLOBAL_ADMIN,
-        enterprise_id=harness.ent,
-        display_name=name,
-    )
-    return harness.teams.with_user(person)
 
 
 async def _runs(harness: BotHarness) -> list[SyncRun]:
@@ -49,24 +37,6 @@ async def _execute(harness: BotHarness, *statements: Any) -> None:
         for statement in statements:
             await uow.session.execute(statement)
         await uow.commit()
-
-
-def _facts(card: dict[str, Any]) -> list[dict[str, str]]:
-    """Each FactSet of the card as title -> value, top to bottom."""
-    found: list[dict[str, str]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "FactSet":
-                found.append({f["title"]: f["value"] for f in node["facts"]})
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    return found
 
 
 def _user_rows(card: dict[str, Any]) -> dict[str, str]:
@@ -127,7 +97,7 @@ async def test_global_admin_starts_one_sync_and_a_second_press_shows_it(
     harness: BotHarness,
 ) -> None:
     await _create(harness, "Ada King", "Bob Stone")
-    as_global = await _global_admin(harness)
+    as_global = await global_admin(harness)
     card = await harness.say("sync", teams=as_global)
     start = buttons(card)["Sync Teams Users"]
     assert "2 changes wait for the next sync." in card_text(card)
@@ -137,7 +107,7 @@ async def test_global_admin_starts_one_sync_and_a_second_press_shows_it(
     assert "Sync started" in text and "Sync requested" in text
     [run] = await _runs(harness)
     assert run.status is SyncStatus.REQUESTED and run.is_first
-    [run_facts] = [f for f in _facts(started) if "Requested by" in f]
+    [run_facts] = [f for f in fact_sets(started) if "Requested by" in f]
     assert run_facts["Requested by"] == "Gina Global (you)"
     assert run_facts["Status"] == "🟡 Requested, waiting to start"
     assert run_facts["Expected by"].endswith("(in about 24 h)")
@@ -155,12 +125,12 @@ async def test_global_admin_starts_one_sync_and_a_second_press_shows_it(
     )
     for shown in again:
         assert "A sync is already requested, so no second one was started" in card_text(shown)
-        [shown_facts] = [f for f in _facts(shown) if "Requested by" in f]
+        [shown_facts] = [f for f in fact_sets(shown) if "Requested by" in f]
         assert shown_facts["Requested"] == run_facts["Requested"]
     assert [r.id for r in await _runs(harness)] == [run.id]
     # the enterprise admin sees who started it
     seen = await harness.say("sync status")
-    [seen_facts] = [f for f in _facts(seen) if "Requested by" in f]
+    [seen_facts] = [f for f in fact_sets(seen) if "Requested by" in f]
     assert seen_facts["Requested by"] == "Gina Global"
     assert "Sync Teams Users" not in buttons(seen)
     # while the engine runs it, a press shows the running sync
@@ -233,7 +203,7 @@ async def test_per_user_indicators_counts_and_runs(harness: BotHarness) -> None:
         ),
     )
     card = await harness.act(Verb.SYNC_OPEN)
-    counts = next(f for f in _facts(card) if "🟢 Provisioned" in f)
+    counts = next(f for f in fact_sets(card) if "🟢 Provisioned" in f)
     # Ada and Bob have no calling licence: nothing of Teams Phone is provisioned for them.
     assert counts == {
         "⚪ Not synced": "1",
@@ -250,7 +220,7 @@ async def test_per_user_indicators_counts_and_runs(harness: BotHarness) -> None:
         "Flo Hart": "⚪ Not synced",
         "Ed Wood": "🟡 Pending",
     }
-    last = next(f for f in _facts(card) if "Finished" in f)
+    last = next(f for f in fact_sets(card) if "Finished" in f)
     assert last["Status"] == "🔴 Partially failed: see the users below"
     assert last["Requested by"] == "a Global Admin"  # no object id on the card
     assert "Last sync" in card_text(card)
@@ -267,7 +237,7 @@ async def test_per_user_indicators_counts_and_runs(harness: BotHarness) -> None:
         ),
     )
     overdue = await harness.act(Verb.SYNC_OPEN)
-    [run_facts] = [f for f in _facts(overdue) if "Expected by" in f]
+    [run_facts] = [f for f in fact_sets(overdue) if "Expected by" in f]
     assert run_facts["Status"] == "🔵 Running"
     assert run_facts["Requested by"] == "Switchboard (automatic sync)"
     assert run_facts["Expected by"].endswith("(⚠ overdue)")
@@ -295,7 +265,7 @@ async def test_no_users_and_everyone_provisioned(harness: BotHarness) -> None:
 async def test_sync_main_flow_on_postgres(harness: BotHarness) -> None:
     await _create(harness, "Ada King")
     assert "Sync Teams Users" not in buttons(await harness.say("sync"))
-    as_global = await _global_admin(harness)
+    as_global = await global_admin(harness)
     card = await harness.say("sync", teams=as_global)
     start = buttons(card)["Sync Teams Users"]
     first, second = await asyncio.gather(

@@ -10,28 +10,16 @@ import pytest
 from sqlalchemy import select, update
 
 from cards.actions import Verb
-from services.domain import AdminRole, LicenceProduct, ProvisioningStatus, SyncStatus
+from services.domain import LicenceProduct, ProvisioningStatus, SyncStatus
 from services.inventory import AUTO
 from services.models import SyncRun, User, utcnow
 from services.users import NewUser
-from tests.botkit import BotHarness, card_text
+from tests.botkit import BotHarness, card_text, fact_sets, global_admin
 from tests.cardcheck import assert_valid_cards
 from tests.conftest import PROVIDER
-from tests.support.activities import TeamsActivities, TeamsUser
+from tests.support.activities import TeamsActivities
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-
-
-async def _global_admin(harness: BotHarness) -> TeamsActivities:
-    person = TeamsUser.random("Gina Global")
-    await harness.services.enterprises.grant(
-        PROVIDER,
-        aad_object_id=person.aad_object_id,
-        role=AdminRole.GLOBAL_ADMIN,
-        enterprise_id=harness.ent,
-        display_name="Gina Global",
-    )
-    return harness.teams.with_user(person)
 
 
 async def _refreshed(
@@ -50,28 +38,11 @@ async def _refreshed(
     return card
 
 
-def _counts(card: dict[str, Any]) -> dict[str, str]:
-    found: list[dict[str, str]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "FactSet":
-                found.append({f["title"]: f["value"] for f in node["facts"]})
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    return next(facts for facts in found if "🟢 Provisioned" in facts)
-
-
 async def test_the_sync_card_refreshes_to_the_finished_run(harness: BotHarness) -> None:
     await harness.services.users.create(
         PROVIDER, harness.ent, NewUser("Ada King", "ada.king@contoso.com")
     )
-    gina = await _global_admin(harness)
+    gina = await global_admin(harness)
     started = await harness.act(Verb.SYNC_START, teams=gina)
     assert "Sync in progress" in card_text(started) or "Sync requested" in card_text(started)
     refresh = started["refresh"]
@@ -164,7 +135,7 @@ async def test_an_unlicensed_user_is_not_counted_as_provisioned(harness: BotHarn
         ).scalars()
         assert list(licensed) == ["Ada King"]
     card = await harness.act(Verb.SYNC_OPEN)
-    counts = _counts(card)
+    counts = next(f for f in fact_sets(card) if "🟢 Provisioned" in f)
     assert counts["🟢 Provisioned"] == "1"
     assert counts["⚪ No calling licence"] == "1"
     assert "Users (2)" in card_text(card)

@@ -18,7 +18,7 @@ from services.domain import AdminRole, LicenceProduct
 from services.inventory import AUTO
 from services.models import User
 from services.users import NewUser
-from tests.botkit import BotHarness, buttons, card_text, find_input
+from tests.botkit import BotHarness, buttons, card_text, fact_sets, find_input
 from tests.conftest import PROVIDER, seed_enterprise
 from tests.support.activities import TeamsUser
 from tests.support.fixtures import ServeBot
@@ -360,15 +360,6 @@ async def test_typed_caller_id_opens_the_caller_id_card_of_the_one_match(
     assert "Primary e-mail (Entra)" in card_text(await harness.say("find priya"))
 
 
-def _card_facts(card: dict) -> dict[str, str]:
-    return {
-        fact["title"]: fact["value"]
-        for element in card["body"]
-        if element.get("type") == "FactSet"
-        for fact in element["facts"]
-    }
-
-
 @pytest.mark.without_mail
 async def test_without_a_sender_mailbox_the_result_card_promises_no_email(
     harness: BotHarness,
@@ -378,7 +369,7 @@ async def test_without_a_sender_mailbox_the_result_card_promises_no_email(
     )
     text = card_text(result)
     assert "Switchboard has no mailbox to send from" in text
-    facts = _card_facts(result)
+    facts = {k: v for facts in fact_sets(result) for k, v in facts.items()}
     assert "Confirmation" not in facts and "Password" not in facts
     [user] = await _users(harness)
     assert user.password_email_to == "grace.hopper@contoso.com"  # kept for when mail is set up
